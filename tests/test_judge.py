@@ -2395,6 +2395,9 @@ _OLD_RATE_AHEAD = (r"(?![ \t\u00a0]*(?:(?:per|a|an|each|every)[ \t\u00a0]+|/[ \t
                    r"|quarter|year|annum|transaction|trade|person|item|unit|page|share)s?\b|[ \t\u00a0]+(?:daily|nightly|weekly"
                    r"|monthly|quarterly|yearly|annually)\b)")
 _OLD_RATE_NAMED_AHEAD = r"(?!\s*(?:/|per\b|an?\s|each\b|every\b|monthly|weekly|daily|annually|yearly))"
+# (stop 59, deliberately: each adverb written after a named APR's rate gives its period, "The APR is 4% quarterly")
+_NEW_RATE_NAMED_AHEAD = (r"(?!\s*(?:/|per\b|an?\s|each\b|every\b|(?:monthly|weekly|daily|annually|yearly|quarterly|nightly"
+                         r"|hourly|annual)\b))")
 _OLD_PERIOD_NAMES = {
     "second": r"seconds?|secs?", "minute": r"minutes?|mins?", "hour": r"hours?|hourly|hrs?",
     "day": r"days?|daily|nightly|per\s+diem|overnight|t\u00e4glich|tage|tagen|tages\w*|jours?|quotidien\w*|d\u00edas?|dias?"
@@ -2444,7 +2447,7 @@ def test_each_period_word_is_read_by_each_reading_as_before_the_one_table():
     rate_ahead, old_rate_ahead = re.compile(_RATE_AHEAD), re.compile(_OLD_RATE_AHEAD)
     old_named = {p: re.compile(r"(?i)(?<![\w-])(?:" + words + r")(?![\w-])") for p, words in _OLD_PERIOD_NAMES.items()}
     old_rate_named = re.compile(r"\b" + _ANNUAL_RATE + r"(?:\s*[:=]\s*|\s+(?:is|was|of|stands at|will be)\s+)"
-                                r"(\d[\d.]*\s?%)" + _OLD_RATE_NAMED_AHEAD)
+                                r"(\d[\d.]*\s?%)" + _NEW_RATE_NAMED_AHEAD)
     for word in {*words, *(w.upper() for w in words), *(w.capitalize() for w in words)}:
         for before in ("", " ", "  ", "per ", " per ", " a ", " an ", " each ", " every ", "/", " / "):
             ahead = f"{before}{word} later"
@@ -2477,3 +2480,19 @@ def test_an_adverb_or_a_period_after_a_names_each_period_of_the_table(answer, co
     right = {"quarterly": "per quarter", "a quarter": "per quarter", "a minute": "per minute"}
     said = next(f"{answer.split(w)[0]}{p}." for w, p in right.items() if w in answer)
     assert unstated_numbers(answer, said, "What is the fee?") == []  # its own period, written with "per", holds it not
+
+
+# A named APR's rate with an adverb after it is the adverb's period's, as with "monthly" (stop 59): "The APR is 4%
+# quarterly" read a yearly 4% and passed against a passage's yearly APR; "The APR is 4% annual" read a rate per year
+# per year and was held against "4% per year"
+@pytest.mark.parametrize(("answer", "context", "held"), [
+    ("The APR is 4% quarterly.", "The loan carries an APR of 4%.", True),
+    ("The APR is 4% quarterly.", "The card charges 4% per quarter.", False),
+    ("The APR is 4% annual.", "The card charges 4% per year.", False),
+    ("The APR is 4% hourly.", "The card charges 4% per hour.", False),
+    ("The APR is 4% nightly.", "The loan carries an APR of 4%.", True),
+])
+def test_an_adverb_after_a_named_apr_gives_its_period(answer, context, held):
+    from hguard.calibrate.judge import unstated_numbers
+
+    assert bool(unstated_numbers(answer, context, "What is the rate?")) == held

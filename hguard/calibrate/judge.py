@@ -658,11 +658,9 @@ _ANNUAL_RATE = r"(?-i:APR|APY|AER|EAR)"
 _PER_ANNUM = re.compile(r"(?i)(?:(?<=[\d%])|(?<=percent))\s*p\.\s?a\b\.?|(?<=%)\s*(?:" + _ANNUAL_RATE + r"|\(\s*"
                         + _ANNUAL_RATE + r"\s*\)|(?-i:pa|apr)\b\.?)")
 _PER_MONTH = re.compile(r"(?i)(?:(?<=%)|(?<=percent))\s*p\.\s?m\b\.?")
-# "The APR is 4%", "APR: 19.9%" (unless a period is written after the rate)
-# (not "quarterly", "nightly", "hourly" nor "annual" after it, which the first list of its periods left out)
+# "The APR is 4%", "APR: 19.9%" (unless a period is written after the rate: "The APR is 4% quarterly" is a quarter's)
 _RATE_NAMED = re.compile(r"\b" + _ANNUAL_RATE + r"(?:\s*[:=]\s*|\s+(?:is|was|of|stands at|will be)\s+)(\d[\d.]*\s?%)"
-                         r"(?!\s*(?:/|per\b|an?\s|each\b|every\b|" + "|".join(
-                             a for a in _PERIOD_ADVERBS if a not in ("quarterly", "nightly", "hourly", "annual")) + "))")
+                         r"(?!\s*(?:/|per\b|an?\s|each\b|every\b|(?:" + "|".join(_PERIOD_ADVERBS) + r")\b))")
 # number words the passage may use: "a week", "a dozen", ordinals ("the third business day", "twenty-fifth")
 # "within a week", "the notice period is a month" (not "once a day", "one tablet a day": a rate, no amount)
 _A_AMOUNT = re.compile(r"(?i)(?:(?<=\bwithin )|(?<=\bfor )|(?<=\bafter )|(?<=\bin )|(?<=\bover )|(?<=\bis )|(?<=\bof )"
