@@ -2416,6 +2416,9 @@ _OLD_PERIOD_NAMES = {
             r"|par\s+an|l['\u2019]an"
             r"|annuel\w*|a\u00f1os?|anual\w*|ann[oi]|annu[oa]|anos?|jaar\w*",
     "trade": r"trades?|trading", "transaction": r"transactions?"}
+# (stop 59, deliberately: a hotel's "night" is a day's, a unit after a number and a passage's word for the day)
+_NEW_UNIT_WORDS = {**_OLD_UNIT_WORDS, "day": "day days night nights"}
+_NEW_PERIOD_NAMES = {**_OLD_PERIOD_NAMES, "day": r"nights?|" + _OLD_PERIOD_NAMES["day"]}
 _OLD_OTHER_LANGUAGE_UNITS = set(
     "monat monate monaten tag tage tagen woche wochen jahr jahre jahren stunde stunden minuten gramm mois jour jours "
     "semaine semaines ans année années annee annees heure heures grammes mes meses día días dia dias semana semanas año "
@@ -2443,14 +2446,14 @@ def test_each_period_word_is_read_by_each_reading_as_before_the_one_table():
                                         _PERIOD_NAMES, _RATE_AHEAD, _RATE_NAMED, _RATE_PERIODS, stated_numbers)
 
     words = _period_words()
-    old_units = {w: period for period, spelled in _OLD_UNIT_WORDS.items() for w in spelled.split()}
+    old_units = {w: period for period, spelled in _NEW_UNIT_WORDS.items() for w in spelled.split()}
     assert {w: unit for w, (unit, _, _) in _MEASURE_UNITS.items() if unit in _RATE_PERIODS} == old_units
     assert _ADVERB_PERIODS == _NEW_ADVERB_PERIODS
     assert set(_MONEY_AFTER.split("|")) & set(words) == {*_OLD_MONEY_AFTER_PERIODS, "min", "per", "an"}  # "min": minimum
     assert set(_OTHER_LANGUAGE_UNITS) == _OLD_OTHER_LANGUAGE_UNITS
-    assert set(_PERIOD_NAMES) == set(_OLD_PERIOD_NAMES) == set(_RATE_PERIODS)
+    assert set(_PERIOD_NAMES) == set(_NEW_PERIOD_NAMES) == set(_RATE_PERIODS)
     rate_ahead, old_rate_ahead = re.compile(_RATE_AHEAD), re.compile(_NEW_RATE_AHEAD)
-    old_named = {p: re.compile(r"(?i)(?<![\w-])(?:" + words + r")(?![\w-])") for p, words in _OLD_PERIOD_NAMES.items()}
+    old_named = {p: re.compile(r"(?i)(?<![\w-])(?:" + words + r")(?![\w-])") for p, words in _NEW_PERIOD_NAMES.items()}
     old_rate_named = re.compile(r"\b" + _ANNUAL_RATE + r"(?:\s*[:=]\s*|\s+(?:is|was|of|stands at|will be)\s+)"
                                 r"(\d[\d.]*\s?%)" + _NEW_RATE_NAMED_AHEAD)
     for word in {*words, *(w.upper() for w in words), *(w.capitalize() for w in words)}:
@@ -2518,3 +2521,18 @@ def test_a_year_like_number_before_a_period_abbreviation_is_a_rate(answer, conte
     assert unstated_numbers(answer, context, "What is the fee?") == []
     assert unstated_numbers(answer.replace("2000", "1999").replace("2,000", "1,999"), context, "What is the fee?")
     assert stated_numbers("See the 2023 annual report.") == [("2023", "#year")]
+
+
+# A hotel's "night" is a day's period (stop 59): "$200 per night" read as a plain $200 (only "nightly" gave a day),
+# so that an answer's nightly rate passed against a passage's weekly one, and a passage's "nights" named no day
+@pytest.mark.parametrize(("answer", "context", "held"), [
+    ("The room costs $200 per night.", "The room costs $200 per week.", True),
+    ("The room costs $200 a night.", "The room costs $200 per week.", True),
+    ("The room costs $200 per night.", "The room costs $200 per night.", False),
+    ("The room costs $200 per day.", "The room costs $200 nightly.", False),
+    ("The room costs $200 per day.", "Guests pay $200 for each of the 3 nights.", False),
+])
+def test_a_night_is_a_days_period(answer, context, held):
+    from hguard.calibrate.judge import unstated_numbers
+
+    assert bool(unstated_numbers(answer, context, "What does the room cost?")) == held

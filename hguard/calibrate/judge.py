@@ -250,7 +250,7 @@ _MEASURES = _CURRENCIES | _RATIOS
 @dataclass(frozen=True)
 class _PeriodWords:
     """A period's words (or a rate's basis's: "per trade"), one row of `_PERIOD_WORDS`. ``nouns``: its English nouns,
-    singular, each read with its plural in "-s" (but "annum"); ``abbreviations``: its short forms, read as its unit
+    singular, each read with its plural in "-s" (but "annum"; a hotel's "night" is a day's); ``abbreviations``: its short forms, read as its unit
     after a number as its nouns are ("5 hrs"); ``adverbs``: its adverbs and adjectives ("daily", "annual");
     ``named``: further words that name it in a passage's sentence only (a pattern: finance's "p.a." and "APR", and the
     words of German, French, Spanish, Italian, Portuguese and Dutch, "Jahresgeb\u00fchr"); ``other_units``: its unit
@@ -277,7 +277,7 @@ _PERIOD_WORDS = {
     "minute": _PeriodWords(("minute",), ("min", "mins"), other_units=("minuten",)),
     "hour": _PeriodWords(("hour",), ("h", "hr", "hrs"), ("hourly",),
                          other_units=("stunde", "stunden", "heure", "heures", "hora", "horas", "ore")),
-    "day": _PeriodWords(("day",), (), ("daily", "nightly"),
+    "day": _PeriodWords(("day", "night"), (), ("daily", "nightly"),
                         r"per\s+diem|overnight|t\u00e4glich|tage|tagen|tages\w*|jours?|quotidien\w*|d\u00edas?|dias?"
                         r"|diari[oa]|giorn\w+|dag|dagen|dagelijks",
                         ("tag", "tage", "tagen", "jour", "jours", "d\u00eda", "d\u00edas", "dia", "dias", "giorno", "giorni")),
@@ -733,8 +733,8 @@ _REFERENCE_DASH = re.compile(r"[ \t\u00a0]*[-\u2013][ \t\u00a0]*")
 # ... nor a rate's amount ("limited to 2000 per day", "2000 a month", "1950/year", "2000 daily")
 # ("2000 per yr", "2000 hourly" too; not "annual", an adjective after a year: "the 2023 annual report")
 _RATE_AHEAD = (r"(?![ \t\u00a0]*(?:(?:per|a|an|each|every)[ \t\u00a0]+|/[ \t\u00a0]*)(?:" + "|".join(
-    (*(w for words in _PERIOD_WORDS.values() for w in (*words.abbreviations, *words.nouns)), "night", "person", "item",
-     "unit", "page", "share")) + r")s?\b|[ \t\u00a0]+(?:" + "|".join(a for a in _PERIOD_ADVERBS if a != "annual") + r")\b)")
+    (*(w for words in _PERIOD_WORDS.values() for w in (*words.abbreviations, *words.nouns)), "person", "item", "unit",
+     "page", "share")) + r")s?\b|[ \t\u00a0]+(?:" + "|".join(a for a in _PERIOD_ADVERBS if a != "annual") + r")\b)")
 _YEAR_LIKE = re.compile(r"(?i)(?<![" + _MINUS_SIGNS + r"\w.,/:'\u2019\u00a7#])(?:19|20)\d\d(?![\w%\u2030]|[" + _MINUS_SIGNS
                         + r".,/:]\d)(?![ \t\u00a0]*" + _LABEL_WORD + r"[a-z]\b)" + _NO_UNIT_AHEAD + _RATE_AHEAD)
 _CURRENCY_BEFORE = re.compile(r"(?:[" + re.escape(_CURRENCY_SIGNS) + r"]|\b(?i:" + "|".join(_CURRENCY_CODES) + r"))[ \t\u00a0]?$")
