@@ -2418,7 +2418,12 @@ _OLD_PERIOD_NAMES = {
     "trade": r"trades?|trading", "transaction": r"transactions?"}
 # (stop 59, deliberately: a hotel's "night" is a day's, a unit after a number and a passage's word for the day)
 _NEW_UNIT_WORDS = {**_OLD_UNIT_WORDS, "day": "day days night nights"}
-_NEW_PERIOD_NAMES = {**_OLD_PERIOD_NAMES, "day": r"nights?|" + _OLD_PERIOD_NAMES["day"]}
+# and other languages' units name their period in a passage ("5 Euro pro Stunde", "par heure", "5 ans"; not "tag" nor
+# "ore", English words: German's "pro Tag")
+_NEW_PERIOD_NAMES = {**_OLD_PERIOD_NAMES,
+                     "day": r"nights?|" + _OLD_PERIOD_NAMES["day"] + r"|(?:pro|je|jeden|einen|ein|am)\s+(?-i:Tag)",
+                     "hour": _OLD_PERIOD_NAMES["hour"] + r"|stunden?|heures?|horas?",
+                     "minute": _OLD_PERIOD_NAMES["minute"] + r"|minuten", "year": _OLD_PERIOD_NAMES["year"] + r"|ans"}
 _OLD_OTHER_LANGUAGE_UNITS = set(
     "monat monate monaten tag tage tagen woche wochen jahr jahre jahren stunde stunden minuten gramm mois jour jours "
     "semaine semaines ans année années annee annees heure heures grammes mes meses día días dia dias semana semanas año "
@@ -2536,3 +2541,23 @@ def test_a_night_is_a_days_period(answer, context, held):
     from hguard.calibrate.judge import unstated_numbers
 
     assert bool(unstated_numbers(answer, context, "What does the room cost?")) == held
+
+
+# Another language's unit names its period in a passage's sentence, as its English noun does (stop 59): an answer
+# giving the passage's "5 Euro pro Stunde" as "5 euros per hour" was held, "Stunde", "heure", "hora", "minuten", "ans"
+# and "Tag" naming no period there; an English word ("a price tag", "iron ore") names none
+@pytest.mark.parametrize(("answer", "context", "held"), [
+    ("The fee is 5 euros per day.", "Die Gebühr beträgt 5 Euro pro Tag.", False),
+    ("The fee is 5 euros per hour.", "Die Gebühr beträgt 5 Euro pro Stunde.", False),
+    ("The rate is 20 euros per hour.", "Le tarif est de 20 euros par heure.", False),
+    ("The rate is 20 euros per hour.", "La tarifa es de 20 euros por hora.", False),
+    ("The call costs 2 euros per minute.", "Het gesprek kost 2 euro per minuten.", False),
+    ("The fee is 50 euros per year.", "Les frais sont de 50 euros tous les ans.", False),
+    ("The fee is 5 euros per month.", "Die Gebühr beträgt 5 Euro pro Tag.", True),
+    ("The price is $50 per day.", "The price tag is $50.", True),
+    ("The price is $50 per hour.", "The mine sold ore at $50.", True),
+])
+def test_another_languages_unit_names_its_period_in_a_passage(answer, context, held):
+    from hguard.calibrate.judge import unstated_numbers
+
+    assert bool(unstated_numbers(answer, context, "What is the fee?")) == held

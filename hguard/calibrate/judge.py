@@ -279,7 +279,8 @@ _PERIOD_WORDS = {
                          other_units=("stunde", "stunden", "heure", "heures", "hora", "horas", "ore")),
     "day": _PeriodWords(("day", "night"), (), ("daily", "nightly"),
                         r"per\s+diem|overnight|t\u00e4glich|tage|tagen|tages\w*|jours?|quotidien\w*|d\u00edas?|dias?"
-                        r"|diari[oa]|giorn\w+|dag|dagen|dagelijks",
+                        r"|diari[oa]|giorn\w+|dag|dagen|dagelijks"
+                        r"|(?:pro|je|jeden|einen|ein|am)\s+(?-i:Tag)",
                         ("tag", "tage", "tagen", "jour", "jours", "d\u00eda", "d\u00edas", "dia", "dias", "giorno", "giorni")),
     "week": _PeriodWords(("week",), ("wk", "wks"), ("weekly",),
                          r"woche\w*|w\u00f6chentlich|semaines?|hebdomadaire|semanas?|semanal|settiman\w+|weken|wekelijks",
@@ -1779,10 +1780,12 @@ _ENGLISH_ONLY = frozenset("the and are were be been has have had does did can ma
 
 
 # the words that name a rate's period or basis in a passage's sentence (`_periods_named`): "monthly", "a 12-month
-# term", "per annum", "p.a.", "APR", "3,5 Prozent pro Jahr", "Jahresgebühr" (`_PERIOD_WORDS`; a letter alone, "5 h",
-# names none)
+# term", "per annum", "p.a.", "APR", "3,5 Prozent pro Jahr", "5 Euro pro Stunde", "20 euros par heure", "Jahresgebühr"
+# (`_PERIOD_WORDS`; a letter alone, "5 h", names none, nor an English word: "a price tag", "iron ore"; German's "pro
+# Tag" does)
 _PERIOD_NAMES = {period: re.compile(r"(?i)(?<![\w-])(?:" + "|".join(
-    (*(re.escape(w) for w in (*words.units(), *words.adverbs) if len(w) > 1), *filter(None, [words.named])))
+    (*(re.escape(w) for w in (*words.units(), *words.adverbs, *words.other_units) if len(w) > 1 and w not in ("tag", "ore")),
+     *filter(None, [words.named])))
     + r")(?![\w-])") for period, words in _PERIOD_WORDS.items()}
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?;])\s+(?=\S)")
 
