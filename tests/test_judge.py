@@ -2389,7 +2389,8 @@ _OLD_UNIT_WORDS = {"second": "s sec secs second seconds", "minute": "min mins mi
 _OLD_ADVERB_PERIODS = {"daily": "day", "weekly": "week", "monthly": "month", "yearly": "year", "annually": "year",
                        "annual": "year", "hourly": "hour", "nightly": "day"}
 # the readings stop 59 changed deliberately, after the table, closing the old lists' gaps: "$5 quarterly" is a rate
-_NEW_ADVERB_PERIODS = {**_OLD_ADVERB_PERIODS, "quarterly": "quarter"}
+# and a hotel's "night" is a period of its own (no 24 hours), "nightly" its adverb
+_NEW_ADVERB_PERIODS = {**_OLD_ADVERB_PERIODS, "quarterly": "quarter", "nightly": "night"}
 _OLD_MONEY_AFTER_PERIODS = {"annual", "annually", "monthly", "weekly", "daily", "yearly", "quarterly", "nightly", "hourly"}
 _OLD_RATE_AHEAD = (r"(?![ \t\u00a0]*(?:(?:per|a|an|each|every)[ \t\u00a0]+|/[ \t\u00a0]*)(?:second|minute|hour|day|night|week|month"
                    r"|quarter|year|annum|transaction|trade|person|item|unit|page|share)s?\b|[ \t\u00a0]+(?:daily|nightly|weekly"
@@ -2416,12 +2417,13 @@ _OLD_PERIOD_NAMES = {
             r"|par\s+an|l['\u2019]an"
             r"|annuel\w*|a\u00f1os?|anual\w*|ann[oi]|annu[oa]|anos?|jaar\w*",
     "trade": r"trades?|trading", "transaction": r"transactions?"}
-# (stop 59, deliberately: a hotel's "night" is a day's, a unit after a number and a passage's word for the day)
-_NEW_UNIT_WORDS = {**_OLD_UNIT_WORDS, "day": "day days night nights"}
+# (stop 59, deliberately: a hotel's "night" is a period of its own, a unit after a number and a passage's word for it)
+_NEW_UNIT_WORDS = {**_OLD_UNIT_WORDS, "night": "night nights"}
 # and other languages' units name their period in a passage ("5 Euro pro Stunde", "par heure", "5 ans"; not "tag" nor
 # "ore", English words: German's "pro Tag")
 _NEW_PERIOD_NAMES = {**_OLD_PERIOD_NAMES,
-                     "day": r"nights?|" + _OLD_PERIOD_NAMES["day"] + r"|(?:pro|je|jeden|einen|ein|am)\s+(?-i:Tag)",
+                     "day": _OLD_PERIOD_NAMES["day"].replace("|nightly", "") + r"|(?:pro|je|jeden|einen|ein|am)\s+(?-i:Tag)",
+                     "night": r"nights?|nightly",
                      "hour": _OLD_PERIOD_NAMES["hour"] + r"|stunden?|heures?|horas?",
                      "minute": _OLD_PERIOD_NAMES["minute"] + r"|minuten", "year": _OLD_PERIOD_NAMES["year"] + r"|ans"}
 _OLD_OTHER_LANGUAGE_UNITS = set(
@@ -2528,16 +2530,18 @@ def test_a_year_like_number_before_a_period_abbreviation_is_a_rate(answer, conte
     assert stated_numbers("See the 2023 annual report.") == [("2023", "#year")]
 
 
-# A hotel's "night" is a day's period (stop 59): "$200 per night" read as a plain $200 (only "nightly" gave a day),
-# so that an answer's nightly rate passed against a passage's weekly one, and a passage's "nights" named no day
+# A hotel's "night" is a period of its own (stop 59): "$200 per night" read as a plain $200 (only "nightly" gave a
+# period, the day's), so that an answer's nightly rate passed against a passage's weekly one, and a passage's
+# "nights" named no period; a night is no 24 hours (read as a day's, "one night" stated "24 hours")
 @pytest.mark.parametrize(("answer", "context", "held"), [
     ("The room costs $200 per night.", "The room costs $200 per week.", True),
     ("The room costs $200 a night.", "The room costs $200 per week.", True),
     ("The room costs $200 per night.", "The room costs $200 per night.", False),
-    ("The room costs $200 per day.", "The room costs $200 nightly.", False),
-    ("The room costs $200 per day.", "Guests pay $200 for each of the 3 nights.", False),
+    ("The room costs $200 a night.", "The room costs $200 nightly.", False),
+    ("The room costs $200 per night.", "Guests pay $200 for each of the 3 nights.", False),
+    ("The package covers 24 hours.", "The package covers one night.", True),
 ])
-def test_a_night_is_a_days_period(answer, context, held):
+def test_a_night_is_a_period_of_its_own(answer, context, held):
     from hguard.calibrate.judge import unstated_numbers
 
     assert bool(unstated_numbers(answer, context, "What does the room cost?")) == held

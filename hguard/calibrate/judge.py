@@ -250,7 +250,7 @@ _MEASURES = _CURRENCIES | _RATIOS
 @dataclass(frozen=True)
 class _PeriodWords:
     """A period's words (or a rate's basis's: "per trade"), one row of `_PERIOD_WORDS`. ``nouns``: its English nouns,
-    singular, each read with its plural in "-s" (but "annum"; a hotel's "night" is a day's); ``abbreviations``: its short forms, read as its unit
+    singular, each read with its plural in "-s" (but "annum"); ``abbreviations``: its short forms, read as its unit
     after a number as its nouns are ("5 hrs"); ``adverbs``: its adverbs and adjectives ("daily", "annual");
     ``named``: further words that name it in a passage's sentence only (a pattern: finance's "p.a." and "APR", and the
     words of German, French, Spanish, Italian, Portuguese and Dutch, "Jahresgeb\u00fchr"); ``other_units``: its unit
@@ -277,11 +277,12 @@ _PERIOD_WORDS = {
     "minute": _PeriodWords(("minute",), ("min", "mins"), other_units=("minuten",)),
     "hour": _PeriodWords(("hour",), ("h", "hr", "hrs"), ("hourly",),
                          other_units=("stunde", "stunden", "heure", "heures", "hora", "horas", "ore")),
-    "day": _PeriodWords(("day", "night"), (), ("daily", "nightly"),
+    "day": _PeriodWords(("day",), (), ("daily",),
                         r"per\s+diem|overnight|t\u00e4glich|tage|tagen|tages\w*|jours?|quotidien\w*|d\u00edas?|dias?"
                         r"|diari[oa]|giorn\w+|dag|dagen|dagelijks"
                         r"|(?:pro|je|jeden|einen|ein|am)\s+(?-i:Tag)",
                         ("tag", "tage", "tagen", "jour", "jours", "d\u00eda", "d\u00edas", "dia", "dias", "giorno", "giorni")),
+    "night": _PeriodWords(("night",), (), ("nightly",)),  # a hotel's: a period of its own, no 24 hours ("one night's rate")
     "week": _PeriodWords(("week",), ("wk", "wks"), ("weekly",),
                          r"woche\w*|w\u00f6chentlich|semaines?|hebdomadaire|semanas?|semanal|settiman\w+|weken|wekelijks",
                          ("woche", "wochen", "semaine", "semaines", "semana", "semanas", "settimana", "settimane")),
@@ -318,7 +319,7 @@ def _measure_table() -> dict[str, tuple[str, Decimal, str]]:
         ("l litre litres liter liters", "l", "ml", Decimal(1000)),
         *((" ".join(_PERIOD_WORDS[period].units()), period, base, factor) for period, base, factor in (
             ("second", "second", Decimal(1)), ("minute", "second", Decimal(60)), ("hour", "second", Decimal(3600)),
-            ("day", "second", Decimal(86400)), ("week", "second", Decimal(604800)), ("month", "month", Decimal(1)),
+            ("day", "second", Decimal(86400)), ("night", "night", Decimal(1)), ("week", "second", Decimal(604800)), ("month", "month", Decimal(1)),
             ("quarter", "quarter", Decimal(1)), ("year", "year", Decimal(1)))),
         ("decade decades", "decade", "year", Decimal(10)),
         ("mm millimetre millimetres millimeter millimeters", "mm", "mm", Decimal(1)),
