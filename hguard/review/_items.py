@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from .._json import json_safe
 from .._text import hidden_character
-from ..errors import ReviewQueueError
+from ..errors import AuditError, AuditIntegrityError, ReviewQueueError
 from ..errors import shown as _show
 
 #: "not_in_context": the answer was given with a passage that does not answer the question (the right reply says so)
@@ -81,6 +81,23 @@ class VerdictRefused(ReviewQueueError):
 class AuditLogUnavailable(ReviewQueueError):
     """The queue's audit log could not be read or written (a damaged line, a file this process cannot read, a disk
     error): nothing was recorded; the message names the log and what to do (the review page answers 503)."""
+
+    @staticmethod
+    def of(cause: BaseException, message: str) -> AuditLogUnavailable:
+        """The error for ``cause``: an :class:`~hguard.errors.AuditIntegrityError` (a damaged line, an archive taken
+        away) or another :class:`~hguard.errors.AuditError` stays one too, so that a caller catching the log's own
+        error (as before the queue named it) still does."""
+        kind = (AuditLogDamaged if isinstance(cause, AuditIntegrityError) else
+                AuditLogFailed if isinstance(cause, AuditError) else AuditLogUnavailable)
+        return kind(message)
+
+
+class AuditLogDamaged(AuditLogUnavailable, AuditIntegrityError):
+    """:class:`AuditLogUnavailable` where the log failed its integrity check (an AuditIntegrityError too)."""
+
+
+class AuditLogFailed(AuditLogUnavailable, AuditError):
+    """:class:`AuditLogUnavailable` where the log raised its own error (an AuditError too)."""
 
 
 class ItemNotFound(ReviewQueueError):

@@ -934,7 +934,7 @@ class ReviewQueue:
         except Exception as e:  # noqa: BLE001 - whatever it was, the log was not read: said, naming it
             cause = str(e) if isinstance(e, HGuardError) else (
                 f"{error_text(e)}; check that this process may read it and the disk it is on")
-            raise AuditLogUnavailable(
+            raise AuditLogUnavailable.of(e,
                 f"review queue {self.path}: could not {doing}: the audit log {self.audit.path} could not be read "
                 f"({cause}); {then}") from e
 
@@ -1048,7 +1048,7 @@ class ReviewQueue:
         try:
             receipt, failed = append_written(self.audit, record, kind="review_verdict")
         except Exception as e:  # an AuditError, or whatever else an append raised (a disk error surfacing raw, a sink's)
-            raise AuditLogUnavailable(
+            raise AuditLogUnavailable.of(e,
                 f"review queue {self.path}: the verdict on item {item_id!r} was not recorded because the audit "
                 f"log {self.audit.path} could not be written ({e if isinstance(e, HGuardError) else error_text(e)}); "
                 "the item is "
