@@ -97,6 +97,44 @@ def _how_to_go_on(key: str, entry: Mapping[str, Any], report: Mapping[str, Any])
     return said
 
 
+def _hours(h: float | None) -> str:
+    return "-" if h is None else f"{h:.1f} h"
+
+
+def _backlog_lines(backlog: Mapping[str, Any] | None) -> list[str]:
+    """The review queue's backlog in one line, and a warning line when its oldest pending item has waited longer than
+    ``[monitor] review_backlog_max_age_hours`` (or a pending item's wait cannot be read). Nothing for a report
+    without it (one written before it was reported)."""
+    if not backlog:
+        return []
+    o = backlog["overall"]
+    p, dec = o["pending"], o["decided"]
+    by = [(d, f) for d, f in backlog["domains"].items() if f["pending"]["total"]]
+    if backlog.get("outside_domains") and backlog["outside_domains"]["pending"]["total"]:
+        by.append(("outside the policy's domains", backlog["outside_domains"]))
+    line = (f"  review queue: {p['total']} pending ({p['held_for_review']} held for review, {p['spot_checks']} "
+            f"spot-checks); oldest waited {_hours(o['oldest_pending_age_hours'])}, median "
+            f"{_hours(o['median_pending_age_hours'])} (since the guard decided each)"
+            + (f", {o['pending_age_unknown']} with a time that cannot be read" if o["pending_age_unknown"] else "")
+            + f"; decided {dec['last_24h']} in the last 24 h, {dec['last_7d']} in the last 7 days ({dec['total']} in all)"
+            + ("; pending by domain: " + ", ".join(f"{d} {f['pending']['total']} (oldest "
+                                                    f"{_hours(f['oldest_pending_age_hours'])})" for d, f in by)
+               if by else ""))  # fmt: skip
+    if not o["over_max_age"]:
+        return [line]
+    late = [d for d, f in by if f["over_max_age"]]
+    why = (f"the oldest pending review item has waited {_hours(o['oldest_pending_age_hours'])}, longer than "
+           if o["oldest_pending_age_hours"] is not None and o["oldest_pending_age_hours"] > backlog["max_age_hours"] else
+           "")
+    if o["pending_age_unknown"]:
+        why += (("; " if why else "") + f"{o['pending_age_unknown']} pending review item(s) have a time that cannot be "
+                "read (the queue file was edited?), so their wait is not shown within ")
+    return [line, f"  WARNING: {why}[monitor] review_backlog_max_age_hours {backlog['max_age_hours']:g}"
+                  + (f" (in {', '.join(late)})" if late else "")
+                  + ": held answers wait unreviewed; review them (`hguard review list`), or set the key to the wait "
+                    "your review process allows"]
+
+
 def summary(report: Mapping[str, Any]) -> str:
     chain = report["chain"]
     unchecked = (f"; {chain['n_macs']} MACs NOT checked: no key (a re-chained or forged record passes without it; set "
@@ -116,6 +154,7 @@ def summary(report: Mapping[str, Any]) -> str:
         verdicts = ", ".join(f"{n} {v}" for v, n in sorted(out["verdicts"].items())) or "none"
         lines.append(f"  outside the policy's domains: {out['n_decisions']} decision(s) ({where}; {routes}); "
                      f"verdicts on them: {verdicts} (no domain's estimate counts them)")
+    lines += _backlog_lines(report.get("review_backlog"))
     for d, e in report["domains"].items():
         s = e["spot_checks"]
         rate = "-" if s["rate"] is None else f"{s['rate']:.3f}"

@@ -53,11 +53,11 @@ import hashlib
 import json
 from collections import Counter, defaultdict
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ._audit_export import linked_decisions
+from ._audit_export import linked_decisions, period
 from ._monitor_report import public_report, summary, write_html
 from .audit import append_warned
 from ._monitor_state import (
@@ -418,6 +418,74 @@ def _outside(decisions: list[dict], verdict_of: Mapping[str, Mapping[str, Any]],
             "routes": dict(Counter(str(r.get("route")) for r in out)), "verdicts": dict(verdicts)}
 
 
+#: the periods the review queue's decided items are counted over (a monitor run has no window of its own), in hours
+BACKLOG_PERIODS = {"last_24h": 24.0, "last_7d": 7 * 24.0}
+
+
+def _backlog_figures(pending: Sequence[Any], decided_at: Sequence[datetime | None], now: datetime,
+                     max_age_hours: float) -> dict[str, Any]:
+    """The review queue's backlog of ``pending`` (its pending items) and ``decided_at`` (the verdict times of its
+    decided items, archived ones included; None where none can be read): how many wait, by kind (held for review, or a
+    spot-check of an accepted answer), how long the oldest and the median have waited, in hours since the guard
+    decided (the item's ``time``; one stamped after ``now`` has waited 0), and how many were decided in each of
+    :data:`BACKLOG_PERIODS` up to ``now`` (one decided after it is in none). ``over_max_age``: the oldest has waited
+    longer than ``max_age_hours``, or a pending item's time cannot be read (its wait is not shown to be within it)."""
+    from statistics import median
+
+    from .review._archive import _decided_at as _utc_time
+
+    times = [_utc_time(it.time) for it in pending]
+    ages = sorted(max(0.0, (now - t).total_seconds() / 3600) for t in times if t is not None)
+    unknown = sum(t is None for t in times)
+    spot = sum(bool(it.spot_check) for it in pending)
+    known = [t for t in decided_at if t is not None]
+    return {
+        "pending": {"total": len(pending), "held_for_review": len(pending) - spot, "spot_checks": spot},
+        "oldest_pending_age_hours": ages[-1] if ages else None,
+        "median_pending_age_hours": median(ages) if ages else None,
+        "pending_age_unknown": unknown,
+        "decided": {"total": len(decided_at),
+                    **{k: sum(now - timedelta(hours=h) <= t <= now for t in known) for k, h in BACKLOG_PERIODS.items()},
+                    "time_unknown": len(decided_at) - len(known)},
+        "over_max_age": bool(unknown) or (bool(ages) and ages[-1] > max_age_hours),
+    }
+
+
+def _review_backlog(policy, items: Sequence[Any], archived: Sequence[Any], recorded: Mapping[str, Mapping[str, Any]],
+                    now: datetime) -> dict[str, Any]:
+    """The review queue's backlog (:func:`_backlog_figures`) over the whole queue and per domain of the policy (and of
+    the items outside its domains, when there are any), as the queue holds it: ``items`` its pending and decided items
+    (all of them: an answer of another model, or held after the log was read, waits for a reviewer too), ``archived``
+    what it keeps of its archived items (decided: their verdict times are read from their ``review_verdict`` records
+    in ``recorded``, the chain's by id, the domain too where the queue kept none), against
+    ``[monitor] review_backlog_max_age_hours``."""
+    from .review._archive import _decided_at as _utc_time
+
+    max_age = policy.monitor.review_backlog_max_age_hours
+    pending: dict[Any, list[Any]] = defaultdict(list)
+    decided: dict[Any, list[datetime | None]] = defaultdict(list)
+    for it in items:
+        if it.status == "pending":
+            pending[it.domain].append(it)
+        else:
+            decided[it.domain].append(_utc_time(it.verdict.decided_at) if it.verdict is not None else None)
+    for a in archived:
+        rec = recorded.get(a.verdict_audit_id) if a.verdict_audit_id else None
+        domain = a.domain if a.domain_kept or rec is None else rec.get("domain")
+        decided[domain].append(_utc_time(rec.get("decided_at")) if rec is not None else None)
+
+    def figures(names) -> dict[str, Any]:
+        return _backlog_figures([it for d in names for it in pending.get(d, [])],
+                                [t for d in names for t in decided.get(d, [])], now, max_age)
+
+    outside = [d for d in {*pending, *decided} if d not in policy.domains]
+    return {"max_age_hours": max_age, "age_unit": "hours", "age_from": "the time the guard decided each item",
+            "decided_periods_hours": dict(BACKLOG_PERIODS), "until": now.isoformat(),
+            "overall": figures([*pending.keys() | decided.keys()]),
+            "domains": {name: figures([name]) for name in policy.domains},
+            "outside_domains": figures(outside) if outside else None}
+
+
 def _record_not_in_chain(record_id: str | None) -> str:
     """Why a verdict decided with the audit log counts for nothing: its record is not in the verified chain (cut off
     the log, or written to another log); deciding it again is refused there, so the log is what to look at."""
@@ -431,12 +499,15 @@ def _day(ts: str | None) -> str:
 
 def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, now: str | None = None) -> dict:
     """Estimate, drift and state for every policy domain; appends ``monitor_check`` (and any
-    ``monitor_tighten`` / ``monitor_lift``) records and rewrites the state file when ``act``."""
+    ``monitor_tighten`` / ``monitor_lift``) records and rewrites the state file when ``act``. ``now``: the report's
+    time (ISO, UTC unless it names a zone; default the clock's), up to which the review queue's backlog
+    (``review_backlog``: pending items and their ages, items decided lately) is counted."""
     from .review.queue import (SHOWN, ReviewQueue, chain_verdicts, newest_file_from, not_put_back, same_risk, same_text,
                                verdict_in_chain)
 
     audit_path = Path(audit_path or policy.audit.path)
     queue_path = Path(queue_path or policy.review.queue)
+    given_now = period(now, "now")  # checked before anything is read or appended
     if not audit_path.is_file():
         raise InputError(f"no audit log at {audit_path}; pass the log the guard writes (the policy's audit.path)")
     from .integrity import load_key
@@ -491,6 +562,7 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
     given = Counter(str(r.get("domain")) for r in decisions if given_answer(r))
     served = [r for r in decisions if not given_answer(r)]
     items = (queue.decided() + queue.pending(limit=None)) if queue is not None else []  # with the verdicts given since
+    queued = items  # the whole queue as it stands: its backlog (the figures below read only this log's decisions)
     # decided items moved to an archive file (`hguard review archive`): their verdicts count as the chain holds them, as
     # every verdict does; the queue keeps their ids, so they are neither missing from it nor uncommitted verdicts
     archived = list(queue.archived().values()) if queue is not None else []
@@ -561,7 +633,8 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
                        and it.verdict.audit_record_id is not None and it.verdict.audit_record_id not in recorded]
     selection = check_selection(policy, [r for r in records if r.get("kind") == SPOT or r.get("id") in by_id])
     not_queued, lost_to_queue = _not_queued(records, items, queue, archived)
-    now = now or datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    at = given_now or datetime.now(timezone.utc)  # the review queue's backlog is counted up to it
+    now = now or at.isoformat(timespec="microseconds")
     report: dict[str, Any] = {
         "policy": str(policy.source) if policy.source else None, "policy_id": pid, "audit_log": str(audit_path),
         "review_queue": str(queue_path), "time": now, "chain": {"ok": ver.ok, "n_records": ver.n_records,
@@ -583,6 +656,7 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
                                            "not_restored": not_restored[:5]},
         "outside_domains": _outside(served, verdict_of, policy),
         "tightenings_carried_from_state_file": carried,
+        "review_backlog": _review_backlog(policy, queued, archived, recorded, at),
     }  # fmt: skip
     for name, dp in policy.domains.items():
         m = meta.get(name, [])

@@ -466,6 +466,11 @@ class MonitorConfig(_Section):
         validate_default=True,
         description="a file path for the monitor's domain states (read by the guard), relative to the policy file",
     )
+    review_backlog_max_age_hours: float = Field(
+        72.0, gt=0.0, strict=True, allow_inf_nan=False,
+        description="a number of hours > 0, e.g. 72: `hguard monitor` warns when the review queue's oldest pending "
+        "item is older than this",
+    )
 
 
 def refuse_shared_files(files: Mapping[str, Path]) -> None:

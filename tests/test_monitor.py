@@ -2044,12 +2044,13 @@ def test_the_monitors_figures_are_the_same_after_the_decided_items_are_archived(
         spot = spot_check_decision(policy, "geo", rec.id, 10**9)
     log.append(spot, kind=SPOT)
     queue.enqueue({"audit_id": rec.id, "question": "q", "answer": "a", "domain": "geo", "spot_check": True})
-    before = run_monitor(policy, act=False)
+    at = "2100-01-02T00:00:00+00:00"  # both runs at one time: the review queue's backlog counts its ages up to it
+    before = run_monitor(policy, act=False, now=at)
     n_decided = len(queue.decided())
     assert n_decided > 10 and before["domains"]["geo"]["spot_checks"]["pending"] == 1
     done = queue.archive("2100-01-01", tmp_path / "archive.jsonl")
     assert done.n_archived == n_decided and done.held == [] and len(queue.decided()) == 0
-    after = run_monitor(policy, act=False)
+    after = run_monitor(policy, act=False, now=at)
     for rep in (before, after):
         rep.pop("time")
     # the chain holds one record more, the archive's (review_archive); every figure is the same
@@ -2057,6 +2058,9 @@ def test_the_monitors_figures_are_the_same_after_the_decided_items_are_archived(
     assert {**after, "chain": None} == {**before, "chain": None}
     assert after["review_decisions_not_in_queue"]["n"] == 0 and after["verdict_records_not_committed_in_queue"]["n"] == 0
     assert after["domains"]["geo"]["review_routed"] == {"reviewed": 7, "hallucinated": 4, "correct": 3}
+    # archived items are decided, not pending: the backlog is the same too (decided, all of them, one pending)
+    assert after["review_backlog"]["overall"]["decided"]["total"] == n_decided
+    assert after["review_backlog"]["overall"]["pending"]["total"] == 1
     n = before["chain"]["n_records"]
     assert summary(after) == summary(before).replace(f"({n} records,", f"({n + 1} records,")
 
@@ -2514,3 +2518,131 @@ def test_given_answers_served_to_users_are_live_traffic_to_the_monitor(tmp_path)
                    kind="decision")
     e = run_monitor(policy, act=False)["domains"]["geo"]
     assert e["n_decisions"] == 30 and e["given_answer_decisions_left_out"] == 7
+
+
+# ------------------------------------------------------------------------------------------ the review queue's backlog
+
+
+def _backlog_deployment(tmp_path, monkeypatch, **monitor):
+    """Two domains (geo, law) and a queue built item by item at set times: geo holds answers decided 100 h, 30 h and
+    2 h before NOW and a spot-check of 10 h; law one of 1 h; one answer outside the policy's domains (5 h); verdicts
+    given 2 h, 3 days and 10 days before NOW (the oldest archived with `hguard review archive`)."""
+    from datetime import datetime, timedelta
+
+    import hguard.review.queue as queue_module
+
+    policy = Policy.model_validate({
+        "version": 1, "audit": {"path": str(tmp_path / "audit.jsonl")},
+        "review": {"queue": str(tmp_path / "queue.sqlite3")},
+        "monitor": {"seed": "s", "state": str(tmp_path / "state.json"), **monitor},
+        "domains": {d: {"target_hallucination_rate": 0.2, "confidence": 0.9} for d in ("geo", "law")}})  # fmt: skip
+    now = datetime.fromisoformat(NOW)
+    log = AuditLog(policy.audit.path)
+    queue = ReviewQueue(policy.review.queue, audit=log)
+
+    def held(domain, hours_ago, spot_check=False, decided_hours_ago=None):
+        rec = log.append({"policy_id": policy_id(policy), "domain": domain, "route": "accept" if spot_check else "review",
+                          "risk": 0.5, "signals": {}, "question": "q", "answer": "a"}, kind="decision")  # fmt: skip
+        if spot_check:
+            log.append({"decision_audit_id": rec.id, "domain": domain, "u": 0.0, "rate": 0.02, "min_per_day": 0,
+                        "selected_because": "test"}, kind="spot_check")  # fmt: skip
+        queue.enqueue({"audit_id": rec.id, "question": "q", "answer": "a", "domain": domain, "spot_check": spot_check,
+                       "time": (now - timedelta(hours=hours_ago)).isoformat()})  # fmt: skip
+        if decided_hours_ago is not None:
+            at = (now - timedelta(hours=decided_hours_ago)).isoformat(timespec="microseconds")
+            monkeypatch.setattr(queue_module, "_now", lambda: at)
+            queue.decide(rec.id, verdict="correct", reviewer="tester")
+            monkeypatch.undo()
+        return rec.id
+
+    held("geo", 400, decided_hours_ago=240)  # decided 10 days ago, then archived
+    assert queue.archive((now - timedelta(days=9)).isoformat(), tmp_path / "archive.jsonl").n_archived == 1
+    held("geo", 100)
+    held("geo", 30)
+    held("geo", 2)
+    held("geo", 10, spot_check=True)
+    held("law", 1)
+    held("law", 80, decided_hours_ago=72)
+    held("law", 5, decided_hours_ago=2)
+    held("elsewhere", 5)
+    return policy
+
+
+NOW = "2026-12-01T12:00:00+00:00"
+
+
+def test_the_monitor_reports_the_review_queues_backlog_per_domain_and_overall(tmp_path, monkeypatch):
+    """A compliance lead's trial: users who show that risky answers are held back must show that held answers are
+    reviewed; `hguard monitor` said nothing of the review queue's backlog (pending items, how long they wait, how many
+    were decided lately). Archived items are decided, not pending."""
+    policy = _backlog_deployment(tmp_path, monkeypatch)
+    rep = run_monitor(policy, act=False, now=NOW)
+    b = rep["review_backlog"]
+    assert (b["max_age_hours"], b["age_unit"], b["until"]) == (72.0, "hours", NOW)
+    geo, law, out, every = b["domains"]["geo"], b["domains"]["law"], b["outside_domains"], b["overall"]
+    assert geo["pending"] == {"total": 4, "held_for_review": 3, "spot_checks": 1}
+    assert geo["oldest_pending_age_hours"] == pytest.approx(100) and geo["median_pending_age_hours"] == pytest.approx(20)
+    assert geo["decided"] == {"total": 1, "last_24h": 0, "last_7d": 0, "time_unknown": 0}  # the archived item
+    assert law["pending"] == {"total": 1, "held_for_review": 1, "spot_checks": 0}
+    assert law["oldest_pending_age_hours"] == law["median_pending_age_hours"] == pytest.approx(1)
+    assert law["decided"] == {"total": 2, "last_24h": 1, "last_7d": 2, "time_unknown": 0}
+    assert out["pending"]["total"] == 1 and out["oldest_pending_age_hours"] == pytest.approx(5)
+    assert every["pending"] == {"total": 6, "held_for_review": 5, "spot_checks": 1}
+    assert every["oldest_pending_age_hours"] == pytest.approx(100)
+    assert every["median_pending_age_hours"] == pytest.approx(7.5)  # of 100, 30, 10, 5, 2, 1
+    assert every["decided"] == {"total": 3, "last_24h": 1, "last_7d": 2, "time_unknown": 0}
+    assert (geo["over_max_age"], law["over_max_age"], every["over_max_age"]) == (True, False, True)
+    text = summary(rep)
+    assert ("  review queue: 6 pending (5 held for review, 1 spot-checks); oldest waited 100.0 h, median 7.5 h"
+            in text)
+    assert "decided 1 in the last 24 h, 2 in the last 7 days (3 in all)" in text
+    assert ("  WARNING: the oldest pending review item has waited 100.0 h, longer than [monitor] "
+            "review_backlog_max_age_hours 72 (in geo)") in text
+    # the ages count to the run's time: a day later every item has waited 24 h more, and one decided 2 h before NOW
+    # is no longer of the last 24 h
+    later = run_monitor(policy, act=False, now="2026-12-02T12:00:00+00:00")["review_backlog"]["overall"]
+    assert later["oldest_pending_age_hours"] == pytest.approx(124) and later["decided"]["last_24h"] == 0
+    with pytest.raises(InputError, match=r"now 'yesterday' is not a date; pass an ISO date or time"):
+        run_monitor(policy, now="yesterday")
+    assert not any(r["kind"].startswith("monitor") for r in AuditLog(policy.audit.path))  # refused before appending
+
+
+def test_the_review_backlog_warning_follows_the_policys_max_age(tmp_path, monkeypatch):
+    policy = _backlog_deployment(tmp_path, monkeypatch, review_backlog_max_age_hours=120)
+    rep = run_monitor(policy, act=False, now=NOW)
+    assert rep["review_backlog"]["overall"]["over_max_age"] is False
+    assert "review queue: 6 pending" in summary(rep) and "WARNING" not in summary(rep)
+    # an item whose time cannot be read is not shown to have waited less than the key: warned of
+    import sqlite3
+
+    with sqlite3.connect(policy.review.queue) as conn:
+        conn.execute("UPDATE review_items SET time = 'yesterday' WHERE domain = 'law' AND status = 'pending'")
+    rep = run_monitor(policy, act=False, now=NOW)
+    law = rep["review_backlog"]["domains"]["law"]
+    assert law["pending_age_unknown"] == 1 and law["over_max_age"] is True
+    assert ("  WARNING: 1 pending review item(s) have a time that cannot be read (the queue file was edited?), so "
+            "their wait is not shown within [monitor] review_backlog_max_age_hours 120 (in law)") in summary(rep)
+
+
+@pytest.mark.parametrize("value", [0, -1, "72", float("inf"), True])
+def test_a_bad_review_backlog_max_age_is_refused_naming_the_value(tmp_path, value):
+    from hguard.policy import _validate
+
+    data = json.loads(_pol(tmp_path).model_dump_json())
+    data["monitor"]["review_backlog_max_age_hours"] = value
+    with pytest.raises(PolicyError) as err:
+        _validate(data, source="test", base_dir=None)
+    (line,) = [x for x in str(err.value).splitlines() if "review_backlog_max_age_hours" in x]
+    assert f"(got {value!r})" in line and "a number of hours > 0, e.g. 72" in line
+
+
+def test_cli_json_carries_the_review_backlog(tmp_path, capsys):
+    from hguard.cli import main
+
+    _policy_file(tmp_path, 60)
+    assert main(["monitor", "--policy", str(tmp_path / "policy.toml"), "--json", "--dry-run"]) == 0
+    b = json.loads(capsys.readouterr().out)["review_backlog"]
+    assert b["overall"]["pending"]["total"] == 0 and b["overall"]["oldest_pending_age_hours"] is None
+    assert b["domains"]["geo"]["decided"]["total"] == len(ReviewQueue(tmp_path / "queue.sqlite3").decided()) > 0
+    assert main(["monitor", "--policy", str(tmp_path / "policy.toml"), "--dry-run"]) == 0
+    assert "  review queue: 0 pending (0 held for review, 0 spot-checks); oldest waited -, median -" in capsys.readouterr().out
