@@ -2395,11 +2395,6 @@ _OLD_MONEY_AFTER_PERIODS = {"annual", "annually", "monthly", "weekly", "daily", 
 _OLD_RATE_AHEAD = (r"(?![ \t\u00a0]*(?:(?:per|a|an|each|every)[ \t\u00a0]+|/[ \t\u00a0]*)(?:second|minute|hour|day|night|week|month"
                    r"|quarter|year|annum|transaction|trade|person|item|unit|page|share)s?\b|[ \t\u00a0]+(?:daily|nightly|weekly"
                    r"|monthly|quarterly|yearly|annually)\b)")
-# (stop 59, deliberately: a period's abbreviations and "hourly" after a year-like number make it a rate's amount too)
-_NEW_RATE_AHEAD = (r"(?![ \t\u00a0]*(?:(?:per|a|an|each|every)[ \t\u00a0]+|/[ \t\u00a0]*)(?:second|minute|hour|day|night"
-                   r"|week|month|quarter|year|annum|transaction|trade|person|item|unit|page|share|s|sec|secs|min|mins|h|hr"
-                   r"|hrs|wk|wks|mo|mos|yr|yrs)s?\b|[ \t\u00a0]+(?:daily|nightly|weekly|monthly|quarterly|yearly|annually"
-                   r"|hourly)\b)")
 _OLD_RATE_NAMED_AHEAD = r"(?!\s*(?:/|per\b|an?\s|each\b|every\b|monthly|weekly|daily|annually|yearly))"
 # (stop 59, deliberately: each adverb written after a named APR's rate gives its period, "The APR is 4% quarterly")
 _NEW_RATE_NAMED_AHEAD = (r"(?!\s*(?:/|per\b|an?\s|each\b|every\b|(?:monthly|weekly|daily|annually|yearly|quarterly|nightly"
@@ -2459,7 +2454,7 @@ def test_each_period_word_is_read_by_each_reading_as_before_the_one_table():
     assert set(_MONEY_AFTER.split("|")) & set(words) == {*_OLD_MONEY_AFTER_PERIODS, "min", "per", "an"}  # "min": minimum
     assert set(_OTHER_LANGUAGE_UNITS) == _OLD_OTHER_LANGUAGE_UNITS
     assert set(_PERIOD_NAMES) == set(_NEW_PERIOD_NAMES) == set(_RATE_PERIODS)
-    rate_ahead, old_rate_ahead = re.compile(_RATE_AHEAD), re.compile(_NEW_RATE_AHEAD)
+    rate_ahead, old_rate_ahead = re.compile(_RATE_AHEAD), re.compile(_OLD_RATE_AHEAD)
     old_named = {p: re.compile(r"(?i)(?<![\w-])(?:" + words + r")(?![\w-])") for p, words in _NEW_PERIOD_NAMES.items()}
     old_rate_named = re.compile(r"\b" + _ANNUAL_RATE + r"(?:\s*[:=]\s*|\s+(?:is|was|of|stands at|will be)\s+)"
                                 r"(\d[\d.]*\s?%)" + _NEW_RATE_NAMED_AHEAD)
@@ -2513,21 +2508,26 @@ def test_an_adverb_after_a_named_apr_gives_its_period(answer, context, held):
     assert bool(unstated_numbers(answer, context, "What is the rate?")) == held
 
 
-# A year-like number before a period's abbreviation or "hourly" is a rate's amount, as before its noun (stop 59):
-# "2000 per yr" and "2000 hourly" read as the year 2000, which states no amount, so that an answer giving the
-# passage's rate in its currency was held; "the 2023 annual report" stays a year
+# A year before a period's abbreviation or "hourly" stays a year (stop 59: read as a rate's amount, "In 2024 per yr
+# ..." stated "$2,024 per year", and "Fee: 2000 per yr (USD)" passed "€2,000 per year", its "(USD)" bound to nothing;
+# withdrawn): an answer giving the year as an amount, or the number in another currency, is held
 @pytest.mark.parametrize(("answer", "context"), [
-    ("The fee is $2,000 per year.", "Fee: 2000 per yr (USD)."),
-    ("The fee is $2,000 per week.", "Fee: 2000 per wk (USD)."),
-    ("The contractor bills EUR 2000 per hour.", "The contractor bills 2000 per hr, in euros."),
-    ("The contractor bills EUR 2000 per hour.", "The contractor bills 2000 hourly, in euros."),
+    ("The fee is $2,024 per year.", "In 2024 per yr the fee was 50 USD."),
+    ("The hourly rate is $2,023.", "In 2023 hourly rates rose 4% to $15."),
+    ("The wage is $2,023 per hour.", "The 2023 hourly report shows a $15 wage."),
+    ("The fee is $2,019 per hour.", "Since 2019 hourly staff have been paid $20."),
+    ("The fee is $2,022 per year.", "Data from 2022 per yr are shown; the fee is $75."),
+    ("The fee is $1,998 per hour.", "Founded in 1998 hourly staff earn $20."),
+    ("The fee is $2,024 per year.", "As of 2024 per yr fees (USD) are 30."),
+    ("The hourly wage is $2,024.", "2024 hourly wages: $18"),
+    ("The fee is $2,020 per week.", "Since 2020 per wk the fee has been $35."),
+    ("The fee is \u20ac2,000 per year.", "Fee: 2000 per yr (USD)"),
+    ("The fee is \u00a32,000 per hour.", "Rate: 2000 hourly (USD)"),
 ])
-def test_a_year_like_number_before_a_period_abbreviation_is_a_rate(answer, context):
-    from hguard.calibrate.judge import stated_numbers, unstated_numbers
+def test_a_year_before_a_period_abbreviation_or_hourly_states_no_amount(answer, context):
+    from hguard._guard_scoring import answer_holds
 
-    assert unstated_numbers(answer, context, "What is the fee?") == []
-    assert unstated_numbers(answer.replace("2000", "1999").replace("2,000", "1,999"), context, "What is the fee?")
-    assert stated_numbers("See the 2023 annual report.") == [("2023", "#year")]
+    assert answer_holds("How much is the fee?", answer, context, None)
 
 
 # A hotel's "night" is a period of its own (stop 59): "$200 per night" read as a plain $200 (only "nightly" gave a

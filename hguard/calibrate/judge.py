@@ -733,10 +733,10 @@ _REFERENCE_DASH = re.compile(r"[ \t\u00a0]*[-\u2013][ \t\u00a0]*")
 # a year: four digits from 1900 to 2099, no thousands separator ("2,025" is an amount), no unit, currency, scale or
 # percent after it nor a currency before it ("$2025", "USD 2025"), no part of a date or a range in digits ("2025-03-04")
 # ... nor a rate's amount ("limited to 2000 per day", "2000 a month", "1950/year", "2000 daily")
-# ("2000 per yr", "2000 hourly" too; not "annual", an adjective after a year: "the 2023 annual report")
+# (its nouns only, not "per yr" nor "2000 hourly" or "2000 annual": "In 2024 per yr ...", "2023 hourly rates" are years)
 _RATE_AHEAD = (r"(?![ \t\u00a0]*(?:(?:per|a|an|each|every)[ \t\u00a0]+|/[ \t\u00a0]*)(?:" + "|".join(
-    (*(w for words in _PERIOD_WORDS.values() for w in (*words.abbreviations, *words.nouns)), "person", "item", "unit",
-     "page", "share")) + r")s?\b|[ \t\u00a0]+(?:" + "|".join(a for a in _PERIOD_ADVERBS if a != "annual") + r")\b)")
+    (*(n for words in _PERIOD_WORDS.values() for n in words.nouns), "person", "item", "unit", "page", "share"))
+               + r")s?\b|[ \t\u00a0]+(?:" + "|".join(a for a in _PERIOD_ADVERBS if a not in ("hourly", "annual")) + r")\b)")
 _YEAR_LIKE = re.compile(r"(?i)(?<![" + _MINUS_SIGNS + r"\w.,/:'\u2019\u00a7#])(?:19|20)\d\d(?![\w%\u2030]|[" + _MINUS_SIGNS
                         + r".,/:]\d)(?![ \t\u00a0]*" + _LABEL_WORD + r"[a-z]\b)" + _NO_UNIT_AHEAD + _RATE_AHEAD)
 _CURRENCY_BEFORE = re.compile(r"(?:[" + re.escape(_CURRENCY_SIGNS) + r"]|\b(?i:" + "|".join(_CURRENCY_CODES) + r"))[ \t\u00a0]?$")
