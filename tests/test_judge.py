@@ -2414,13 +2414,17 @@ _OLD_PERIOD_NAMES = {
     "trade": r"trades?|trading", "transaction": r"transactions?"}
 # (stop 59, deliberately: a hotel's "night" is a period of its own, a unit after a number and a passage's word for it)
 _NEW_UNIT_WORDS = {**_OLD_UNIT_WORDS, "night": "night nights"}
-# and other languages' units name their period in a passage ("5 Euro pro Stunde", "par heure", "5 ans"; not "tag" nor
-# "ore", English words: German's "pro Tag")
-_NEW_PERIOD_NAMES = {**_OLD_PERIOD_NAMES,
-                     "day": _OLD_PERIOD_NAMES["day"].replace("|nightly", "") + r"|(?:pro|je|jeden|einen|ein|am)\s+(?-i:Tag)",
-                     "night": r"nights?|nightly",
-                     "hour": _OLD_PERIOD_NAMES["hour"] + r"|stunden?|heures?|horas?",
-                     "minute": _OLD_PERIOD_NAMES["minute"] + r"|minuten", "year": _OLD_PERIOD_NAMES["year"] + r"|ans"}
+_NEW_PERIOD_NAMES = {**_OLD_PERIOD_NAMES, "day": _OLD_PERIOD_NAMES["day"].replace("|nightly", ""),
+                     "night": r"nights?|nightly"}
+# and other languages' units name their period in a passage where they say a rate, after a rate word or an "every"
+# ("5 Euro pro Stunde", "par heure", "tous les ans"; alone, "dure 3 ans", "Heure Bleue" name none: German's "Tag" with
+# its capital only, not Italian "ore")
+_RATE_WORD_BEFORE = (r"(?:(?<![\w-])(?:pro|je|par|por|per|al|tous\s+les|toutes\s+les|chaque|jede[nrs]?|cada|ogni|elke"
+                     r"|iedere?)\s+|(?<![\w-])(?:all|[a\u00e0]\s+l)['\u2019]\s*|/\s*)")
+_NEW_RATE_PERIOD_NAMES = {"minute": r"minuten", "hour": r"stunden?|heures?|horas?",
+                          "day": r"(?-i:Tag)|tage|tagen|jours?|d\u00edas?|dias?|giorn[oi]",
+                          "week": r"wochen?|semaines?|semanas?|settiman[ae]", "month": r"monat|monate|monaten|mois|mes|meses|mes[ei]",
+                          "year": r"jahr|jahre|jahren|ans|ann\u00e9es?|annees?|a\u00f1os?|ann[oi]"}
 _OLD_OTHER_LANGUAGE_UNITS = set(
     "monat monate monaten tag tage tagen woche wochen jahr jahre jahren stunde stunden minuten gramm mois jour jours "
     "semaine semaines ans année années annee annees heure heures grammes mes meses día días dia dias semana semanas año "
@@ -2455,14 +2459,17 @@ def test_each_period_word_is_read_by_each_reading_as_before_the_one_table():
     assert set(_OTHER_LANGUAGE_UNITS) == _OLD_OTHER_LANGUAGE_UNITS
     assert set(_PERIOD_NAMES) == set(_NEW_PERIOD_NAMES) == set(_RATE_PERIODS)
     rate_ahead, old_rate_ahead = re.compile(_RATE_AHEAD), re.compile(_OLD_RATE_AHEAD)
-    old_named = {p: re.compile(r"(?i)(?<![\w-])(?:" + words + r")(?![\w-])") for p, words in _NEW_PERIOD_NAMES.items()}
+    old_named = {p: re.compile(r"(?i)(?<![\w-])(?:" + words + r")(?![\w-])" + (
+        r"|" + _RATE_WORD_BEFORE + r"(?:" + _NEW_RATE_PERIOD_NAMES[p] + r")(?![\w-])" if p in _NEW_RATE_PERIOD_NAMES else ""))
+        for p, words in _NEW_PERIOD_NAMES.items()}
     old_rate_named = re.compile(r"\b" + _ANNUAL_RATE + r"(?:\s*[:=]\s*|\s+(?:is|was|of|stands at|will be)\s+)"
                                 r"(\d[\d.]*\s?%)" + _NEW_RATE_NAMED_AHEAD)
     for word in {*words, *(w.upper() for w in words), *(w.capitalize() for w in words)}:
         for before in ("", " ", "  ", "per ", " per ", " a ", " an ", " each ", " every ", "/", " / "):
             ahead = f"{before}{word} later"
             assert bool(rate_ahead.match(ahead)) == bool(old_rate_ahead.match(ahead)), ahead
-        for said in (f"A fee of 5 {word}.", f"{word} fee 5", f"5-{word}", f"5 {word}s", f"({word})"):
+        for said in (f"A fee of 5 {word}.", f"{word} fee 5", f"5-{word}", f"5 {word}s", f"({word})", f"5 pro {word}",
+                     f"5 €/{word}", f"5/{word}", f"tous les {word}", f"5 all'{word}", f"5 alle {word}"):
             for period, named in _PERIOD_NAMES.items():
                 assert bool(named.search(said)) == bool(old_named[period].search(said)), (said, period)
         for said in (f"The APR is 4% {word}", f"APR: 4% per {word}", f"The APR is 4%{word}"):
@@ -2560,8 +2567,38 @@ def test_a_night_is_a_period_of_its_own(answer, context, held):
     ("The fee is 5 euros per month.", "Die Gebühr beträgt 5 Euro pro Tag.", True),
     ("The price is $50 per day.", "The price tag is $50.", True),
     ("The price is $50 per hour.", "The mine sold ore at $50.", True),
+    ("The fee is 3 euros per day.", "Der Eintritt kostet 3 Euro je Tag.", False),
+    ("The fee is 3 euros per day.", "L'ingresso costa 3 euro al giorno.", False),
+    ("The fee is 4 euros per hour.", "Le parking co\u00fbte 4 euros \u00e0 l'heure.", False),
+    ("The fee is 5 euros per hour.", "Es kostet 5 \u20ac/Stunde.", False),
 ])
 def test_another_languages_unit_names_its_period_in_a_passage(answer, context, held):
     from hguard.calibrate.judge import unstated_numbers
 
     assert bool(unstated_numbers(answer, context, "What is the fee?")) == held
+
+
+# ... only where it says a rate (stop 59: read anywhere in the sentence, case-insensitively, a duration, "dure 3 ans",
+# "90 Minuten", or a name, "ANS 12", "Heure Bleue spa", named the period an answer invented, which passed)
+@pytest.mark.parametrize(("answer", "context"), [
+    ("The fee is 500 euros per year.", "Le contrat dure 3 ans et co\u00fbte 500 euros."),
+    ("The fee is 15 euros per day.", "Am Tag der Er\u00f6ffnung kostet der Eintritt 15 Euro."),
+    ("The fee is 12 euros per hour.", "Le forfait co\u00fbte 12 euros pour 3 heures."),
+    ("The fee is 7 euros per hour.", "Parken: 7 Euro f\u00fcr 2 Stunden."),
+    ("The fee is 20 euros per minute.", "Der Kurs dauert 90 Minuten und kostet 20 Euro."),
+    ("The fee is 10 euros per hour.", "Le prix est de 10 euros, service ouvert 24 heures sur 24."),
+    ("The fee is 10 euros per year.", "Le billet co\u00fbte 10 euros pour les enfants de 5 ans."),
+    ("The fee is 15 euros per hour.", "La visita dura 2 horas y cuesta 15 euros."),
+    ("The fee is 4 euros per hour.", "Das Ticket ist 3 Stunden g\u00fcltig und kostet 4 Euro."),
+    ("The fee is $40 per year.", "The fee is $40 (see ANS 12 for details)."),
+    ("The fee is $90 per hour.", "The Heure Bleue spa charges a fee of $90."),
+    ("The fee is $30 per hour.", "Restaurant Zur Stunde: the fee is $30."),
+    ("The fee is $9 per hour.", "The Stunden Caf\u00e9 charges a fee of $9."),
+    ("The fee is $12 per hour.", "Horas Bar: the fee is $12."),
+    ("The fee is $3 per minute.", "The Minuten app has a fee of $3."),
+    ("The fee is $40 per year.", "The fee is $40, payable to Ans Software Ltd."),
+])
+def test_another_languages_unit_alone_names_no_period(answer, context):
+    from hguard._guard_scoring import answer_holds
+
+    assert answer_holds("How much is the fee?", answer, context, None)

@@ -279,8 +279,7 @@ _PERIOD_WORDS = {
                          other_units=("stunde", "stunden", "heure", "heures", "hora", "horas", "ore")),
     "day": _PeriodWords(("day",), (), ("daily",),
                         r"per\s+diem|overnight|t\u00e4glich|tage|tagen|tages\w*|jours?|quotidien\w*|d\u00edas?|dias?"
-                        r"|diari[oa]|giorn\w+|dag|dagen|dagelijks"
-                        r"|(?:pro|je|jeden|einen|ein|am)\s+(?-i:Tag)",
+                        r"|diari[oa]|giorn\w+|dag|dagen|dagelijks",
                         ("tag", "tage", "tagen", "jour", "jours", "d\u00eda", "d\u00edas", "dia", "dias", "giorno", "giorni")),
     "night": _PeriodWords(("night",), (), ("nightly",)),  # a hotel's: a period of its own, no 24 hours ("one night's rate")
     "week": _PeriodWords(("week",), ("wk", "wks"), ("weekly",),
@@ -1781,13 +1780,27 @@ _ENGLISH_ONLY = frozenset("the and are were be been has have had does did can ma
 
 
 # the words that name a rate's period or basis in a passage's sentence (`_periods_named`): "monthly", "a 12-month
-# term", "per annum", "p.a.", "APR", "3,5 Prozent pro Jahr", "5 Euro pro Stunde", "20 euros par heure", "Jahresgebühr"
-# (`_PERIOD_WORDS`; a letter alone, "5 h", names none, nor an English word: "a price tag", "iron ore"; German's "pro
-# Tag" does)
-_PERIOD_NAMES = {period: re.compile(r"(?i)(?<![\w-])(?:" + "|".join(
-    (*(re.escape(w) for w in (*words.units(), *words.adverbs, *words.other_units) if len(w) > 1 and w not in ("tag", "ore")),
-     *filter(None, [words.named])))
-    + r")(?![\w-])") for period, words in _PERIOD_WORDS.items()}
+# term", "per annum", "p.a.", "APR", "3,5 Prozent pro Jahr", "Jahresgebühr" (`_PERIOD_WORDS`; a letter alone, "5 h",
+# names none); another language's unit only where it says a rate, after a rate word of its language or an "every"
+# ("5 Euro pro Stunde", "20 euros par heure", "por hora", "al giorno", "all'ora", "€/Tag", "tous les ans", "jedes
+# Jahr"): alone it is as often a duration ("dure 3 ans", "für 2 Stunden", "90 Minuten", "enfants de 5 ans") or a name
+# ("Heure Bleue", "Stunden Café", "ANS 12"), which would name the period an answer invented. German's "Tag" with its
+# capital only ("per tag": a label's price); not Italian "ore" ("per ore": for hours)
+_RATE_WORD_BEFORE = (r"(?:(?<![\w-])(?:pro|je|par|por|per|al|tous\s+les|toutes\s+les|chaque|jede[nrs]?|cada|ogni|elke"
+                     r"|iedere?)\s+|(?<![\w-])(?:all|[a\u00e0]\s+l)['\u2019]\s*|/\s*)")
+
+
+def _period_name(words: _PeriodWords) -> re.Pattern[str]:
+    """The pattern of a period's words naming it in a passage's sentence (`_PERIOD_NAMES`)."""
+    named = r"(?<![\w-])(?:" + "|".join((*(re.escape(w) for w in (*words.units(), *words.adverbs) if len(w) > 1),
+                                          *filter(None, [words.named]))) + r")(?![\w-])"
+    rates = ["(?-i:Tag)" if w == "tag" else re.escape(w) for w in words.other_units if w != "ore"]
+    if rates:
+        named += r"|" + _RATE_WORD_BEFORE + r"(?:" + "|".join(rates) + r")(?![\w-])"
+    return re.compile(r"(?i)" + named)
+
+
+_PERIOD_NAMES = {period: _period_name(words) for period, words in _PERIOD_WORDS.items()}
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?;])\s+(?=\S)")
 
 
