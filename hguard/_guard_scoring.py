@@ -110,7 +110,8 @@ def answer_holds(question: str, answer: str, context: str | None, declined: str 
     the number check raise, so the request raised). ``stated_in``: the passages the figure checks read where not all
     of ``context`` (the guard's: those in the question's language, where it scores the answer against them alone, as
     every signal read from the context is; a figure only a passage in another language states is not stated); the
-    checks a passage can only add a hold to (addressing the model, a reversed claim) read ``context`` whole.
+    checks a passage can only add a hold to (addressing the model, a reversed claim) read ``context`` whole, and a
+    figure is held as stated only about something else where either ``stated_in`` or ``context`` shows it.
 
     One rule for the guard and for the RAG calibration report's per-answer routes and accepted counts
     (:func:`hguard.calibrate._rag_report.rag_report`), which counted such answers accepted where the guard held them."""
@@ -133,7 +134,8 @@ def answer_holds(question: str, answer: str, context: str | None, declined: str 
                         ("chat-turn", lambda: _turns_hold(question)),
                         ("repeated-question", lambda: _repeats_hold(question, answer) if declined is None else None),
                         ("number", lambda: numbers() if read else None),
-                        ("misattributed-figure", lambda: _elsewhere_hold(question, answer, figures_in, unstated, redact)
+                        ("misattributed-figure", lambda: _elsewhere_hold(question, answer, figures_in, unstated, redact,
+                                                                         whole=context if stated_in is not None else None)
                          if read else None),
                         ("reversed-claim", lambda: _reversed_hold(answer, context, redact) if read else None),
                         ("direction-control", lambda: _controls_hold(answer))):
@@ -189,10 +191,17 @@ def _numbers_hold(answer: str, unstated: list[str], redact: bool) -> str | None:
             "or in that currency or as a percentage): held for review")
 
 
-def _elsewhere_hold(question: str, answer: str, context: str | None, unstated: list[str], redact: bool) -> str | None:
+def _elsewhere_hold(question: str, answer: str, context: str | None, unstated: list[str], redact: bool, *,
+                    whole: str | None = None) -> str | None:
     """`answer_holds`' hold for figures the passage states only about something else (those ``unstated`` aside), else
-    None."""
-    if not (elsewhere := misattributed_numbers(answer, context or "", question, unstated=unstated)):
+    None. ``whole``: every passage, where ``context`` is those in the question's language: a figure either reading
+    finds stated only about something else is held (read from the English passages alone, "Shipping costs $30" is the
+    only sentence with "$30", and the German passage saying what the Gold Card costs, which shows the answer's "$30"
+    belongs to shipping, was lost, so that a wrong "The Gold Card fee is $30." passed)."""
+    elsewhere = misattributed_numbers(answer, context or "", question, unstated=unstated)
+    if whole is not None and whole != context:  # its own reading of what is stated: more passages state more
+        elsewhere += [f for f in misattributed_numbers(answer, whole or "", question) if f not in elsewhere]
+    if not elsewhere:
         return None
     # a figure stated anywhere in the passage passed: "30 days" to a question on keeping contracts, from another
     # retrieved passage's "Credits must be claimed within 30 days" (a legal team's trial, accepted 23 times)

@@ -2375,6 +2375,31 @@ def test_a_figure_the_passage_states_only_about_something_else_is_held_with_its_
     assert answer_holds(_KEPT, "I don't know; it may be 30 days.", _RETENTION, "I don't know") == []  # declines
 
 
+# The guard reads an answer's figures from the passages in the question's language (``stated_in``), but a passage in
+# another language may show that the figure belongs to something else (stop 59: read from the English passage alone,
+# "Shipping costs $30" was the only sentence stating $30, so a wrong "The Gold Card fee is $30." passed): a figure
+# either reading finds stated only about something else is held; where the English passage says it, not
+@pytest.mark.parametrize(("question", "answer", "passages", "held"), [
+    ("What is the Gold Card fee?", "The Gold Card fee is $30.",
+     ["Shipping costs $30 for all orders and arrives within a week.",
+      "Die Gold Card kostet 5 Dollar im Monat und die Karte ist kostenlos f\u00fcr Studenten."], True),
+    ("What is the Gold Card fee?", "The Gold Card fee is $30.",
+     ["Shipping costs $30 for all orders and arrives within a week. The Gold Card is popular.",
+      "Die Geb\u00fchr f\u00fcr die Gold Card betr\u00e4gt 5 Dollar im Monat, und die Karte ist f\u00fcr Studenten kostenlos."],
+     True),
+    ("What is the Gold Card fee?", "The Gold Card fee is $30.",
+     ["The Gold Card fee is $30 and shipping is free.",
+      "Die Gold Card kostet 30 Dollar und die Karte ist kostenlos f\u00fcr Studenten."], False),
+])
+def test_a_figure_another_languages_passage_shows_belongs_elsewhere_is_held(question, answer, passages, held):
+    from hguard._guard_scoring import answer_holds
+
+    holds = answer_holds(question, answer, "\n\n".join(passages), None, stated_in=passages[0])
+    assert any("states only about something else" in h for h in holds) == held, holds
+    if held:  # read from the English passage alone, as the number check is, nothing holds it
+        assert answer_holds(question, answer, passages[0], None) == []
+
+
 # --- the words that name a period ----------------------------------------------------------------------------------
 
 # The period words each reading of the number hold read before one table held them all (stop 59), copied from the
