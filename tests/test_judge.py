@@ -1564,6 +1564,48 @@ def test_a_declared_scale_and_currency_read_the_passages_bare_numbers(answer, co
     assert unstated_numbers(answer, context) == missing
 
 
+_TEUR = "Umsatzerlöse (in TEUR) 12.340"
+
+
+@pytest.mark.parametrize("answer, context, missing", [
+    # a user trial: German and French declarations of scale were not read, so a wrong scale passed ("12.340 Euro" under
+    # "(in TEUR)") and the right one was held; a German declaration also says "12.340" is twelve thousand and more
+    ("Die Umsatzerlöse betrugen 12.340 Euro.", _TEUR, ["12340 euro"]),
+    ("Die Umsatzerlöse betrugen 12,34 Mio. Euro.", _TEUR, []),
+    ("Die Umsatzerlöse betrugen 12.340.000 \u20ac.", _TEUR, []),
+    ("Revenue was \u20ac12.34 million.", _TEUR, []),
+    ("Die Umsatzerlöse betrugen 12.340 Euro.", "Umsatzerlöse in Tsd. \u20ac: 12.340", ["12340 euro"]),
+    ("Die Umsatzerlöse betrugen 12,34 Mio. Euro.", "Umsatzerlöse in Tsd. \u20ac: 12.340", []),
+    ("Der Umsatz betrug 340 Euro.", "Angaben in Millionen Euro\n| Umsatz | 340 |", ["340 euro"]),
+    ("Der Umsatz betrug 340 Millionen Euro.", "Angaben in Millionen Euro\n| Umsatz | 340 |", []),
+    # a scale alone: a bare amount, in no currency
+    ("Der Umsatz betrug 340 Euro.", "Umsatz (in Tausend)\n| 2023 | 340 |", ["340 euro"]),
+    ("Der Umsatz betrug 340.000.", "Umsatz (in Tausend)\n| 2023 | 340 |", []),
+    ("Le chiffre d'affaires est de 12\u202f340 euros.", "Chiffre d'affaires (en milliers d'euros) : 12\u202f340",
+     ["12340 euro"]),
+    ("Le chiffre d'affaires est de 12,34 millions \u20ac.", "Chiffre d'affaires (en milliers d'euros) : 12\u202f340", []),
+    ("Le chiffre d'affaires est de 340 euros.", "Chiffre d'affaires (en millions d'euros) : 340", ["340 euro"]),
+    ("Le chiffre d'affaires est de 340 millions d'euros.", "Chiffre d'affaires (en millions d'euros) : 340", []),
+    ("Le chiffre d'affaires est de 340 euros.", "Chiffre d'affaires en M\u20ac : 340", ["340 euro"]),
+    ("Le chiffre d'affaires est de 340 euros.", "| Chiffre d'affaires | k\u20ac |\n| 2023 | 340 |", ["340 euro"]),
+    ("Le chiffre d'affaires est de 340\u202f000 euros.", "| Chiffre d'affaires | k\u20ac |\n| 2023 | 340 |", []),
+    ("Las ventas fueron de 340 euros.", "Ventas (en miles de euros): 340", ["340 euro"]),
+    ("Las ventas fueron de 340.000 euros.", "Ventas (en miles de euros): 340", []),
+    ("I ricavi sono 340 euro.", "Ricavi (in migliaia di euro): 340", ["340 euro"]),
+    ("I ricavi sono 340.000 euro.", "Ricavi (in migliaia di euro): 340", []),
+    # no declaration: a distance ("miles"), a place in parentheses, an amount's own scale letter ("340 M\u20ac"), a
+    # spelt-out scale in prose with no "Angaben", "montants", ...
+    ("It is 340.", "Distance (en miles): 340", []),
+    ("Il y a 340 salariés.", "La société (en France) compte 340 salariés.", []),
+    ("Le budget est de 340 millions d'euros.", "Le budget est de 340 M\u20ac.", []),
+    ("Wir investieren 340 Euro.", "Wir investieren in Millionen Euro Projekte: 340 Euro", []),
+])
+def test_german_french_spanish_and_italian_declarations_of_scale_are_read(answer, context, missing):
+    from hguard.calibrate.judge import unstated_numbers
+
+    assert unstated_numbers(answer, context) == missing
+
+
 _EXCEPT = ("Key figures (in $ millions, except per share data and ratios)\n| Item | 2024 |\n| Net income | 1,250 |\n"
            "| Diluted EPS | 3.45 |\n| CET1 ratio (%) | 13.2 |")
 _ABOVE = "The minimum opening deposit is 500.\n\nIncome statement ($000s)\n| Revenue | 1,250 |"

@@ -1254,6 +1254,7 @@ def _signs(text: str, margin: int) -> tuple[bool, bool, str | None]:
     language = written_in(words_of(text), margin=margin)
     commas = language in _COMMA_DECIMAL_LANGUAGES or any(p.search(text) is not None for p in (
         _DECIMAL_COMMA, _GROUPED_DECIMAL_COMMA, _DOTTED_THOUSANDS, _EURO_ONE_DOT_GROUP))
+    commas = commas or _declares_in_another_language(text)
     points = (language == "english" or _POINT_DECIMAL.search(text) is not None
               or _DOLLAR_ONE_COMMA_GROUP.search(text) is not None)
     return commas, points, language
@@ -1324,15 +1325,41 @@ _SHORT_SCALES = {"k": 10**3, "m": 10**6, "mn": 10**6, "mln": 10**6, "mm": 10**6,
 _DECLARED_LONG = r"(?:thousands?|millions?|billions?|bn|mio\.?|mrd\.?|'000s?|\u2019000s?|000s|000's)"
 _DECLARED_SCALE = r"(?:" + _DECLARED_LONG[3:-1] + r"|mm|mln|mn|m|k|b)"
 _DECLARED_SAID = r"(?:(?:all\s+)?(?:amounts|figures|numbers|values)\s+(?:are\s+)?(?:(?:stated|expressed|presented|shown|reported|given)\s+)?)?"
+# German, French, Spanish and Italian declarations (a user trial: under "Umsatzerlöse (in TEUR) 12.340" the wrong
+# "12.340 Euro" passed and the right "12,34 Mio. Euro" was held): a scale word before its currency ("(in Millionen
+# Euro)", "(en milliers d'euros)", "(en miles de euros)", "(in migliaia di euro)"); a scale alone in parentheses ("(in
+# Tausend)", "(en millions)"; not "miles", a distance in English); a scale's letter on its currency ("TEUR", "T\u20ac",
+# "k\u20ac", "M\u20ac", "Mio. \u20ac", "Tsd. \u20ac", "Md\u20ac") in parentheses, after "in"/"en" or alone in a table's cell, never
+# after a number ("340 M\u20ac" is an amount). In prose a spelt-out scale declares only after "Angaben", "Beträge",
+# "montants", "importes", "importi", ... ("Angaben in Millionen Euro"; "des pertes en millions d'euros" heads nothing)
+_FOREIGN_SCALES = {"t": 10**3, "tausend": 10**3, "tsd": 10**3, "tsd.": 10**3, "milliers": 10**3, "miles": 10**3,
+                   "migliaia": 10**3, "millionen": 10**6, "millones": 10**6, "milioni": 10**6, "mio": 10**6, "mio.": 10**6,
+                   "milliarden": 10**9, "milliards": 10**9, "miliardi": 10**9, "miles de millones": 10**9, "md": 10**9,
+                   "mds": 10**9, "mds.": 10**9, "mrd": 10**9, "mrd.": 10**9}
+_FOREIGN_WORD = (r"(?:tausend|tsd\.?|millionen|milliarden|mio\.?|mrd\.?|milliers|millions|milliards|mds\.?|"
+                 r"miles\s+de\s+millones|millones|migliaia|milioni|miliardi|mln\.?)")
+_FOREIGN_SCALE = r"(?:" + _FOREIGN_WORD[3:-1] + r"|miles)"
+_FOREIGN_OF = r"(?:\s+(?:de|di|der)\s+|\s+d['\u2019]\s*|\s*)"  # "milliers d'euros", "miles de euros", "Millionen Euro"
+_FOREIGN_CURRENCY = r"(?:[\u20ac$\u00a3]|" + _DECLARED_CODE + r"\b|euros?\b|dollars?\b)"
+_COMPACT_SCALE = r"(?-i:T|k|K|M|Md|Mds|Mrd\.?|Mio\.?|Tsd\.?)"
+_COMPACT_CURRENCY = r"(?-i:\u20ac|EUR|CHF|USD|GBP)(?!\w)"
+_FOREIGN_SAID = (r"(?:angaben|betr[äa]ge|werte|zahlen|montants|chiffres|importes|cifras|importi|valori|dati)")
 _DECLARED = re.compile(
-    r"(?i)\(\s*" + _DECLARED_SAID + r"(?:in\s+)?(?:(?P<c1>" + _DECLARED_ON_SCALE + r")\s*(?P<s1>" + _DECLARED_SCALE
+    r"(?i)\(\s*" + _DECLARED_SAID + r"(?:(?:" + _FOREIGN_SAID + r")\s+)?(?:(?:in|en)\s+)?(?:(?P<c1>" + _DECLARED_ON_SCALE + r")\s*(?P<s1>" + _DECLARED_SCALE
     + r")|(?P<s2>" + _DECLARED_SCALE + r")(?:\s+of)?\s*(?P<c2>" + _DECLARED_CURRENCY + r")|(?P<c9>" + _DECLARED_CURRENCY
-    + r")\s+in\s+(?P<s9>" + _DECLARED_SCALE + r")|(?P<c3>" + _DECLARED_SIGN + "|" + _DECLARED_CODE + r")|(?P<s3>"
-    + _DECLARED_LONG + r"))\s*(?P<x>[,;][^()\n]{0,80})?\)"
+    + r")\s+in\s+(?P<s9>" + _DECLARED_SCALE + r")|(?P<s10>" + _COMPACT_SCALE + r")\s?(?P<c10>" + _COMPACT_CURRENCY
+    + r")|(?P<s11>" + _FOREIGN_SCALE + r")" + _FOREIGN_OF + r"(?P<c11>" + _FOREIGN_CURRENCY + r")|(?P<c3>" + _DECLARED_SIGN
+    + "|" + _DECLARED_CODE + r")|(?P<s3>" + _DECLARED_LONG + r")|(?P<s12>" + _FOREIGN_WORD + r"))\s*(?P<x>[,;][^()\n]{0,80})?\)"
     # in prose: "All amounts are in thousands of US dollars", "figures in EUR million", "(in) millions of euros"
     r"|\b(?:in|of)\s+(?P<s4>thousands|millions|billions)\s+of\s+(?P<c4>" + _DECLARED_NAME + r")\b"
     r"|\b(?:amounts|figures|numbers|values)\b[^.\n(]{0,40}?\bin\s+(?:(?P<c5>" + _DECLARED_CURRENCY + r")\s*(?P<s5>"
     + _DECLARED_SCALE + r")|(?P<s6>" + _DECLARED_LONG + r")(?:\s+of)?(?:\s+(?P<c6>" + _DECLARED_CURRENCY + r"))?)(?![\w'])"
+    # in prose, another language's: "Umsatzerlöse in Tsd. \u20ac: 12.340", "en M\u20ac", "Angaben in Millionen Euro"
+    r"|(?<![\w.,])(?:in|en)\s+(?P<s13>" + _COMPACT_SCALE + r")\s?(?P<c13>" + _COMPACT_CURRENCY + r")"
+    r"|\b" + _FOREIGN_SAID + r"\b[^.\n(]{0,40}?\b(?:in|en)\s+(?P<s14>" + _FOREIGN_SCALE + r")" + _FOREIGN_OF + r"(?P<c14>"
+    + _FOREIGN_CURRENCY + r")(?![\w'])"
+    r"|(?m:(?:^|(?<=\|)))[ \t]*(?:(?:in|en)[ \t]+)?(?P<s15>" + _COMPACT_SCALE + r")[ \t]?(?P<c15>" + _COMPACT_CURRENCY
+    + r")(?=[ \t]*(?:\||\r?\n|\Z))"
     # a table's header cell that is a currency and a scale alone: "| USD m |", "| EURm |", "| $ millions |"
     r"|(?m:(?:^|(?<=\|)))[ \t]*(?P<c8>" + _DECLARED_SIGN + "|" + _DECLARED_CODE + r")[ \t]*(?P<s8>" + _DECLARED_SCALE
     + r")\.?(?=[ \t]*(?:\||\r?\n|\Z))")
@@ -1362,7 +1389,9 @@ def _declared(text: str) -> tuple[_Declaration, ...]:
         if m.group("c3") and re.search(r"\d[ \t]*$", text[max(0, m.start() - 4):m.start()]):
             continue  # "\u00a5100 (JPY)": the currency of the amount before it
         scale = found.get("s", "").lower().replace("\u2019", "'")
-        factor = 10**3 if "000" in scale else _LONG_SCALES.get(scale) or _SHORT_SCALES.get(scale, 1)
+        scale = " ".join(scale.split())
+        factor = (10**3 if "000" in scale else _LONG_SCALES.get(scale) or _FOREIGN_SCALES.get(scale)
+                  or _SHORT_SCALES.get(scale, 1))
         excepted = frozenset(w.removesuffix("s") for w in re.findall(r"[a-z]{4,}", found.get("x", "").lower())
                              if w not in _EXCEPTION_FILLER)
         out.append((m.start(), m.end(), Decimal(factor), _declared_currency(found["c"]) if "c" in found else None,
@@ -1377,6 +1406,24 @@ def _declared(text: str) -> tuple[_Declaration, ...]:
         if not kept or d[0] >= kept[-1][1]:  # one declaration read by two rules ("($000s)") once
             kept.append(d)
     return tuple(kept)
+
+
+_COMPACT_GROUPS = ("s10", "s13", "s15")
+_FOREIGN_CONNECTOR = re.compile(r"(?i)\b(?:en|de|di|der)\s|\bd['\u2019]")
+
+
+def _declares_in_another_language(text: str) -> bool:
+    """Whether ``text`` declares its amounts' scale in German, French, Spanish or Italian ("(in TEUR)", "(en milliers
+    d'euros)", "Angaben in Mio. \u20ac"): a sign that it writes a decimal comma ("12.340" is twelve thousand three hundred
+    and forty), as its words would be."""
+    if not any(c.isdigit() for c in text):
+        return False
+    for m in _DECLARED.finditer(text):
+        scale = next((v for k, v in m.groupdict().items() if k[0] == "s" and v is not None), "")
+        if (any(m.group(g) for g in _COMPACT_GROUPS) or " ".join(scale.lower().split()) in _FOREIGN_SCALES
+                or _FOREIGN_CONNECTOR.search(m.group(0))):
+            return True
+    return False
 
 
 @functools.lru_cache(maxsize=256)
