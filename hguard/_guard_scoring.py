@@ -128,7 +128,7 @@ def answer_holds(question: str, answer: str, context: str | None, declined: str 
 
     def numbers() -> str | None:
         unstated[:] = unstated_numbers(answer, figures_in or "", question)
-        return _numbers_hold(answer, unstated, redact)
+        return _numbers_hold(answer, unstated, redact, question)
 
     for name, check in (("passage-instruction", lambda: _addressed_hold(context, question, redact)),
                         ("chat-turn", lambda: _turns_hold(question)),
@@ -178,8 +178,10 @@ def _repeats_hold(question: str, answer: str) -> str | None:
             "with a word of it), so nothing in it answers the question: held for review")
 
 
-def _numbers_hold(answer: str, unstated: list[str], redact: bool) -> str | None:
-    """`answer_holds`' hold for figures neither the passage nor the question states (``unstated``), else None."""
+def _numbers_hold(answer: str, unstated: list[str], redact: bool, question: str) -> str | None:
+    """`answer_holds`' hold for figures neither the passage nor the question states (``unstated``), or, for an answer
+    writing none to a ``question`` writing some ("It is." to "Is the fee $30?"), the question's figures it affirms
+    that the passage does not state; else None."""
     if not unstated:
         return None
     # grounding reads digits alone: "25,000 EUR" was grounded in "$25,000", "2024-03-04" in 2024-03-03; a redacting
@@ -187,6 +189,9 @@ def _numbers_hold(answer: str, unstated: list[str], redact: bool) -> str | None:
     # answer writes it, beside how it was read ("'1/4' (read as 0.25)": a reviewer looks for "1/4", not "0.25")
     said = (f"{len(unstated)} figure(s) (not quoted: a redacting log)" if redact
             else ", ".join(as_written(answer, unstated[:5])))
+    if not any(c.isdigit() for c in answer) and any(c.isdigit() for c in question):  # "It is." to "Is the fee $30?": the question's figures, affirmed
+        return (f"the answer affirms the yes/no question's {said}, which the passage does not state (as that number, "
+                "or in that currency or as a percentage): held for review")
     return (f"the answer states {said}, which neither the passage nor the question states (as that number, "
             "or in that currency or as a percentage): held for review")
 

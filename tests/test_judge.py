@@ -1468,6 +1468,42 @@ def test_a_yes_no_questions_figure_is_the_answers_own_unless_its_opening_or_the_
     assert not states_to_confirm("The charge is 3%.") and not states_to_confirm("¿Cuánto cuestan 2 transferencias?")
 
 
+_FEE = "The card fee is $25."
+
+
+@pytest.mark.parametrize("answer, context, question, missing", [
+    # a user trial: a bare affirmation without a yes ("It is.", "That's right.", "Correct.", and a bare "Yes." too)
+    # writes no figure, so the question's figure the passage does not state passed; it says the question's figures
+    ("It is.", "The rate is 4%.", "Isn't the rate 5%?", ["5 percent"]),
+    ("It is.", _FEE, "Is the card fee $30?", ["30 dollar"]),
+    ("That's right.", _FEE, "Is the card fee $30?", ["30 dollar"]),
+    ("Correct.", _FEE, "Is the card fee $30?", ["30 dollar"]),
+    ("Yes.", _FEE, "Is the card fee $30?", ["30 dollar"]),
+    ("It does, yes.", _FEE, "Does the card cost $30?", ["30 dollar"]),
+    ("Das stimmt.", "Die Gebühr beträgt 25 \u20ac.", "Beträgt die Gebühr 30 \u20ac?", ["30 euro"]),
+    ("C'est exact.", "Les frais sont de 25 \u20ac.", "Les frais sont-ils de 30 \u20ac ?", ["30 euro"]),
+    ("Así es.", "La comisión es del 4 %.", "¿La comisión es del 5 %?", ["5 percent"]),
+    # ... stated where the passage states them; a denial, and an answer writing its own figure, read as before
+    ("It is.", "The card fee is $30.", "Is the card fee $30?", []),
+    ("That's right.", "The card fee is thirty dollars.", "Is the card fee $30?", []),
+    ("It is not.", _FEE, "Is the card fee $30?", []),
+    ("It isn't.", _FEE, "Is the card fee $30?", []),
+    ("No.", _FEE, "Is the card fee $30?", []),
+    ("Nein.", "Die Gebühr beträgt 25 \u20ac.", "Beträgt die Gebühr 30 \u20ac?", []),
+    ("It is $25.", _FEE, "Is the card fee $30?", []),
+    ("It is.", _FEE, "What is the card fee?", []),  # a question that writes no figure
+])
+def test_a_bare_affirmation_says_the_yes_no_questions_figures(answer, context, question, missing):
+    from hguard._guard_scoring import answer_holds
+    from hguard.calibrate.judge import unstated_numbers
+
+    assert unstated_numbers(answer, context, question) == missing
+    holds = answer_holds(question, answer, context, None)
+    # the guard holds it, saying the figure is the question's, affirmed (not one "the question does not state")
+    assert bool(holds) == bool(missing)
+    assert all(h.startswith("the answer affirms the yes/no question's ") for h in holds)
+
+
 _RATE = "The rate is 3%."
 
 

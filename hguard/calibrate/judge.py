@@ -1107,8 +1107,14 @@ def unstated_numbers(answer: str, context: str, question: str = "") -> list[str]
     passage. To a question that asks yes or no ("Is the charge 3%?", "The fee is $15 a month, right?", "Beträgt die
     Gebühr 3 %?"), an answer states the question's figures on its own unless it denies them (`_takes_question`): they
     count as stated only where the passage states them ("Yes, the charge is 3%." or "The charge is 3%, which cannot be
-    waived." to "Is the charge 3%?" from a passage of 1% is held; "No, it is 1%." and "It is 1%, not 3%." are not)."""
+    waived." to "Is the charge 3%?" from a passage of 1% is held; "No, it is 1%." and "It is 1%, not 3%." are not). An
+    affirming answer that writes no figure ("Yes.", "It is.", "That's right.": `_AFFIRMING`) says the question's: those
+    the passage does not state are returned."""
     if _takes_question(answer, question):
+        if _opening(answer) == "yes" and not any(c.isdigit() for c in answer):
+            # "Yes.", "It is.", "That's right." to "Is the fee $30?": it says the question's figures without writing
+            # them, so they are its own, stated only where the passage states them
+            return unstated_numbers(question, context)
         question = ""
     texts = (answer, context, question)
     if not any(_ambiguous(t) for t in texts):  # every reading is English's: no text's convention to read
@@ -1177,6 +1183,16 @@ def _asks_to_confirm(question: str, answer: str) -> bool:
 _OPENING_YES = frozenset({"yes", "yeah", "yep", "yup", "true", "correct", "indeed", "right", "sure", "exactly",
                           "absolutely", "certainly", "affirmative"})
 _OPENING_NO = frozenset({"no", "nope", "false", "incorrect", "wrong"})
+# a bare affirmation without a yes, a clause of its own (a stop, a comma or the end after it): "It is.", "That's right.",
+# "It does.", "So ist es.", "Das stimmt.", "C'est exact.", "En effet.", "Así es.", "Es correcto."; read as a yes, folded
+# as `_opening` reads (not "It is 1%.", "It is not.", "That's right at the limit")
+_AFFIRMING = re.compile(
+    r"(?i)\s*(?:(?:it|that|this|they|he|she|you)(?:\s+(?:is|does|was|are|do|did|will|can|has|have|were)|['\u2019]s)"
+    r"(?:\s+indeed)?|indeed(?:\s+it\s+(?:is|does|was))?|(?:that|this|it)(?:\s+is|['\u2019]s)\s+(?:right|correct|true|"
+    r"so|the\s+case)|(?:you|you['\u2019]re|you\s+are)\s+right|quite\s+(?:right|so)|that['\u2019]s\s+it|of\s+course"
+    r"|das\s+(?:stimmt|ist\s+(?:richtig|korrekt|so))|so\s+ist\s+es|genau|korrekt|ganz\s+genau|allerdings"
+    r"|c['\u2019]est\s+(?:exact|correct|juste|vrai|bien\s+(?:ca|cela))|exactement|en\s+effet|effectivement|tout\s+a\s+fait"
+    r"|absolument|asi\s+es|es\s+(?:correcto|cierto|asi)|exacto|efectivamente|claro)\s*(?:[.!,;:]|$)")
 # a negation right before a figure it denies, in its clause (`_CLAUSE_END`): "not 3%", "isn't $30", "$25 rather than $30"
 _NEGATION = re.compile(r"(?i)(?:\bnot|n['\u2019]t|\bnever|\brather\s+than|\binstead\s+of|\bother\s+than|\bnicht|\bpas)\b")
 # a comparison that makes a figure a bound, after a negation ("not less than 5%", "isn't above $500", "never below",
@@ -1191,7 +1207,7 @@ def _opening(answer: str) -> str | None:
     None ("No problem, ..." says neither)."""
     first = _FIRST_WORD.match(fold_accents(answer))
     lead = first.group(1).lower() if first else ""
-    if lead in _OPENING_YES:
+    if lead in _OPENING_YES or _AFFIRMING.match(fold_accents(answer)):
         return "yes"
     if lead in _OPENING_NO:
         after = _FIRST_WORD.match(fold_accents(answer), first.end()) if first else None
