@@ -1642,6 +1642,41 @@ def test_german_french_spanish_and_italian_declarations_of_scale_are_read(answer
     assert unstated_numbers(answer, context) == missing
 
 
+_K_TABLE = "| Item | k\u20ac |\n| Revenue | 40 |\n\n"
+
+
+@pytest.mark.parametrize("question, answer, context", [
+    # a review (R01-R11 of review_num2): a German, French, Spanish or Italian declaration of scale anywhere said the
+    # whole context writes a decimal comma, so an English "3.125 USD" outside the block it heads, or with a unit of its
+    # own inside it, read as three thousand and the wrong "3,125 USD" passed; as at be4c44d, both readings are tried
+    ("How much is the fee?", "The fee is 3,125 USD.", _K_TABLE + "The fee is 3.125 USD."),
+    ("How much is the fee?", "The fee is 3,125 USD.", _K_TABLE.replace("k\u20ac", "M\u20ac") + "The fee is 3.125 USD."),
+    ("How much is the fee?", "The fee is 3,125 USD.", "Revenue (en millions): 40\n\nThe fee is 3.125 USD."),
+    ("How much is the fee?", "The fee is 4,500 GBP.", "(en milliers d'euros)\nThe UK fee is GBP 4.500."),
+    ("How much is the fee?", "The fee is 7,250 dollars.",
+     "(en miles de euros) 4.000\n\nThe admission fee for adults is 7.250 dollars, payable at the door."),
+    ("What is the dose?", "The dose is 1,500 mg.", "| Cost | k\u20ac |\n| Drug | 12 |\n\nDose: 1.500 mg daily."),
+    ("How much is the fee?", "The fee is 2,200 USD.", "k\u20ac\nFee: 2.200 USD"),
+    ("How much is the fee?", "The fee is 1,750 USD.", "Budget en M\u20ac\n\nThe fee is USD 1.750."),
+    # not the comma's: they pass with no comma sign from a declaration at all (R04, R08: be4c44d held them only where
+    # the misattribution check, reading the passage without its first line, read "1.500" otherwise; "(en M\u20ac) 12"
+    # makes "Rate: 4.125%." French; R09: the "TEUR" cell makes "| Umsatz | 9 |" 9000 euro)
+    pytest.param("How much is the fee?", "The fee is 1,500 euros.",
+                 "Chiffres (en M\u20ac) : 12\nThe fee is 1.500 euros per seat.", marks=pytest.mark.xfail(strict=True)),
+    pytest.param("What is the rate?", "The rate is 4,125%.", "(en M\u20ac) 12\nRate: 4.125%.",
+                 marks=pytest.mark.xfail(strict=True)),
+    pytest.param("How much is the fee?", "The fee is 9 thousand euros.",
+                 "| Posten | TEUR |\n| Umsatz | 9 |\n\nDie Gebühr beträgt 9 Euro pro Besuch.",
+                 marks=pytest.mark.xfail(strict=True)),
+])
+def test_another_languages_declaration_says_a_decimal_comma_only_in_the_block_it_heads(question, answer, context):
+    from hguard._guard_scoring import answer_holds
+    from hguard.calibrate.judge import unstated_numbers
+
+    assert answer_holds(question, answer, context, None)
+    assert unstated_numbers(answer, context, question)  # held as unstated, not by another rule's chance
+
+
 _EXCEPT = ("Key figures (in $ millions, except per share data and ratios)\n| Item | 2024 |\n| Net income | 1,250 |\n"
            "| Diluted EPS | 3.45 |\n| CET1 ratio (%) | 13.2 |")
 _ABOVE = "The minimum opening deposit is 500.\n\nIncome statement ($000s)\n| Revenue | 1,250 |"

@@ -1430,16 +1430,39 @@ _FOREIGN_CONNECTOR = re.compile(r"(?i)\b(?:en|de|di|der)\s|\bd['\u2019]")
 
 def _declares_in_another_language(text: str) -> bool:
     """Whether ``text`` declares its amounts' scale in German, French, Spanish or Italian ("(in TEUR)", "(en milliers
-    d'euros)", "Angaben in Mio. \u20ac"): a sign that it writes a decimal comma ("12.340" is twelve thousand three hundred
-    and forty), as its words would be."""
+    d'euros)", "Angaben in Mio. \u20ac") over every number it writes that conventions read apart ("1.500", "1,500"): a
+    sign that it writes a decimal comma ("12.340" is twelve thousand three hundred and forty), as its words would be.
+    The sign reaches only the bare numbers of the block such a declaration heads (`_declared_block`, the numbers it
+    scales): where another is written outside one, or with a unit of its own ("| Item | k\u20ac |\n| Revenue | 40 |\n\n
+    The fee is 3.125 USD.", "k\u20ac\nFee: 2.200 USD", "(en M\u20ac) 12\nRate: 4.125%."), the text gives no sign (a
+    review found "3,125 USD" passing from "3.125 USD", read as three thousand), and both readings are tried."""
     if not any(c.isdigit() for c in text):
         return False
+    heads = []
     for m in _DECLARED.finditer(text):
         scale = next((v for k, v in m.groupdict().items() if k[0] == "s" and v is not None), "")
-        if (any(m.group(g) for g in _COMPACT_GROUPS) or " ".join(scale.lower().split()) in _FOREIGN_SCALES
-                or _FOREIGN_CONNECTOR.search(m.group(0))):
-            return True
-    return False
+        heads.append((m.start(), m.end(), bool(any(m.group(g) for g in _COMPACT_GROUPS)
+                                                or " ".join(scale.lower().split()) in _FOREIGN_SCALES
+                                                or _FOREIGN_CONNECTOR.search(m.group(0)))))
+    if not any(foreign for *_, foreign in heads):
+        return False
+    blanked = list(text)
+    for start, end, _ in heads:
+        blanked[start:end] = " " * (end - start)
+    plain = "".join(blanked)
+    blocks = [(end, _declared_block(plain, end, heads[i + 1][0] if i + 1 < len(heads) else len(plain)))
+              for i, (_, end, foreign) in enumerate(heads) if foreign]
+    for p in (_ONE_DOT_GROUP, _ONE_COMMA_GROUP):
+        for n in p.finditer(plain):
+            if (not any(a <= n.start() < b for a, b in blocks) or _CURRENCY_ENDS.search(plain, max(0, n.start() - 6),
+                                                                                          n.start()) is not None
+                    or _BARE_AFTER.match(plain, n.end()) is None):
+                return False  # outside a foreign declaration's block, or with a unit of its own: no sign
+    return True
+
+
+# what follows a bare number in a declared block: nothing but a stop before its cell's or line's end
+_BARE_AFTER = re.compile(r"[ \t.,;:)]*(?:\||\r?\n|$)")
 
 
 @functools.lru_cache(maxsize=256)
