@@ -119,7 +119,10 @@ def _backlog_lines(backlog: Mapping[str, Any] | None) -> list[str]:
             + f"; decided {dec['last_24h']} in the last 24 h, {dec['last_7d']} in the last 7 days ({dec['total']} in all)"
             + ("; pending by domain: " + ", ".join(f"{d} {f['pending']['total']} (oldest "
                                                     f"{_hours(f['oldest_pending_age_hours'])})" for d, f in by)
-               if by else ""))  # fmt: skip
+               if by else "")
+            + (f"; {ev['pending']} pending and {ev['decided']} decided evaluation item(s) (answers given to Guard.check, "
+               "not served) counted apart" if (ev := backlog.get("evaluation_items") or {}).get("pending")
+               or ev.get("decided") else ""))  # fmt: skip
     if not o["over_max_age"]:
         return [line]
     late = [d for d, f in by if f["over_max_age"]]

@@ -654,7 +654,8 @@ class Generator:
         (no special tokens added). InputError, naming the value and the fix, for an answer that is not text, is blank,
         holds a control token of the model (its end-of-sequence would end it there), holds where the plain prompt frame
         of a model without a chat template ends an answer, or is longer than ``max_new_tokens`` (default: the
-        settings'), the most the guard generates: it is refused, never cut."""
+        settings'), the most the guard generates: it is refused, never cut. The whitespace around the answer is
+        no part of it (the guard's own answers are stripped text too)."""
         if not isinstance(answer, str):
             raise InputError(f"answer must be a string, got {type(answer).__name__} {answer!r:.60}; pass the answer's text")
         if blank(answer):
@@ -667,6 +668,9 @@ class Generator:
             raise UsageError(f"{self.lm.name} names no end-of-sequence token (generation_config or tokenizer), so a given "
                              "answer cannot be ended where it ends; set model.generation_config.eos_token_id to score one")
         tok = self.lm.tokenizer
+        # the whitespace around it is no part of it, as the guard's own answers are shown stripped (a stored log line's
+        # "\n" or "\r", a trailing space, read as tokens the model would not write, sent the model's own answer to review)
+        answer = answer.strip()
         ids = self._as_written(answer)
         controls = (set(tok.all_special_ids) - {tok.unk_token_id}) | set(self.eos_token_ids)  # an unknown word is text
         control = next((t for t in ids if t in controls), None)
@@ -770,13 +774,13 @@ class Generator:
             forced=forced,
         )
         for i, (g, h, sp) in enumerate(zip(out, hists, syss)):
-            if answers is not None and forced is not None:  # what was scored is the answer as given
-                g.text = answers[i]
+            if answers is not None and forced is not None:  # what was scored is the answer as given (its text)
+                g.text = answers[i].strip()
                 # ... and what its tokens say, turned into text as the generator turns its own (an unknown word read
                 # as <unk>, a tokenizer that normalises: the tokens scored are of other text than the one recorded)
                 said = self.lm.tokenizer.decode(forced[i], skip_special_tokens=True).strip()
-                g.extra["given_answer"]["decodes_as_given"] = said == answers[i]
-                if said != answers[i]:
+                g.extra["given_answer"]["decodes_as_given"] = said == g.text
+                if said != g.text:
                     g.extra["given_answer_decoded"] = said
             control = self.control_in(g.question, g.context, h, sp)
             if control:

@@ -452,16 +452,23 @@ def _backlog_figures(pending: Sequence[Any], decided_at: Sequence[datetime | Non
 
 
 def _review_backlog(policy, items: Sequence[Any], archived: Sequence[Any], recorded: Mapping[str, Mapping[str, Any]],
-                    now: datetime) -> dict[str, Any]:
+                    now: datetime, evaluation: frozenset[str] = frozenset()) -> dict[str, Any]:
     """The review queue's backlog (:func:`_backlog_figures`) over the whole queue and per domain of the policy (and of
     the items outside its domains, when there are any), as the queue holds it: ``items`` its pending and decided items
     (all of them: an answer of another model, or held after the log was read, waits for a reviewer too), ``archived``
     what it keeps of its archived items (decided: their verdict times are read from their ``review_verdict`` records
     in ``recorded``, the chain's by id, the domain too where the queue kept none), against
-    ``[monitor] review_backlog_max_age_hours``."""
+    ``[monitor] review_backlog_max_age_hours``. Items whose decisions are in ``evaluation`` (answers given to
+    Guard.check for an evaluation, :func:`given_answer`) are counted apart (``evaluation_items``), in no figure nor
+    the warning: they served no one, and an evaluation alone warned of a backlog in a deployment whose live items were
+    all reviewed."""
     from .review._archive import _decided_at as _utc_time
 
     max_age = policy.monitor.review_backlog_max_age_hours
+    apart = [it for it in items if it.audit_id in evaluation]
+    items = [it for it in items if it.audit_id not in evaluation]
+    archived_apart = [a for a in archived if a.audit_id in evaluation]
+    archived = [a for a in archived if a.audit_id not in evaluation]
     pending: dict[Any, list[Any]] = defaultdict(list)
     decided: dict[Any, list[datetime | None]] = defaultdict(list)
     for it in items:
@@ -481,6 +488,8 @@ def _review_backlog(policy, items: Sequence[Any], archived: Sequence[Any], recor
     outside = [d for d in {*pending, *decided} if d not in policy.domains]
     return {"max_age_hours": max_age, "age_unit": "hours", "age_from": "the time the guard decided each item",
             "decided_periods_hours": dict(BACKLOG_PERIODS), "until": now.isoformat(),
+            "evaluation_items": {"pending": sum(it.status == "pending" for it in apart),
+                                 "decided": sum(it.status != "pending" for it in apart) + len(archived_apart)},
             "overall": figures([*pending.keys() | decided.keys()]),
             "domains": {name: figures([name]) for name in policy.domains},
             "outside_domains": figures(outside) if outside else None}
@@ -656,7 +665,8 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
                                            "not_restored": not_restored[:5]},
         "outside_domains": _outside(served, verdict_of, policy),
         "tightenings_carried_from_state_file": carried,
-        "review_backlog": _review_backlog(policy, queued, archived, recorded, at),
+        "review_backlog": _review_backlog(policy, queued, archived, recorded, at,
+                                          frozenset(r["id"] for r in decisions if given_answer(r))),
     }  # fmt: skip
     for name, dp in policy.domains.items():
         m = meta.get(name, [])

@@ -64,6 +64,7 @@ def test_ask_scores_an_answer_given_in_a_file_as_the_guard_scored_its_own(tmp_pa
     decisions = [r for r in records if r.get("kind") == "decision"]
     assert [d.get("answer_source") for d in decisions] == [None, "given", "given"]
     assert decisions[2]["given_answer"]["own_tokens"] < decisions[2]["given_answer"]["tokens"]
+    assert [d["given_answer"]["served"] for d in decisions[1:]] == [False, False]  # an evaluation unless --served
 
 
 def test_evaluate_json_contract(tmp_path):

@@ -498,6 +498,7 @@ def test_ask_refuses_an_empty_answer_file_before_loading_the_model(tmp_path):
     _one_clear_line(run("ask", "q?", "--answer", str(empty)), f"--answer file {str(empty)!r} is empty",
                     "leave --answer out to have the guard answer")
     _one_clear_line(run("ask", "q?", "--answer", str(tmp_path / "none.txt")), "--answer file", "does not exist")
+    _one_clear_line(run("ask", "q?", "--served"), "--served says how an --answer is used", "pass --answer FILE")
 
 
 def test_a_model_folder_without_a_tokenizer_is_one_line_naming_it(tmp_path):

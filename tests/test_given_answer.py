@@ -86,6 +86,18 @@ def test_check_of_the_answer_invoke_gave_decides_as_invoke_did_and_the_record_sa
     assert verify(tmp_path / "audit.jsonl").ok
 
 
+def test_the_whitespace_around_a_given_answer_is_no_part_of_it(calibrated_guard):
+    """A new user's trial: a stored log line's "\n" or "\r", or a trailing space, read as tokens the model would not
+    write, sent the model's own answer to review with a reason speaking of unknown words (`hguard ask --answer FILE`
+    stripped the file's line ends, the API did not). The guard's own answers are stripped text; so is a given one."""
+    guard = calibrated_guard
+    r = guard.invoke(QUESTIONS[0], domain="alpha")
+    for padded in (r.answer + "\n", r.answer + " \r\n", "  " + r.answer + "\t"):
+        c = guard.check(QUESTIONS[0], padded, domain="alpha")
+        assert (c.answer, c.route, c.reasons) == (r.answer, r.route, r.reasons), padded
+        assert c.risk == pytest.approx(r.risk, rel=1e-5, abs=1e-6)
+
+
 @pytest.fixture
 def calibrated_guard(tiny_calibrated, tmp_path):
     lm, root = tiny_calibrated

@@ -2607,6 +2607,29 @@ def test_the_monitor_reports_the_review_queues_backlog_per_domain_and_overall(tm
     assert not any(r["kind"].startswith("monitor") for r in AuditLog(policy.audit.path))  # refused before appending
 
 
+def test_an_evaluations_review_items_are_counted_apart_from_the_backlog(tmp_path, monkeypatch):
+    """A new user's trial: answers given to Guard.check for an evaluation (served=False) and held for review are
+    queued, and the backlog counted them: an offline evaluation alone warned of a backlog in a deployment whose live
+    items were all reviewed. They are counted apart, in no figure nor the warning; a served given answer is live."""
+    from datetime import datetime, timedelta
+
+    policy = _backlog_deployment(tmp_path, monkeypatch, review_backlog_max_age_hours=120)
+    log, queue = AuditLog(policy.audit.path), ReviewQueue(policy.review.queue, audit=AuditLog(policy.audit.path))
+    before = run_monitor(policy, act=False, now=NOW)["review_backlog"]
+    for served, hours_ago in ((False, 500), (False, 300), (True, 3)):
+        rec = log.append({"policy_id": policy_id(policy), "domain": "geo", "route": "review", "risk": 0.5, "signals": {},
+                          "question": "q", "answer": "a", "answer_source": "given",
+                          "given_answer": {"tokens": 1, "own_tokens": 0, "served": served}}, kind="decision")
+        queue.enqueue({"audit_id": rec.id, "question": "q", "answer": "a", "domain": "geo",
+                       "time": (datetime.fromisoformat(NOW) - timedelta(hours=hours_ago)).isoformat()})
+    rep = run_monitor(policy, act=False, now=NOW)
+    b = rep["review_backlog"]
+    assert b["evaluation_items"] == {"pending": 2, "decided": 0}
+    assert b["overall"]["pending"]["total"] == before["overall"]["pending"]["total"] + 1  # the served one only
+    assert b["overall"]["oldest_pending_age_hours"] == pytest.approx(100) and not b["overall"]["over_max_age"]
+    assert "WARNING" not in summary(rep) and "2 pending and 0 decided evaluation item(s)" in summary(rep)
+
+
 def test_the_review_backlog_warning_follows_the_policys_max_age(tmp_path, monkeypatch):
     policy = _backlog_deployment(tmp_path, monkeypatch, review_backlog_max_age_hours=120)
     rep = run_monitor(policy, act=False, now=NOW)

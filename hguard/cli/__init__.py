@@ -643,6 +643,8 @@ def cmd_ask(args) -> int:
     # an answer given to be scored (Guard.check), not generated; the file's own line ends are no part of it (the
     # guard's answers are stripped text too)
     answer = read_text_file(args.answer, "--answer").strip() if args.answer else None
+    if args.served and answer is None:
+        raise InputError("--served says how an --answer is used; pass --answer FILE with it, or leave --served out")
     if answer is not None and blank(answer):
         raise InputError(f"--answer file {args.answer!r} is empty or only whitespace; pass a file with the text of the "
                          "answer to score, or leave --answer out to have the guard answer")
@@ -665,7 +667,7 @@ def cmd_ask(args) -> int:
         show(w.message, w.category, w.filename, w.lineno)
     try:
         res = (guard.invoke(args.question, context=context, domain=args.domain) if answer is None
-               else guard.check(args.question, answer, context=context, domain=args.domain))
+               else guard.check(args.question, answer, context=context, domain=args.domain, served=args.served))
     except Exception as exc:
         if getattr(exc, "results", None):  # decided and recorded, then a later record of the request failed
             raise not_shown_error(guard, exc, "hguard ask") from exc
@@ -735,7 +737,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("question")
     a.add_argument("--context", help="file with retrieved context (text)")
     a.add_argument("--answer", help="file with an answer produced elsewhere (text): scored as Guard.check scores it, "
-                   "not generated; an answer that is not this model's own greedy answer goes to review")
+                   "not generated; an answer that is not this model's own greedy answer goes to review; an evaluation "
+                   "(the monitor leaves it out) unless --served")
+    a.add_argument("--served", action="store_true", help="with --answer: the answer is shown to users as it routes "
+                   "(live traffic the monitor counts, a spot-check candidate)")
     a.add_argument("--domain")
     a.add_argument("--policy", default=None)
     a.add_argument("--model", default=None, help=_MODEL_HELP + " (default: the policy's model)")
