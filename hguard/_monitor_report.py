@@ -45,9 +45,11 @@ _NOTICES = (
      "review them from the application's own copy"),
     ("given_answer_decisions_left_out", "domains",
      "{n} decision(s) on answers given to Guard.check and not served (answer_source \"given\", an evaluation or a log "
-     "scored again; e.g. "
-     "{eg}) were left out of every estimate, tally and drift test: they are no live traffic (those held for review "
-     "are still in the review queue)"),
+     "scored again; in {eg}) were left out of every estimate, tally and drift test: they are no live traffic (those "
+     "held for review are still in the review queue, counted apart from its backlog)"),
+    ("given_answer_decisions_served", "domains",
+     "{n} decision(s) on answers given to Guard.check with served=True (in {eg}) were counted as live traffic, as "
+     "generated answers are"),
     ("other_model_decisions_left_out", "models",
      "{n} decision(s) made by another model than their domain's calibration were left out (e.g. {eg}): a model given "
      "with --model or model= is not the one the guarantee is about; monitor each model under its own policy"),

@@ -337,6 +337,12 @@ def given_answer(record: Mapping[str, Any]) -> bool:
     return not (isinstance(given, Mapping) and given.get("served") is True)
 
 
+def given_answer_served(record: Mapping[str, Any]) -> bool:
+    """Whether a decision scored an answer given to :meth:`hguard.guard.Guard.check` with ``served=True`` (live traffic
+    the monitor counts as a generated answer's)."""
+    return record.get("answer_source") == "given" and not given_answer(record)
+
+
 def _probe_meta(policy, problems: dict[str, str] | None = None) -> dict[str, list[Any]]:
     """Each domain's calibrations (closed-book, RAG or both: probe_id, calibration scores) in the policy's
     probe folders, read as the guard reads them; files that cannot be read are left out (the guard
@@ -650,8 +656,13 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
                                                        # a keyed log read without its key: its MACs went unchecked
                                                        "macs_checked": ver.key_id is not None, "n_macs": ver.n_macs},
         "foreign_decisions_left_out": len(foreign), "dry_run": not act, "domains": {},
-        "given_answer_decisions_left_out": {"n": sum(given.values()),
-                                            "domains": [f"{n} in {d!r}" for d, n in given.most_common(5)]},
+        # by domain, a mapping (an answer of no domain under "(no domain)"); and the served ones, which count as live
+        # traffic, said too, so that a deployment guarding another server's answers can see them counted
+        "given_answer_decisions_left_out": {"n": sum(given.values()), "domains": {
+            ("(no domain)" if d == "None" else d): n for d, n in given.most_common()}},
+        "given_answer_decisions_served": {"n": sum(given_answer_served(r) for r in decisions), "domains": dict(Counter(
+            "(no domain)" if r.get("domain") is None else str(r.get("domain")) for r in decisions
+            if given_answer_served(r)).most_common())},
         "other_model_decisions_left_out": {"n": sum(other_models.values()), "models": dict(other_models.most_common(5))},
         "verdicts_not_in_chain": {"n": len(unrecorded), "items": [it.id for it in unrecorded[:5]],
                                   "to_put_on_record": to_decide_again[:5],

@@ -2497,7 +2497,8 @@ def test_decisions_on_given_answers_are_left_out_of_every_live_figure(tmp_path):
     assert (e["spot_checks"]["selected"], e["spot_checks"]["reviewed"], e["spot_checks"]["hallucinated"]) == (40, 40, 0)
     assert e["review_routed"]["reviewed"] == 0 and e["n_decisions"] == 40 and e["decisions"] == {"accept": 40}
     assert e["given_answer_decisions_left_out"] == 20 and not e["breach"]
-    assert rep["given_answer_decisions_left_out"] == {"n": 20, "domains": ["20 in 'geo'"]}
+    assert rep["given_answer_decisions_left_out"] == {"n": 20, "domains": {"geo": 20}}
+    assert rep["given_answer_decisions_served"] == {"n": 0, "domains": {}}
     assert "20 decision(s) on answers given to Guard.check" in summary(rep)
     assert rep["review_decisions_not_in_queue"]["n"] == 0  # the given ones held for review are queued and known
     run_monitor(policy)  # acting on it: nothing tightened
@@ -2516,8 +2517,15 @@ def test_given_answers_served_to_users_are_live_traffic_to_the_monitor(tmp_path)
                     "risk": 0.5, "signals": {"ood_distance": 1.0}, "question": "q", "answer": "a",
                     "answer_source": "given", "given_answer": {"tokens": 1, "own_tokens": 1, "served": served}},
                    kind="decision")
-    e = run_monitor(policy, act=False)["domains"]["geo"]
+    rep = run_monitor(policy, act=False)
+    e = rep["domains"]["geo"]
     assert e["n_decisions"] == 30 and e["given_answer_decisions_left_out"] == 7
+    # said in the summary, both ways, with their domains: a deployment guarding another server's answers sees them
+    assert rep["given_answer_decisions_served"] == {"n": 30, "domains": {"geo": 30}}
+    text = summary(rep)
+    assert "30 decision(s) on answers given to Guard.check with served=True (in geo) were counted as live" in text
+    assert "7 decision(s) on answers given to Guard.check and not served (answer_source \"given\", an evaluation or " \
+           "a log scored again; in geo) were left out" in text
 
 
 # ------------------------------------------------------------------------------------------ the review queue's backlog
