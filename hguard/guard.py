@@ -1231,10 +1231,6 @@ class Guard(_Scoring, _Recording):
         """:meth:`check` of several answers, one per question (those of a domain scored in one batched pass), as
         :meth:`batch` guards several questions: every input is checked before anything is scored. ``served`` (one
         value for all): as for :meth:`check`."""
-        if not isinstance(served, bool):  # a string "false" would read as served
-            raise self._refused(questions if isinstance(questions, str) else list(questions or []), InputError(
-                f"served must be True or False, got {type(served).__name__} {served!r:.40}; pass True where the answers "
-                "are shown to users, False for an evaluation"), given={})
         if answers is None:
             raise self._refused(questions if isinstance(questions, str) else list(questions or []), InputError(
                 "answers must be a list of strings, one per question, got None; pass the answers to score"), given={})
@@ -1389,6 +1385,10 @@ class Guard(_Scoring, _Recording):
             raise self._refused(list(questions), InputError(
                 f"runs must be a list with one run mapping (or None) per question, got one mapping {dict(runs)!r:.80}; "
                 "use invoke(run=...) for one question, or pass a list of them"), given=given)
+        if type(served) is not bool:  # "true", 1, numpy's True_: recorded as given, read otherwise by the monitor
+            raise self._refused(list(questions), InputError(
+                f"served must be True or False, got {type(served).__name__} {served!r:.40}; pass True where the answers "
+                "are shown to users, False for an evaluation"), given=given)
         if answers is not None and not isinstance(answers, (list, tuple)):  # a generator's, a number's entries
             raise self._refused(list(questions), InputError(
                 f"answers must be a list of strings, one per question, got {type(answers).__name__} {answers!r:.60}"),

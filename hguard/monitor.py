@@ -326,15 +326,17 @@ def made_by_another_model(record: Mapping[str, Any], calibrated: Mapping[str, se
 
 def given_answer(record: Mapping[str, Any]) -> bool:
     """Whether a decision scored an answer given to :meth:`hguard.guard.Guard.check` (``answer_source: "given"``) for
-    an evaluation or a log scored again, not one shown to users as it routed (``given_answer.served`` true: the same
+    an evaluation or a log scored again (``given_answer.served`` false), not one shown to users as it routed (true: the same
     model served by another server, guarded here, which is live traffic as a generated answer is): no user was served
     it, so it is no live evidence. The monitor leaves it out of every live figure (spot-check estimate, review-routed
     verdicts, drift windows, routes and accepted per day); it is still queued for review, and its queue item checked,
     as any decision's; the guard picks none of them for a spot-check."""
     if record.get("answer_source") != "given":
         return False
+    # an evaluation only where the record says so, literally: any other shape (a "served" of "true", 1, missing; no
+    # mapping) counts as live traffic, since leaving out a served answer would hide its hallucination from the estimate
     given = record.get("given_answer")
-    return not (isinstance(given, Mapping) and given.get("served") is True)
+    return isinstance(given, Mapping) and given.get("served") is False
 
 
 def given_answer_served(record: Mapping[str, Any]) -> bool:

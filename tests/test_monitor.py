@@ -2486,7 +2486,7 @@ def test_decisions_on_given_answers_are_left_out_of_every_live_figure(tmp_path):
                        "signals": {"ood_distance": ood}})
         queue.decide(rec.id, verdict=verdict, reviewer="tester")
 
-    given = {"answer_source": "given", "given_answer": {"tokens": 1, "own_tokens": 1, "ends_as_own": True}}
+    given = {"answer_source": "given", "given_answer": {"tokens": 1, "own_tokens": 1, "ends_as_own": True, "served": False}}
     for i in range(20):  # an evaluation over stored answers first: far from the domain, all wrong
         decide(i, "accept" if i % 2 else "review", 5.0 + rng.random(), "hallucinated", **given)
     for i in range(20, 60):  # then the live traffic, one distribution, all right
@@ -2508,23 +2508,24 @@ def test_decisions_on_given_answers_are_left_out_of_every_live_figure(tmp_path):
 def test_given_answers_served_to_users_are_live_traffic_to_the_monitor(tmp_path):
     """Guard.check(served=True): the same model served by another server, guarded here, its answers shown as they
     route. Left out as an evaluation is, that deployment's every answer would be missing from the live figures (no
-    spot-check estimate, no drift test): they count as generated answers do; an unserved one, or a record whose
-    ``served`` is not literally true, is left out."""
+    spot-check estimate, no drift test): they count as generated answers do. Only a record whose ``served`` is
+    literally false is an evaluation: any other shape ("true", 1, missing, no mapping) counts as live (a review: left
+    out, a served answer's hallucination was hidden from the estimate and the selection audit)."""
     policy = _pol(tmp_path, drift_window=20, spot_check_rate=1.0)
     log = AuditLog(policy.audit.path)
-    for i, served in enumerate([True] * 30 + [False] * 5 + ["yes"] * 2):
+    odd = [{"tokens": 1, "served": "true"}, {"tokens": 1, "served": 1}, {"tokens": 1}, [1, 1], None]
+    for i, given in enumerate([{"tokens": 1, "own_tokens": 1, "served": s} for s in [True] * 30 + [False] * 5] + odd):
         log.append({"request_id": f"r{i}", "policy_id": policy_id(policy), "domain": "geo", "route": "review",
                     "risk": 0.5, "signals": {"ood_distance": 1.0}, "question": "q", "answer": "a",
-                    "answer_source": "given", "given_answer": {"tokens": 1, "own_tokens": 1, "served": served}},
-                   kind="decision")
+                    "answer_source": "given", "given_answer": given}, kind="decision")
     rep = run_monitor(policy, act=False)
     e = rep["domains"]["geo"]
-    assert e["n_decisions"] == 30 and e["given_answer_decisions_left_out"] == 7
+    assert e["n_decisions"] == 35 and e["given_answer_decisions_left_out"] == 5
     # said in the summary, both ways, with their domains: a deployment guarding another server's answers sees them
-    assert rep["given_answer_decisions_served"] == {"n": 30, "domains": {"geo": 30}}
+    assert rep["given_answer_decisions_served"] == {"n": 35, "domains": {"geo": 35}}
     text = summary(rep)
-    assert "30 decision(s) on answers given to Guard.check with served=True (in geo) were counted as live" in text
-    assert "7 decision(s) on answers given to Guard.check and not served (answer_source \"given\", an evaluation or " \
+    assert "35 decision(s) on answers given to Guard.check with served=True (in geo) were counted as live" in text
+    assert "5 decision(s) on answers given to Guard.check and not served (answer_source \"given\", an evaluation or " \
            "a log scored again; in geo) were left out" in text
 
 
