@@ -19,7 +19,7 @@ from .errors import AuditError, error_text, warn_aside
 from .generation import prompt_fingerprints
 from ._policy_route import SPOT_CHECK_REASON
 from .policy import ACCEPT, REVIEW
-from .monitor import guarantee_of, seed_id
+from .monitor import for_evaluation, guarantee_of, seed_id
 from .settings import CLOSED_BOOK, RAG
 
 if TYPE_CHECKING:
@@ -352,7 +352,7 @@ class _Recording:
             record["given_answer"] = dict(given)
         # an accepted answer served to users is a spot-check candidate; a given one scored for an evaluation is not (it
         # served no one, the monitor's estimate leaves it out, and it would take a day's minimum from served answers)
-        live = given is None or given.get("served") is True
+        live = given is None or not for_evaluation(given)
         dp = self.policy.domain(result.domain) if result.route == ACCEPT and result.domain and live else None
         if dp is not None:  # the rate and seed the spot-check selection was made with, for the monitor to check it
             record["spot_check_rate"] = dp.spot_check_rate

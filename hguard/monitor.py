@@ -331,18 +331,15 @@ def given_answer(record: Mapping[str, Any]) -> bool:
     it, so it is no live evidence. The monitor leaves it out of every live figure (spot-check estimate, review-routed
     verdicts, drift windows, routes and accepted per day); it is still queued for review, and its queue item checked,
     as any decision's; the guard picks none of them for a spot-check."""
-    if record.get("answer_source") != "given":
-        return False
-    # an evaluation only where the record says so, literally: any other shape (a "served" of "true", 1, missing; no
-    # mapping) counts as live traffic, since leaving out a served answer would hide its hallucination from the estimate
-    given = record.get("given_answer")
+    return record.get("answer_source") == "given" and for_evaluation(record.get("given_answer"))
+
+
+def for_evaluation(given: Any) -> bool:
+    """Whether a decision's ``given_answer`` (what :meth:`hguard.guard.Guard.check` records) says its answer served no
+    one: only where it says so, literally (``served`` false); any other shape (a "served" of "true", 1, missing; no
+    mapping) counts as live traffic, since leaving out a served answer would hide its hallucination from the estimate.
+    The guard picks spot-checks by it too."""
     return isinstance(given, Mapping) and given.get("served") is False
-
-
-def given_answer_served(record: Mapping[str, Any]) -> bool:
-    """Whether a decision scored an answer given to :meth:`hguard.guard.Guard.check` with ``served=True`` (live traffic
-    the monitor counts as a generated answer's)."""
-    return record.get("answer_source") == "given" and not given_answer(record)
 
 
 def _probe_meta(policy, problems: dict[str, str] | None = None) -> dict[str, list[Any]]:
@@ -576,8 +573,10 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
     records = [r for r in records if r.get("id") not in foreign and not linked_decisions(r) & foreign]
     by_id = {r["id"]: r for r in decisions}  # every decision: the queue's items (a given answer held too) are checked
     # the decisions whose answers users were served by this guard: every live figure below reads these alone
-    given = Counter(str(r.get("domain")) for r in decisions if given_answer(r))
-    served = [r for r in decisions if not given_answer(r)]
+    evaluation = frozenset(r["id"] for r in decisions if given_answer(r))
+    given = Counter(str(r.get("domain")) for r in decisions if r["id"] in evaluation)
+    served = [r for r in decisions if r["id"] not in evaluation]
+    served_given = [r for r in served if r.get("answer_source") == "given"]  # Guard.check(served=True): live traffic
     items = (queue.decided() + queue.pending(limit=None)) if queue is not None else []  # with the verdicts given since
     queued = items  # the whole queue as it stands: its backlog (the figures below read only this log's decisions)
     # decided items moved to an archive file (`hguard review archive`): their verdicts count as the chain holds them, as
@@ -662,9 +661,8 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
         # traffic, said too, so that a deployment guarding another server's answers can see them counted
         "given_answer_decisions_left_out": {"n": sum(given.values()), "domains": {
             ("(no domain)" if d == "None" else d): n for d, n in given.most_common()}},
-        "given_answer_decisions_served": {"n": sum(given_answer_served(r) for r in decisions), "domains": dict(Counter(
-            "(no domain)" if r.get("domain") is None else str(r.get("domain")) for r in decisions
-            if given_answer_served(r)).most_common())},
+        "given_answer_decisions_served": {"n": len(served_given), "domains": dict(Counter(
+            "(no domain)" if r.get("domain") is None else str(r.get("domain")) for r in served_given).most_common())},
         "other_model_decisions_left_out": {"n": sum(other_models.values()), "models": dict(other_models.most_common(5))},
         "verdicts_not_in_chain": {"n": len(unrecorded), "items": [it.id for it in unrecorded[:5]],
                                   "to_put_on_record": to_decide_again[:5],
@@ -679,7 +677,7 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
         "outside_domains": _outside(served, verdict_of, policy),
         "tightenings_carried_from_state_file": carried,
         "review_backlog": _review_backlog(policy, queued, archived, recorded, at,
-                                          frozenset(r["id"] for r in decisions if given_answer(r))),
+                                          evaluation),
     }  # fmt: skip
     for name, dp in policy.domains.items():
         m = meta.get(name, [])
