@@ -637,54 +637,63 @@ def load_model(source: str | os.PathLike = "default", *, use_cache: bool = True,
             load_info={"seconds": time.perf_counter() - t0},
         )
     text = os.fspath(source)
-    if path.exists() or text.count("/") != 1 or text.startswith((".", "/", "~")):
+    repo_id, at, revision = text.partition("@")
+    if path.exists() or repo_id.count("/") != 1 or text.startswith((".", "/", "~")):
         raise ModelNotFoundError(
             f"model source {text!r} is not \"default\", a .gguf file, a model folder or a hub id "
-            f"(owner/name); check the path"
+            f"(owner/name, or owner/name@revision); check the path"
         )
+    if at and not revision.strip():
+        raise ModelNotFoundError(
+            f"model source {text!r} names no revision after '@'; write owner/name@<branch, tag or commit>, or "
+            "owner/name for the repo's main")
     if Path(text.split("/")[0]).is_dir():  # "models/hr-qwn": a typo in a local path, not a hub id to fetch
         raise ModelNotFoundError(
             f"no model folder {text!r}: the folder {text.split('/')[0]!r} exists here, so this reads as a local path "
             f"(in it: {', '.join(sorted(p.name for p in Path(text.split('/')[0]).iterdir() if p.is_dir())[:8]) or 'no folders'}); "
             "check the path (a hub id owner/name is fetched only when no local folder of the owner's name exists)"
         )
+    pin = {"revision": revision} if at else {}  # a branch, tag or commit: loads, and names, that revision's files
     try:
         t0 = time.perf_counter()
-        model = _from_pretrained(text, f"model {text!r}", dtype=dtype)
-        tokenizer = AutoTokenizer.from_pretrained(text)
+        model = _from_pretrained(repo_id, f"model {text!r}", dtype=dtype, **pin)
+        tokenizer = AutoTokenizer.from_pretrained(repo_id, **pin)
     except OSError as exc:
         raise ModelNotFoundError(
             f"could not load {text!r} from the Hugging Face hub ({exc}); without hub access, download it "
             f"elsewhere and pass the local folder, or use \"default\""
         ) from exc
     return _finish(
-        model, tokenizer, name=text, source=f"hub:{text}",
-        loaded_fingerprint=_hub_fingerprint(text, model) + _adapter_base(text, _adapter_suffix(model, None)) + _dtype_suffix(model.dtype),
+        model, tokenizer, name=text, source=f"hub:{text}",  # with its revision: model_argument loads the same again
+        loaded_fingerprint=(_hub_fingerprint(repo_id, model, revision or None)
+                            + _adapter_base(repo_id, _adapter_suffix(model, None), revision or None)
+                            + _dtype_suffix(model.dtype)),
         load_info={"seconds": time.perf_counter() - t0},
     )
 
 
-def _hub_fingerprint(repo_id: str, model) -> str:
-    """``hub:<id>@<commit>`` for the revision whose files were loaded; where the commit cannot be
+def _hub_fingerprint(repo_id: str, model, revision: str | None = None) -> str:
+    """``hub:<id>@<commit>`` for the revision whose files were loaded (``revision``: the branch, tag or commit asked
+    for, None for main; a branch or tag is named by the commit it resolved to); where the commit cannot be
     read, the sha256 of the loaded snapshot's files, never a constant that two revisions would share. An adapter repo
     (transformers applied the adapter) by its adapter_config.json's revision: it has no config.json, and the config
     transformers loaded is its base model's (the base's revision is :func:`_adapter_base`'s)."""
     if getattr(model, "_hf_peft_config_loaded", False):
-        return _hub_revision(repo_id, "adapter_config.json")
+        return _hub_revision(repo_id, "adapter_config.json", revision)
     commit = getattr(model.config, "_commit_hash", None)
     if commit:
         return f"hub:{repo_id}@{commit}"
-    return _hub_revision(repo_id)  # only when the config did not carry the commit
+    return _hub_revision(repo_id, revision=revision)  # only when the config did not carry the commit
 
 
-def _hub_revision(repo_id: str, filename: str = "config.json") -> str:
+def _hub_revision(repo_id: str, filename: str = "config.json", revision: str | None = None) -> str:
     """``hub:<id>@<commit>`` for the revision of ``repo_id`` the Hugging Face cache resolves (its ``filename``'s), or the
     sha256 of that snapshot's files where the commit cannot be read; ModelNotFoundError, in one line, where the file
     cannot be resolved."""
     from transformers.utils.hub import cached_file, extract_commit_hash
 
     try:
-        resolved = cached_file(repo_id, filename)
+        resolved = cached_file(repo_id, filename, revision=revision)
     except OSError as exc:
         raise ModelNotFoundError(
             f"could not resolve the revision of {repo_id!r} loaded from the Hugging Face hub: its {filename} is not in "
@@ -698,7 +707,7 @@ def _hub_revision(repo_id: str, filename: str = "config.json") -> str:
     return f"hub:{repo_id}@{_folder_fingerprint(Path(resolved).parent)}"
 
 
-def _adapter_base(repo_id: str, adapter: str) -> str:
+def _adapter_base(repo_id: str, adapter: str, revision: str | None = None) -> str:
     """What a hub fingerprint adds for an adapter repo (``adapter``: its :func:`_adapter_suffix`): the suffix and, where
     the adapter was applied, "+base:" and the base model its adapter_config.json names (``base_model_name_or_path``),
     as loaded: a hub id at the commit it resolved to, a local folder by its files. The adapter's own revision says
@@ -707,7 +716,7 @@ def _adapter_base(repo_id: str, adapter: str) -> str:
         return adapter
     from transformers.utils.hub import cached_file
 
-    resolved = cached_file(repo_id, "adapter_config.json", _raise_exceptions_for_missing_entries=False)
+    resolved = cached_file(repo_id, "adapter_config.json", revision=revision, _raise_exceptions_for_missing_entries=False)
     try:
         base = json.loads(Path(resolved).read_text(encoding="utf-8")).get("base_model_name_or_path") if resolved else None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):

@@ -549,7 +549,8 @@ class Policy(_Section):
         strict=True,
         min_length=1,
         description='the model the guard answers with: "default" (the embedded SmolLM2-135M-Instruct), a Hugging '
-        "Face model folder or a .gguf file (relative to the policy file), or a hub id (owner/name)",
+        "Face model folder or a .gguf file (relative to the policy file), or a hub id (owner/name, or "
+        "owner/name@revision to pin a branch, tag or commit)",
     )
     probes: Path | list[Path] | None = Field(
         None,

@@ -579,6 +579,48 @@ def test_load_model_resolves_a_hub_id_through_the_hugging_face_cache(tmp_path):
     assert got["missing"] and "hguard-test/absent" in got["missing"] and "local folder" in got["missing"]
 
 
+def test_a_hub_id_at_a_revision_loads_and_names_that_revision(tmp_path):
+    """``owner/name@<tag or commit>`` (the policy's ``model``, the CLI's ``--model``) loads that revision's files, not
+    main's, and names it in the fingerprint and in what loads the model again (a fix hint, a Ray worker's load): a team
+    pins the revision its probes were calibrated on, so an upload to main is not another model under its policy."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    old, new = "0123456789abcdef0123456789abcdef01234567", "89abcdef0123456789abcdef0123456789abcdef"
+    repo = tmp_path / "hub" / "models--hguard-test--tiny-qwen2"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(new)
+    (repo / "refs" / "v1").write_text(old)  # as huggingface_hub caches a tag it resolved
+    for commit, seed in ((old, 0), (new, 1)):
+        lm = tiny_model("qwen2", seed=seed)
+        lm.model.save_pretrained(repo / "snapshots" / commit)
+        lm.tokenizer.save_pretrained(repo / "snapshots" / commit)
+    code = (
+        "import json; from hguard.models import load_model, model_argument; from hguard.errors import ModelNotFoundError\n"
+        "out = {}\n"
+        "for src in ('hguard-test/tiny-qwen2', 'hguard-test/tiny-qwen2@v1', 'hguard-test/tiny-qwen2@%s'):\n"
+        "    lm = load_model(src)\n"
+        "    out[src] = [lm.fingerprint, model_argument(lm), float(lm.model.lm_head.weight[0, 0])]\n"
+        "for bad in ('hguard-test/tiny-qwen2@nope', 'hguard-test/tiny-qwen2@'):\n"
+        "    try:\n        load_model(bad); out[bad] = None\n"
+        "    except ModelNotFoundError as e:\n        out[bad] = str(e)\n"
+        "print(json.dumps(out))\n" % old
+    )
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    main, tag, pinned = got["hguard-test/tiny-qwen2"], got["hguard-test/tiny-qwen2@v1"], got[f"hguard-test/tiny-qwen2@{old}"]
+    assert main[0] == f"hub:hguard-test/tiny-qwen2@{new}" and main[1] == "hguard-test/tiny-qwen2"
+    assert tag[0] == pinned[0] == f"hub:hguard-test/tiny-qwen2@{old}"  # a tag is named by the commit it resolved to
+    assert tag[1] == "hguard-test/tiny-qwen2@v1" and pinned[1] == f"hguard-test/tiny-qwen2@{old}"
+    assert tag[2] == pinned[2] != main[2]  # the old revision's weights, not main's
+    assert "hguard-test/tiny-qwen2@nope" in got["hguard-test/tiny-qwen2@nope"]
+    assert "names no revision after '@'" in got["hguard-test/tiny-qwen2@"]
+
+
 def test_a_typo_in_a_local_model_path_is_not_fetched_from_the_hub(tmp_path, monkeypatch):
     """'models/hr-qwn' has the shape of a hub id; with a local folder 'models' it is a path with a typo, refused
     at once (it was tried on the hub, with retries, and failed with a hub error)."""

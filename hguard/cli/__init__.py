@@ -21,7 +21,7 @@ from .._text import blank
 from ..settings import CALIBRATION_MAX_NEW_TOKENS, CALIBRATION_SYSTEM_PROMPT
 
 _MODEL_HELP = ('the model: "default" (the embedded SmolLM2-135M-Instruct), a Hugging Face model folder, a .gguf file '
-               "or a hub id (owner/name)")
+               "or a hub id (owner/name, or owner/name@revision to pin a branch, tag or commit)")
 
 def _dump(obj) -> str:
     return json.dumps(obj, indent=2, ensure_ascii=False, default=float)
