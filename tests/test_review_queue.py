@@ -2127,3 +2127,50 @@ def test_verdicts_one_row_cannot_reproduce_are_not_merged_into_it():
     lyon.meta["answers_unknown"] = True
     kept, why = _one_row_per_question([_reviewed_row("p", "Paris", "correct"), lyon])
     assert [ex.id for ex in kept] == ["review-p"] and why[0][0] == "c", why
+
+
+def test_cli_list_and_show_mark_an_evaluations_items(tmp_path, capsys):
+    """A trial: `hguard review list` and `show` did not tell an evaluation's held answer (given to Guard.check with
+    served=False: no user waits on it) from a live one (a user waits). Each is marked, in the JSON forms too, by the
+    monitor's own test of a decision; `list --evaluation exclude|only` leaves them out or lists them alone; without the
+    audit log it cannot be told: said, and the filter refused."""
+    audit = AuditLog(tmp_path / "audit.jsonl")
+    queue = ReviewQueue(tmp_path / "q.sqlite3", audit=audit)
+    ids = {}
+    for name, given in (("live", None), ("served", {"served": True}), ("eval", {"served": False}),
+                        ("odd", {"served": "false"})):  # a served that is not literally false is live traffic
+        item = make_item(name)
+        rec = {k: item[k] for k in ("question", "context", "answer", "domain", "risk", "signals", "reasons")}
+        if given is not None:
+            rec.update(answer_source="given", given_answer={"tokens": 1, "own_tokens": 0, **given})
+        ids[name] = audit.append({"route": "review", **rec}, kind="decision").id
+        queue.enqueue({**item, "audit_id": ids[name]})
+    src = ["--queue", str(queue.path), "--audit", str(audit.path)]
+    assert cli_main(["list", *src, "--json"]) == 0
+    marked = {x["audit_id"]: x["for_evaluation"] for x in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert marked == {ids["live"]: False, ids["served"]: False, ids["eval"]: True, ids["odd"]: False}
+    assert cli_main(["list", *src]) == 0
+    out = capsys.readouterr().out
+    (line,) = [x for x in out.splitlines() if "[evaluation: served to no user]" in x]
+    assert ids["eval"] in line and out.count("[evaluation") == 1
+    for choice, expected in (("exclude", {"live", "served", "odd"}), ("only", {"eval"})):
+        assert cli_main(["list", *src, "--evaluation", choice, "--json"]) == 0
+        listed_ids = {json.loads(x)["audit_id"] for x in capsys.readouterr().out.splitlines()}
+        assert listed_ids == {ids[n] for n in expected}
+    # the filter comes before --limit: the one evaluation item is listed though three live items rank above it
+    assert cli_main(["list", *src, "--evaluation", "only", "--limit", "1", "--json"]) == 0
+    assert [json.loads(x)["audit_id"] for x in capsys.readouterr().out.splitlines()] == [ids["eval"]]
+    assert cli_main(["show", ids["eval"], *src]) == 0
+    out = capsys.readouterr().out
+    assert "[evaluation: served to no user]" in out.splitlines()[0]
+    assert "evaluation: yes, an answer given to Guard.check with served=False" in out
+    assert cli_main(["show", ids["odd"], *src]) == 0
+    assert "evaluation: no, live traffic" in capsys.readouterr().out
+    # without the audit log: not told, said; the filter refused in one line naming the fix
+    assert cli_main(["show", ids["eval"], "--queue", str(queue.path)]) == 0
+    assert "evaluation: cannot be told without the audit log (give --policy FILE or --audit LOG)" in capsys.readouterr().out
+    assert cli_main(["list", "--queue", str(queue.path), "--json"]) == 0
+    assert {json.loads(x)["for_evaluation"] for x in capsys.readouterr().out.splitlines()} == {None}
+    assert cli_main(["list", "--queue", str(queue.path), "--evaluation", "exclude"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--evaluation exclude needs the audit log" in err and "--audit LOG" in err

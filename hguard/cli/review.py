@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--limit", type=int, default=50, metavar="N", help="at most N items (default 50)")
     p.add_argument("--decided", action="store_true", help="list decided items instead of pending ones")
+    p.add_argument("--evaluation", choices=("exclude", "only"),
+                   help="leave out the items of an evaluation (answers given to Guard.check with served=False: no user "
+                   "waits on them), or list only those; every listed item is marked either way (needs the audit log)")
     p.add_argument("--json", action="store_true", help="one JSON object per item")
     p = sub.add_parser("show", help="print one item in full, as the review page shows it: question, answer, domain, "
                        "risk and thresholds, every reason, the passage, the verdict if any")
@@ -133,12 +136,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _item_json(item: ReviewItem, unlike_its_decision: str | None = None) -> str:
+def _item_json(item: ReviewItem, unlike_its_decision: str | None = None, for_evaluation: bool | None = None) -> str:
     """One item as a JSON line; ``unlike_its_decision``: why no verdict can be recorded on it (the queue file was
-    changed after the guard wrote it), null when none is known."""
+    changed after the guard wrote it), null when none is known; ``for_evaluation``: whether it judges an evaluation's
+    answer (:meth:`ReviewQueue.for_evaluation`), null when that cannot be told."""
     from dataclasses import asdict
 
-    return json.dumps({**asdict(item), "unlike_its_decision": unlike_its_decision}, ensure_ascii=False, sort_keys=True)
+    return json.dumps({**asdict(item), "unlike_its_decision": unlike_its_decision, "for_evaluation": for_evaluation},
+                      ensure_ascii=False, sort_keys=True)
+
+
+#: how a listing and ``show`` mark an item of an evaluation, and why no user waits on it
+EVALUATION_MARK = "[evaluation: served to no user]"
+
+
+def _evaluation_line(for_evaluation: bool | None, queue: ReviewQueue) -> str:
+    """``hguard review show``'s line saying whether a user waits on the item (:meth:`ReviewQueue.for_evaluation`)."""
+    if for_evaluation:
+        return ("evaluation: yes, an answer given to Guard.check with served=False (an evaluation, or a log scored "
+                "again): shown to no user, so no one waits on it; the monitor counts it apart from the review backlog")
+    if for_evaluation is False:
+        return "evaluation: no, live traffic (an answer a user asked for)"
+    return ("evaluation: cannot be told " + ("(its decision record is not in the audit log)" if queue.audit is not None
+            else "without the audit log (give --policy FILE or --audit LOG)") + "; take it as live: a user may wait")
 
 
 def _block(text: str) -> str:
@@ -161,12 +181,14 @@ def _shown_item(queue: ReviewQueue, item_id: str) -> str:
         thresholds = " (thresholds: not in its decision record)" if queue.audit is not None else \
             " (thresholds: in its decision record; give the audit log, --policy FILE or --audit LOG, to show them)"
     refusal, history = queue.opened(item.id)
+    evaluation = queue.for_evaluation([item], {item.audit_id: record} if record is not None else {})[item.id]
     lines = [
-        f"item {item.id} ({item.status})",
+        f"item {item.id} ({item.status})" + (f" {EVALUATION_MARK}" if evaluation else ""),
         f"decision record: {item.audit_id}" + (f" in {queue.audit.path}" if queue.audit is not None else ""),
         f"domain: {shown_domain(item.domain)}",
         f"risk: {_fmt_risk(item.risk)}{thresholds}",
         "kind: " + ("spot-check of an accepted answer (the user got it)" if item.spot_check else "routed to review"),
+        _evaluation_line(evaluation, queue),
         f"decided by the guard: {item.time}; model {item.model_fingerprint or '(not recorded)'}; probe "
         f"{item.probe_id or '(none)'}",
     ]
@@ -296,18 +318,31 @@ def main(argv: list[str]) -> int:
             if not counts and not n_archived:  # said, not an empty output that reads as a failed command
                 print(f"hguard review: the queue {queue.path} holds no items (nothing has been held for review "
                       "since it was started or emptied)", file=sys.stderr if args.json else sys.stdout)
+            if args.evaluation is not None and queue.audit is None:  # which are an evaluation's is in the log alone
+                raise InputError(f"--evaluation {args.evaluation} needs the audit log holding the guard's decisions (an "
+                                 "item's decision says whether its answer was served): pass --audit LOG with --queue, "
+                                 "or --policy FILE")
+            limit = None if args.evaluation is not None else args.limit  # the filter first, then the limit
             if args.decided:
-                items = queue.decided(domain=args.domain, limit=args.limit, newest_first=True)[::-1]
+                items = queue.decided(domain=args.domain, limit=limit, newest_first=True)
             else:
-                items = queue.pending(domain=args.domain, order=args.order, limit=args.limit)
+                items = queue.pending(domain=args.domain, order=args.order, limit=limit)
+            records = queue.decision_records(items) if queue.audit else {}
+            evaluation = queue.for_evaluation(items, records)
+            if args.evaluation is not None:  # one that cannot be told is taken as live (a user may wait)
+                items = [it for it in items if bool(evaluation[it.id]) == (args.evaluation == "only")][:args.limit]
+            if args.decided:
+                items = items[::-1]  # the newest N, oldest first
             # a pending item the queue file changed after the guard wrote it is marked, as the page marks it
-            edited = queue.unlike_their_decisions([it for it in items if it.status == "pending"]) if queue.audit else {}
+            edited = queue.unlike_their_decisions([it for it in items if it.status == "pending"], records) \
+                if queue.audit else {}
             for it in items:
                 if args.json:
-                    print(_item_json(it, edited.get(it.id)))
+                    print(_item_json(it, edited.get(it.id), evaluation[it.id]))
                     continue
                 verdict = f"  {it.verdict.verdict} by {it.verdict.reviewer}" if it.verdict else ""
                 spot = "[spot-check of an accepted answer] " if it.spot_check else ""
+                spot += f"{EVALUATION_MARK} " if evaluation[it.id] else ""
                 print(f"{_fmt_risk(it.risk):>8}  {shown_domain(it.domain):<14} {it.id}  "
                       f"{spot}{listed(it.question, 70)}{verdict}")  # fmt: skip
                 print(f"{'':>8}  answer: {listed(it.answer, 100)}")  # what the reviewer decides on

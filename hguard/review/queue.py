@@ -864,16 +864,41 @@ class ReviewQueue:
                         "verdict on it would not be a verdict on the model's answer")
         return None
 
-    def unlike_their_decisions(self, items: Sequence[ReviewItem]) -> dict[str, str]:
-        """:meth:`unlike_its_decision` for many items (item id -> why), reading the audit log once: what a listing
-        marks, as the page does when an item is opened."""
+    def decision_records(self, items: Sequence[ReviewItem]) -> dict[str, Mapping[str, Any]]:
+        """The records ``items`` judge in the queue's audit log (decision id -> record; one not found is not in it),
+        reading the log once, its archives too."""
         assert self.audit is not None
         wanted = {it.audit_id for it in items}
         found: dict[str, Mapping[str, Any]] = {}
         for rec in self._log_records("check the items against their decision records", "fix the audit log and try again"):
             if rec.get("id") in wanted and rec["id"] not in found:
                 found[rec["id"]] = rec
+        return found
+
+    def unlike_their_decisions(self, items: Sequence[ReviewItem],
+                               records: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, str]:
+        """:meth:`unlike_its_decision` for many items (item id -> why), reading the audit log once (or taking its
+        :meth:`decision_records`): what a listing marks, as the page does when an item is opened."""
+        found = self.decision_records(items) if records is None else records
         return {it.id: why for it in items if (why := self.unlike_its_decision(it, found.get(it.audit_id))) is not None}
+
+    def for_evaluation(self, items: Sequence[ReviewItem],
+                       records: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, bool | None]:
+        """Whether each item (item id -> answer) judges an answer of an evaluation: given to Guard.check with
+        ``served=False``, shown to no user, so no one waits on it; as the monitor tells it
+        (:func:`hguard.monitor.given_answer`), which counts such items apart from the review backlog. None where it
+        cannot be told: the queue has no audit log, or its decision record is not a decision of it (a reviewer then
+        takes it as live: a user may wait). ``records``: the log's :meth:`decision_records`, when read already."""
+        from ..monitor import given_answer
+
+        if self.audit is None:
+            return {it.id: None for it in items}
+        found = self.decision_records(items) if records is None else records
+        said: dict[str, bool | None] = {}
+        for it in items:
+            rec = found.get(it.audit_id)
+            said[it.id] = given_answer(rec) if rec is not None and rec.get("kind") == "decision" else None
+        return said
 
     def _check_decision(self, item_id: str) -> list[Mapping[str, Any]]:
         """Refuse a verdict whose decision is not in the queue's audit log, or whose item (the question,
