@@ -103,6 +103,18 @@ def _hours(h: float | None) -> str:
     return "-" if h is None else f"{h:.1f} h"
 
 
+def _longer_than(h: float, limit: float) -> tuple[str, str]:
+    """A wait ``h`` longer than ``limit`` (hours) and the limit, as the warning writes them: the wait with as many
+    decimals as it takes for the comparison shown to be true ("waited 0.0 h, longer than 0.01" read as false), the
+    limit as the policy's key is written (``:g``), or in full where that rounds it up past the wait."""
+    shown = f"{limit:g}"
+    for digits in range(1, 16):
+        wait = f"{h:.{digits}f}"
+        if float(wait) > float(shown):
+            return f"{wait} h", shown
+    return f"{h!r} h", repr(limit)
+
+
 def _backlog_lines(backlog: Mapping[str, Any] | None) -> list[str]:
     """The review queue's backlog in one line, and a warning line when its oldest pending item has waited longer than
     ``[monitor] review_backlog_max_age_hours`` (or a pending item's wait cannot be read). Nothing for a report
@@ -128,13 +140,13 @@ def _backlog_lines(backlog: Mapping[str, Any] | None) -> list[str]:
     if not o["over_max_age"]:
         return [line]
     late = [d for d, f in by if f["over_max_age"]]
-    why = (f"the oldest pending review item has waited {_hours(o['oldest_pending_age_hours'])}, longer than "
-           if o["oldest_pending_age_hours"] is not None and o["oldest_pending_age_hours"] > backlog["max_age_hours"] else
-           "")
+    oldest, limit = o["oldest_pending_age_hours"], backlog["max_age_hours"]
+    waited, max_age = _longer_than(oldest, limit) if oldest is not None and oldest > limit else (None, f"{limit:g}")
+    why = f"the oldest pending review item has waited {waited}, longer than " if waited is not None else ""
     if o["pending_age_unknown"]:
         why += (("; " if why else "") + f"{o['pending_age_unknown']} pending review item(s) have a time that cannot be "
                 "read (the queue file was edited?), so their wait is not shown within ")
-    return [line, f"  WARNING: {why}[monitor] review_backlog_max_age_hours {backlog['max_age_hours']:g}"
+    return [line, f"  WARNING: {why}[monitor] review_backlog_max_age_hours {max_age}"
                   + (f" (in {', '.join(late)})" if late else "")
                   + ": held answers wait unreviewed; review them (`hguard review list`), or set the key to the wait "
                     "your review process allows"]

@@ -2656,6 +2656,46 @@ def test_the_review_backlog_warning_follows_the_policys_max_age(tmp_path, monkey
             "their wait is not shown within [monitor] review_backlog_max_age_hours 120 (in law)") in summary(rep)
 
 
+def _one_item_deployment(tmp_path, minutes_ago: float, **monitor):
+    """A policy of one domain (geo) and a queue holding one answer held for review ``minutes_ago`` before NOW."""
+    from datetime import datetime, timedelta
+
+    policy = Policy.model_validate({
+        "version": 1, "audit": {"path": str(tmp_path / "audit.jsonl")},
+        "review": {"queue": str(tmp_path / "queue.sqlite3")},
+        "monitor": {"seed": "s", "state": str(tmp_path / "state.json"), **monitor},
+        "domains": {"geo": {"target_hallucination_rate": 0.2, "confidence": 0.9}}})  # fmt: skip
+    log = AuditLog(policy.audit.path)
+    rec = log.append({"policy_id": policy_id(policy), "domain": "geo", "route": "review", "risk": 0.5, "signals": {},
+                      "question": "q", "answer": "a"}, kind="decision")
+    ReviewQueue(policy.review.queue, audit=log).enqueue(
+        {"audit_id": rec.id, "question": "q", "answer": "a", "domain": "geo",
+         "time": (datetime.fromisoformat(NOW) - timedelta(minutes=minutes_ago)).isoformat()})
+    return policy
+
+
+def test_the_backlog_warning_writes_the_wait_so_that_the_comparison_shown_holds(tmp_path):
+    """A trial: under a key of 0.01 h the warning read "has waited 0.0 h, longer than [monitor]
+    review_backlog_max_age_hours 0.01" (the wait rounded to one decimal), a comparison that reads false."""
+    policy = _one_item_deployment(tmp_path, 2, review_backlog_max_age_hours=0.01)  # 2 minutes: 0.0333 h
+    (warning,) = [x for x in summary(run_monitor(policy, act=False, now=NOW)).splitlines() if "WARNING" in x]
+    assert "the oldest pending review item has waited 0.03 h, longer than [monitor] review_backlog_max_age_hours " \
+           "0.01 (in geo)" in warning
+    waited, limit = re.search(r"waited ([0-9.e-]+) h, longer than \[monitor\] review_backlog_max_age_hours ([0-9.e-]+)",
+                              warning).groups()
+    assert float(waited) > float(limit)
+    from hguard._monitor_report import _longer_than
+
+    # every wait longer than its limit is written longer than it, the limit rounded up by :g included
+    rng = random.Random(0)
+    for h, lim in [(0.0123456801, 0.0123456789), (72.04, 72.0), (72.00001, 72.0), *(
+            (lim * (1 + rng.random() * 10 ** -rng.randint(1, 9)), lim)
+            for lim in (rng.choice([0.01, 1 / 3, 72.0, 1e-5, 123.456789012]) for _ in range(200)))]:
+        w, shown = _longer_than(h, lim)
+        assert float(w.removesuffix(" h")) > float(shown), (h, lim, w, shown)
+    assert _longer_than(100.0, 72.0) == ("100.0 h", "72")  # as before where one decimal holds
+
+
 @pytest.mark.parametrize("value", [0, -1, "72", float("inf"), True])
 def test_a_bad_review_backlog_max_age_is_refused_naming_the_value(tmp_path, value):
     from hguard.policy import _validate
