@@ -39,7 +39,7 @@ traffic, from the audit log and the review queue alone:
   replaced): such a guard (not restarted since) accepts nothing until it loads another probe or a person lifts it;
   any other probe is served. No recalibration lifts a domain back onto such a probe (a probe folder rolled back).
 
-A monitor run appends one ``monitor_check`` record per domain (estimate, counts, drift tests), so the chain
+A monitor run appends one ``monitor_check`` record per domain (estimate, counts, drift tests, review backlog), so the chain
 holds every step. The pure parts (bounds, selection, drift test, state transitions) take plain data.
 
 This module holds the run (:func:`run_monitor`, :func:`lift`, the spot-check selection and its check) and
@@ -500,6 +500,12 @@ def _review_backlog(policy, items: Sequence[Any], archived: Sequence[Any], recor
             "outside_domains": figures(outside) if outside else None}
 
 
+def _domain_backlog(backlog: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """Domain ``name``'s review backlog (:func:`_review_backlog`) as its ``monitor_check`` record holds it: its figures,
+    with the key they were judged against and the time they were counted up to (the warning is ``over_max_age``)."""
+    return {**backlog["domains"][name], "max_age_hours": backlog["max_age_hours"], "until": backlog["until"]}
+
+
 def _record_not_in_chain(record_id: str | None) -> str:
     """Why a verdict decided with the audit log counts for nothing: its record is not in the verified chain (cut off
     the log, or written to another log); deciding it again is refused there, so the log is what to look at."""
@@ -829,7 +835,9 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
                                            "target": dp.target_hallucination_rate, "confidence": dp.confidence,
                                            "selection_mismatches": len(est["selection_audit"].get("mismatches") or []),
                                            "estimate": {k2: est[k2] for k2 in ("spot_checks", "review_routed", "decisions", "breach", "drifted")},
-                                           "drift": drift, "state": st.state})  # fmt: skip
+                                           "drift": drift, "state": st.state,
+                                           # the domain's review backlog, as the report gives it, and its warning
+                                           "review_backlog": _domain_backlog(report["review_backlog"], name)})  # fmt: skip
             events.append(check)
             if (breach or drifted) and st.state == "normal":
                 why = []

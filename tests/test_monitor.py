@@ -2696,6 +2696,51 @@ def test_the_backlog_warning_writes_the_wait_so_that_the_comparison_shown_holds(
     assert _longer_than(100.0, 72.0) == ("100.0 h", "72")  # as before where one decimal holds
 
 
+def test_the_backlog_warning_alarms_exit_code_and_is_in_the_check_record_and_the_html_report(tmp_path, capsys):
+    """A trial: `hguard monitor --exit-code` exited 0 on the backlog warning (a scheduled job never heard of held
+    answers waiting past the key), and the monitor_check record held no backlog. An evaluation's item (served to no
+    user) is no alarm; a verdict on the live one ends it."""
+    from hguard.cli import main
+    from hguard.policy import load_policy
+
+    (tmp_path / "policy.toml").write_text(
+        'version = 1\n[audit]\npath = "audit.jsonl"\n[review]\nqueue = "queue.sqlite3"\n'
+        '[monitor]\nseed = "s"\nstate = "state.json"\nreview_backlog_max_age_hours = 72\n'
+        '[domains.geo]\ntarget_hallucination_rate = 0.2\nconfidence = 0.9\n')
+    policy = load_policy(tmp_path / "policy.toml")
+    log = AuditLog(policy.audit.path)
+    queue = ReviewQueue(policy.review.queue, audit=log)
+    ids = {}
+    for name, given in (("eval", {"served": False}), ("live", None)):
+        rec = log.append({"policy_id": policy_id(policy), "domain": "geo", "route": "review", "risk": 0.5,
+                          "signals": {}, "question": "q", "answer": "a",
+                          **({"answer_source": "given", "given_answer": {"tokens": 1, **given}} if given else {})},
+                         kind="decision")
+        ids[name] = rec.id
+        # decided by the guard long before any run's clock
+        queue.enqueue({"audit_id": rec.id, "question": "q", "answer": "a", "domain": "geo",
+                       "time": "2000-01-01T00:00:00+00:00"})
+        args = ["monitor", "--policy", str(tmp_path / "policy.toml"), "--exit-code", "--report", str(tmp_path / "r.html")]
+        if name == "eval":  # the evaluation's item alone: counted apart, no alarm
+            assert main([*args, "--dry-run"]) == 0
+            assert "alarm" not in capsys.readouterr().err
+    assert main(args) == 3
+    out, err = capsys.readouterr()
+    assert "WARNING: the oldest pending review item has waited" in out
+    assert ("hguard monitor: alarm (exit 3): the review backlog is past [monitor] review_backlog_max_age_hours 72 "
+            "(in geo)") in err
+    assert "WARNING: the oldest pending review item has waited" in (tmp_path / "r.html").read_text()
+    (check,) = [r for r in AuditLog(policy.audit.path) if r["kind"] == "monitor_check"]
+    b = check["review_backlog"]
+    assert b["over_max_age"] is True and b["max_age_hours"] == 72 and b["pending"]["total"] == 1  # the live one
+    assert b["oldest_pending_age_hours"] > 72 * 365 and b["until"]
+    queue.decide(ids["live"], verdict="correct", reviewer="ann")
+    assert main(args) == 0
+    assert "alarm" not in capsys.readouterr().err
+    last = [r for r in AuditLog(policy.audit.path) if r["kind"] == "monitor_check"][-1]["review_backlog"]
+    assert last["over_max_age"] is False and last["pending"]["total"] == 0 and last["decided"]["total"] == 1
+
+
 @pytest.mark.parametrize("value", [0, -1, "72", float("inf"), True])
 def test_a_bad_review_backlog_max_age_is_refused_naming_the_value(tmp_path, value):
     from hguard.policy import _validate

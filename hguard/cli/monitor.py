@@ -14,8 +14,8 @@ from ..monitor import lift, public_report, run_monitor, summary, write_html
 
 __all__ = ["ALARM", "build_parser", "main"]
 
-#: ``--exit-code``'s status when a domain is in breach, has drifted or is tightened (1 is a log that does not verify,
-#: 2 misuse)
+#: ``--exit-code``'s status when a domain is in breach, has drifted or is tightened, or the review backlog is warned
+#: of (1 is a log that does not verify, 2 misuse)
 ALARM = 3
 
 
@@ -23,6 +23,20 @@ def _alarmed(report: dict) -> list[str]:
     """The domains a scheduled job must hear of: in breach or drifted on this run, or tightened (now or before)."""
     return sorted(name for name, e in report["domains"].items()
                   if e.get("breach") or e.get("drifted") or e["state"]["state"] != "normal")
+
+
+def _backlog_alarm(report: dict) -> str | None:
+    """What a scheduled job must hear of the review queue's backlog: its warning (the oldest pending live item has
+    waited longer than ``[monitor] review_backlog_max_age_hours``, or a pending item's wait cannot be read), else None."""
+    backlog = report.get("review_backlog") or {}
+    overall = backlog.get("overall") or {}
+    if not overall.get("over_max_age"):
+        return None
+    late = [d for d, f in (backlog.get("domains") or {}).items() if f["over_max_age"]]
+    if (backlog.get("outside_domains") or {}).get("over_max_age"):
+        late.append("outside the policy's domains")
+    return (f"the review backlog is past [monitor] review_backlog_max_age_hours {backlog['max_age_hours']:g}"
+            + (f" (in {', '.join(late)})" if late else ""))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,8 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", help="HTML report path (default: monitor-report.html beside the audit log)")
     p.add_argument("--dry-run", action="store_true", help="report only: append nothing, change no state")
     p.add_argument("--exit-code", action="store_true",
-                   help=f"exit {ALARM} when a domain is in breach, has drifted or is tightened (a scheduled job's alarm "
-                        "without parsing --json); 0 otherwise")
+                   help=f"exit {ALARM} when a domain is in breach, has drifted or is tightened, or the review backlog "
+                        "is warned of (an item pending longer than [monitor] review_backlog_max_age_hours): a scheduled "
+                        "job's alarm without parsing --json; 0 otherwise")
     p.add_argument("--lift", metavar="DOMAIN", help="lift a domain's tightening (audited; needs --by and --reason)")
     p.add_argument("--by", help="who lifts it")
     p.add_argument("--reason", help="why")
@@ -95,7 +110,9 @@ def main(argv: list[str]) -> int:
         print(summary(report))
         print(f"report: {out}" if out else f"report: none (matplotlib is not installed; {install_extra('plots')})")
     alarmed = _alarmed(report) if args.exit_code else []
-    if alarmed:
-        print(f"hguard monitor: alarm (exit {ALARM}): {', '.join(alarmed)} in breach, drifted or tightened", file=sys.stderr)
+    backlog = _backlog_alarm(report) if args.exit_code else None
+    if alarmed or backlog:
+        said = ([f"{', '.join(alarmed)} in breach, drifted or tightened"] if alarmed else []) + ([backlog] if backlog else [])
+        print(f"hguard monitor: alarm (exit {ALARM}): {'; '.join(said)}", file=sys.stderr)
         return ALARM
     return 0
