@@ -128,7 +128,9 @@ def _backlog_lines(backlog: Mapping[str, Any] | None) -> list[str]:
         by.append(("outside the policy's domains", backlog["outside_domains"]))
     line = (f"  review queue: {p['total']} pending ({p['held_for_review']} held for review, {p['spot_checks']} "
             f"spot-checks); oldest waited {_hours(o['oldest_pending_age_hours'])}, median "
-            f"{_hours(o['median_pending_age_hours'])} (since the guard decided each)"
+            f"{_hours(o['median_pending_age_hours'])} (since the guard decided each"
+            + (f"; {o['pending_put_back']} put back in the queue since, from then" if o.get("pending_put_back") else "")
+            + ")"
             + (f", {o['pending_age_unknown']} with a time that cannot be read" if o["pending_age_unknown"] else "")
             + f"; decided {dec['last_24h']} in the last 24 h, {dec['last_7d']} in the last 7 days ({dec['total']} in all)"
             + ("; pending by domain: " + ", ".join(f"{d} {f['pending']['total']} (oldest "

@@ -55,7 +55,7 @@ from collections import Counter, defaultdict
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from ._audit_export import linked_decisions, period
 from ._monitor_report import public_report, summary, write_html
@@ -428,18 +428,22 @@ BACKLOG_PERIODS = {"last_24h": 24.0, "last_7d": 7 * 24.0}
 
 
 def _backlog_figures(pending: Sequence[Any], decided_at: Sequence[datetime | None], now: datetime,
-                     max_age_hours: float) -> dict[str, Any]:
+                     max_age_hours: float, put_back: Mapping[str, datetime] | None = None) -> dict[str, Any]:
     """The review queue's backlog of ``pending`` (its pending items) and ``decided_at`` (the verdict times of its
     decided items, archived ones included; None where none can be read): how many wait, by kind (held for review, or a
     spot-check of an accepted answer), how long the oldest and the median have waited, in hours since the guard
-    decided (the item's ``time``; one stamped after ``now`` has waited 0), and how many were decided in each of
+    decided (the item's ``time``; one stamped after ``now`` has waited 0), or, for an item put back in the queue
+    (``put_back``: item id -> the time of the latest ``review_requeued`` record naming it), since it re-entered the
+    queue (``pending_put_back`` counts those), and how many were decided in each of
     :data:`BACKLOG_PERIODS` up to ``now`` (one decided after it is in none). ``over_max_age``: the oldest has waited
     longer than ``max_age_hours``, or a pending item's time cannot be read (its wait is not shown to be within it)."""
     from statistics import median
 
     from .review._archive import _decided_at as _utc_time
 
-    times = [_utc_time(it.time) for it in pending]
+    put_back = put_back or {}
+    times = [(max(t, put_back[it.id]) if t is not None and it.id in put_back else t)
+             for it, t in ((it, _utc_time(it.time)) for it in pending)]
     ages = sorted(max(0.0, (now - t).total_seconds() / 3600) for t in times if t is not None)
     unknown = sum(t is None for t in times)
     spot = sum(bool(it.spot_check) for it in pending)
@@ -449,6 +453,7 @@ def _backlog_figures(pending: Sequence[Any], decided_at: Sequence[datetime | Non
         "oldest_pending_age_hours": ages[-1] if ages else None,
         "median_pending_age_hours": median(ages) if ages else None,
         "pending_age_unknown": unknown,
+        "pending_put_back": sum(it.id in put_back for it in pending),
         "decided": {"total": len(decided_at),
                     **{k: sum(now - timedelta(hours=h) <= t <= now for t in known) for k, h in BACKLOG_PERIODS.items()},
                     "time_unknown": len(decided_at) - len(known)},
@@ -456,8 +461,26 @@ def _backlog_figures(pending: Sequence[Any], decided_at: Sequence[datetime | Non
     }
 
 
+def _put_back_times(records: Iterable[Mapping[str, Any]]) -> dict[str, datetime]:
+    """When each item the chain's ``review_requeued`` records name was put back in the review queue (item id -> the
+    latest such record's time): it waited for a reviewer from then on, out of every reviewer's sight before."""
+    from .review._archive import _decided_at as _utc_time
+
+    times: dict[str, datetime] = {}
+    for r in records:
+        at = _utc_time(r.get("time")) if r.get("kind") == "review_requeued" and r.get("time") else None
+        ids = r.get("item_ids")
+        if at is None or not isinstance(ids, list):
+            continue
+        for iid in ids:
+            if isinstance(iid, str) and (iid not in times or times[iid] < at):
+                times[iid] = at
+    return times
+
+
 def _review_backlog(policy, items: Sequence[Any], archived: Sequence[Any], recorded: Mapping[str, Mapping[str, Any]],
-                    now: datetime, evaluation: frozenset[str] = frozenset()) -> dict[str, Any]:
+                    now: datetime, evaluation: frozenset[str] = frozenset(),
+                    put_back: Mapping[str, datetime] | None = None) -> dict[str, Any]:
     """The review queue's backlog (:func:`_backlog_figures`) over the whole queue and per domain of the policy (and of
     the items outside its domains, when there are any), as the queue holds it: ``items`` its pending and decided items
     (all of them: an answer of another model, or held after the log was read, waits for a reviewer too), ``archived``
@@ -466,7 +489,7 @@ def _review_backlog(policy, items: Sequence[Any], archived: Sequence[Any], recor
     ``[monitor] review_backlog_max_age_hours``. Items whose decisions are in ``evaluation`` (answers given to
     Guard.check for an evaluation, :func:`given_answer`) are counted apart (``evaluation_items``), in no figure nor
     the warning: they served no one, and an evaluation alone warned of a backlog in a deployment whose live items were
-    all reviewed."""
+    all reviewed. ``put_back``: when items were put back in the queue (:func:`_put_back_times`), which they wait from."""
     from .review._archive import _decided_at as _utc_time
 
     max_age = policy.monitor.review_backlog_max_age_hours
@@ -488,10 +511,11 @@ def _review_backlog(policy, items: Sequence[Any], archived: Sequence[Any], recor
 
     def figures(names) -> dict[str, Any]:
         return _backlog_figures([it for d in names for it in pending.get(d, [])],
-                                [t for d in names for t in decided.get(d, [])], now, max_age)
+                                [t for d in names for t in decided.get(d, [])], now, max_age, put_back)
 
     outside = [d for d in {*pending, *decided} if d not in policy.domains]
-    return {"max_age_hours": max_age, "age_unit": "hours", "age_from": "the time the guard decided each item",
+    return {"max_age_hours": max_age, "age_unit": "hours",
+            "age_from": "the time the guard decided each item, or put it back in the queue (a review_requeued record)",
             "decided_periods_hours": dict(BACKLOG_PERIODS), "until": now.isoformat(),
             "evaluation_items": {"pending": sum(it.status == "pending" for it in apart),
                                  "decided": sum(it.status != "pending" for it in apart) + len(archived_apart)},
@@ -683,7 +707,7 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
         "outside_domains": _outside(served, verdict_of, policy),
         "tightenings_carried_from_state_file": carried,
         "review_backlog": _review_backlog(policy, queued, archived, recorded, at,
-                                          evaluation),
+                                          evaluation, _put_back_times(records)),
     }  # fmt: skip
     for name, dp in policy.domains.items():
         m = meta.get(name, [])

@@ -2741,6 +2741,40 @@ def test_the_backlog_warning_alarms_exit_code_and_is_in_the_check_record_and_the
     assert last["over_max_age"] is False and last["pending"]["total"] == 0 and last["decided"]["total"] == 1
 
 
+def test_an_item_put_back_in_the_queue_waits_from_when_it_was_put_back(tmp_path):
+    """A trial: an answer the queue could not take when it was decided, put back days later (a ``review_requeued``
+    record names it), read as waiting since its decision: reviewers who could not see it were warned of it at once.
+    It waits from when it re-entered the queue; an item never put back still from its decision."""
+    from datetime import datetime, timedelta, timezone
+
+    policy = Policy.model_validate({
+        "version": 1, "audit": {"path": str(tmp_path / "audit.jsonl")},
+        "review": {"queue": str(tmp_path / "queue.sqlite3")},
+        "monitor": {"seed": "s", "state": str(tmp_path / "state.json")},
+        "domains": {"geo": {"target_hallucination_rate": 0.2, "confidence": 0.9}}})  # fmt: skip
+    log = AuditLog(policy.audit.path)
+    queue = ReviewQueue(policy.review.queue, audit=log)
+    clock = datetime.now(timezone.utc)  # the log stamps its records with the clock's time
+    ids = []
+    for hours_ago in (100, 50):
+        rec = log.append({"policy_id": policy_id(policy), "domain": "geo", "route": "review", "risk": 0.5,
+                          "signals": {}, "question": "q", "answer": "a"}, kind="decision")
+        ids.append(rec.id)
+        queue.enqueue({"audit_id": rec.id, "question": "q", "answer": "a", "domain": "geo",
+                       "time": (clock - timedelta(hours=hours_ago)).isoformat()})
+    # the first was put back now (as a guard writes it), after the queue refused it when decided
+    log.append({"item_ids": [ids[0]], "from_decision_records": [], "from_pending_copies": [],
+                "from_held_answers": [ids[0]], "decided_from_verdict_records": [], "queue": str(queue.path),
+                "reason": "test"}, kind="review_requeued")
+    rep = run_monitor(policy, act=False, now=(clock + timedelta(hours=1)).isoformat())
+    geo = rep["review_backlog"]["domains"]["geo"]
+    assert geo["oldest_pending_age_hours"] == pytest.approx(51, abs=0.1)  # the other, never put back
+    # the one put back has waited 1 h since, not 101 h since its decision: the median of 51 and 1
+    assert geo["median_pending_age_hours"] == pytest.approx(26, abs=0.1)
+    assert geo["pending_put_back"] == 1 and geo["over_max_age"] is False
+    assert "(since the guard decided each; 1 put back in the queue since, from then)" in summary(rep)
+
+
 @pytest.mark.parametrize("value", [0, -1, "72", float("inf"), True])
 def test_a_bad_review_backlog_max_age_is_refused_naming_the_value(tmp_path, value):
     from hguard.policy import _validate
