@@ -55,7 +55,7 @@ from collections import Counter, defaultdict
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from ._audit_export import linked_decisions, period
 from ._monitor_report import public_report, summary, write_html
@@ -461,11 +461,16 @@ def _backlog_figures(pending: Sequence[Any], decided_at: Sequence[datetime | Non
     }
 
 
-def _put_back_times(records: Iterable[Mapping[str, Any]]) -> dict[str, datetime]:
-    """When each item the chain's ``review_requeued`` records name was put back in the review queue (item id -> the
-    latest such record's time): it waited for a reviewer from then on, out of every reviewer's sight before."""
+def _put_back_times(records: Sequence[Mapping[str, Any]]) -> dict[str, datetime]:
+    """When each item the queue refused when it was decided (a ``review_queue_error`` record names its decision) was
+    first put back in it (item id -> the earliest ``review_requeued`` record naming it): out of every reviewer's sight
+    before, it waits for one from then on. Only those: an item put back after its row was deleted (no refusal on
+    record) was in the queue since its decision, and a later put-back resets no wait (deleting rows and starting a
+    guard would otherwise clear the backlog's warning); one whose process stopped between the log and the queue (no
+    refusal recorded either) waits from its decision."""
     from .review._archive import _decided_at as _utc_time
 
+    refused = {d for r in records if r.get("kind") == "review_queue_error" for d in linked_decisions(r)}
     times: dict[str, datetime] = {}
     for r in records:
         at = _utc_time(r.get("time")) if r.get("kind") == "review_requeued" and r.get("time") else None
@@ -473,7 +478,7 @@ def _put_back_times(records: Iterable[Mapping[str, Any]]) -> dict[str, datetime]
         if at is None or not isinstance(ids, list):
             continue
         for iid in ids:
-            if isinstance(iid, str) and (iid not in times or times[iid] < at):
+            if isinstance(iid, str) and iid in refused and (iid not in times or at < times[iid]):
                 times[iid] = at
     return times
 

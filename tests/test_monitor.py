@@ -2744,7 +2744,8 @@ def test_the_backlog_warning_alarms_exit_code_and_is_in_the_check_record_and_the
 def test_an_item_put_back_in_the_queue_waits_from_when_it_was_put_back(tmp_path):
     """A trial: an answer the queue could not take when it was decided, put back days later (a ``review_requeued``
     record names it), read as waiting since its decision: reviewers who could not see it were warned of it at once.
-    It waits from when it re-entered the queue; an item never put back still from its decision."""
+    It waits from when it first entered the queue; an item whose row was deleted and put back still from its decision
+    (a put-back resets no wait, else deleting rows and starting a guard cleared the warning)."""
     from datetime import datetime, timedelta, timezone
 
     policy = Policy.model_validate({
@@ -2762,17 +2763,27 @@ def test_an_item_put_back_in_the_queue_waits_from_when_it_was_put_back(tmp_path)
         ids.append(rec.id)
         queue.enqueue({"audit_id": rec.id, "question": "q", "answer": "a", "domain": "geo",
                        "time": (clock - timedelta(hours=hours_ago)).isoformat()})
-    # the first was put back now (as a guard writes it), after the queue refused it when decided
-    log.append({"item_ids": [ids[0]], "from_decision_records": [], "from_pending_copies": [],
-                "from_held_answers": [ids[0]], "decided_from_verdict_records": [], "queue": str(queue.path),
-                "reason": "test"}, kind="review_requeued")
-    rep = run_monitor(policy, act=False, now=(clock + timedelta(hours=1)).isoformat())
+    def put_back(item_id):  # as a guard writes it
+        log.append({"item_ids": [item_id], "from_decision_records": [], "from_pending_copies": [],
+                    "from_held_answers": [item_id], "decided_from_verdict_records": [], "queue": str(queue.path),
+                    "reason": "test"}, kind="review_requeued")
+
+    # the first was refused by the queue when decided, and put back now; the second's row was deleted and put back
+    log.append({"decision_audit_id": ids[0], "error": "database is locked"}, kind="review_queue_error")
+    put_back(ids[0])
+    put_back(ids[1])
+    at = (clock + timedelta(hours=1)).isoformat()
+    rep = run_monitor(policy, act=False, now=at)
     geo = rep["review_backlog"]["domains"]["geo"]
-    assert geo["oldest_pending_age_hours"] == pytest.approx(51, abs=0.1)  # the other, never put back
+    assert geo["oldest_pending_age_hours"] == pytest.approx(51, abs=0.1)  # in the queue since its decision
     # the one put back has waited 1 h since, not 101 h since its decision: the median of 51 and 1
     assert geo["median_pending_age_hours"] == pytest.approx(26, abs=0.1)
     assert geo["pending_put_back"] == 1 and geo["over_max_age"] is False
     assert "(since the guard decided each; 1 put back in the queue since, from then)" in summary(rep)
+    # a later put-back (its row deleted, a guard started) resets no wait: from its first put-back on
+    put_back(ids[0])
+    later = run_monitor(policy, act=False, now=(clock + timedelta(hours=5)).isoformat())["review_backlog"]["domains"]["geo"]
+    assert later["median_pending_age_hours"] == pytest.approx((55 + 5) / 2, abs=0.1)
 
 
 @pytest.mark.parametrize("value", [0, -1, "72", float("inf"), True])
