@@ -433,7 +433,7 @@ def _backlog_figures(pending: Sequence[Any], decided_at: Sequence[datetime | Non
     decided items, archived ones included; None where none can be read): how many wait, by kind (held for review, or a
     spot-check of an accepted answer), how long the oldest and the median have waited, in hours since the guard
     decided (the item's ``time``; one stamped after ``now`` has waited 0), or, for an item put back in the queue
-    (``put_back``: item id -> the time of the latest ``review_requeued`` record naming it), since it re-entered the
+    (``put_back``: item id -> the time of the first ``review_requeued`` record naming it, :func:`_put_back_times`), since it re-entered the
     queue (``pending_put_back`` counts those), and how many were decided in each of
     :data:`BACKLOG_PERIODS` up to ``now`` (one decided after it is in none). ``over_max_age``: the oldest has waited
     longer than ``max_age_hours``, or a pending item's time cannot be read (its wait is not shown to be within it)."""
