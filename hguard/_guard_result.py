@@ -46,6 +46,9 @@ class GuardResult:
     seconds: float = 0.0
     audit_hash: str | None = None  # the audit record's hash: keep it elsewhere to detect a cut-off log
     cut_at_max_new_tokens: bool = False  # the answer reached the length limit and was cut there: it may be incomplete
+    # "generated" (this guard's model wrote it) or "given" (Guard.check scored an answer produced elsewhere), as the
+    # decision record's answer_source says (a generated answer's record has none)
+    answer_source: str = "generated"
 
     @property
     def display_text(self) -> str:

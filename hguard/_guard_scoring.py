@@ -691,6 +691,7 @@ class _Scoring:
             context=g.context,
             seconds=time.perf_counter() - started,
             cut_at_max_new_tokens=cut,
+            answer_source="given" if g.extra.get("given_answer") is not None else "generated",
         )
         self._record(result, g.extra.get("fingerprints"), {
             "max_new_tokens": g.extra.get("max_new_tokens", self.generator.max_new_tokens),

@@ -88,7 +88,7 @@ def check_stream_mode(mode: str, raise_on=frozenset()) -> StreamMode:
 
 #: the keys :func:`decision_metadata` writes into a framework's response metadata
 DECISION_KEYS = ("route", "risk", "signals", "reasons", "audit_id", "request_id", "domain", "probe_id", "thresholds", "seconds",
-                 "cut_at_max_new_tokens")
+                 "cut_at_max_new_tokens", "answer_source")
 
 
 def jsonable(value: Any) -> Any:
@@ -112,6 +112,7 @@ def decision_metadata(result: GuardResult) -> dict[str, Any]:
         "thresholds": result.thresholds,
         "seconds": result.seconds,
         "cut_at_max_new_tokens": result.cut_at_max_new_tokens,
+        "answer_source": result.answer_source,
     }
 
 

@@ -57,6 +57,7 @@ def test_ask_scores_an_answer_given_in_a_file_as_the_guard_scored_its_own(tmp_pa
     again = json.loads(hguard("ask", *q, "--answer", str(saved)).stdout)
     assert (again["route"], again["reasons"]) == (own["route"], own["reasons"]) and again["answer"] == own["answer"]
     assert again["risk"] == pytest.approx(own["risk"], abs=1e-6)
+    assert (own["answer_source"], again["answer_source"]) == ("generated", "given")  # as their records say
     saved.write_text("The capital of France is Marseille, a city in the south of the country.")
     other = json.loads(hguard("ask", *q, "--answer", str(saved)).stdout)
     assert other["route"] == "review" and any("tokens differ from its greedy choice" in r for r in other["reasons"])

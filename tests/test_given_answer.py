@@ -86,6 +86,26 @@ def test_check_of_the_answer_invoke_gave_decides_as_invoke_did_and_the_record_sa
     assert verify(tmp_path / "audit.jsonl").ok
 
 
+def test_the_result_says_where_its_answer_came_from_as_the_record_does(calibrated_guard, tmp_path):
+    """GuardResult.answer_source: "generated" for invoke's answer, "given" for check's, as the decision record's
+    answer_source says (a caller holding only the result, or an adapter's metadata, could not tell them apart), and in
+    its to_dict (what `hguard ask --json` prints) and the adapters' decision metadata."""
+    import json
+
+    from hguard.streaming import DECISION_KEYS, decision_metadata
+
+    guard = calibrated_guard
+    r = guard.invoke(QUESTIONS[0], domain="alpha")
+    c = guard.check(QUESTIONS[0], r.answer, domain="alpha")
+    [b] = guard.check_batch(QUESTIONS[:1], [r.answer], domains=["alpha"], served=True)
+    assert (r.answer_source, c.answer_source, b.answer_source) == ("generated", "given", "given")
+    log = AuditLog(tmp_path / "audit.jsonl")
+    for res in (r, c, b):
+        assert log.find(res.audit_id).get("answer_source", "generated") == res.answer_source
+        assert json.loads(json.dumps(res.to_dict()))["answer_source"] == res.answer_source
+        assert decision_metadata(res)["answer_source"] == res.answer_source and "answer_source" in DECISION_KEYS
+
+
 def test_the_whitespace_around_a_given_answer_is_no_part_of_it(calibrated_guard):
     """A new user's trial: a stored log line's "\n" or "\r", or a trailing space, read as tokens the model would not
     write, sent the model's own answer to review with a reason speaking of unknown words (`hguard ask --answer FILE`
