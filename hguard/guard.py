@@ -1227,15 +1227,17 @@ class Guard(_Scoring, _Recording):
         systems: Sequence[str | None] | None = None,
         runs: Sequence[Mapping[str, str | None] | None] | None = None,
         served: bool = False,
+        problems: Sequence[Sequence[str]] | None = None,
     ) -> list[GuardResult]:
         """:meth:`check` of several answers, one per question (those of a domain scored in one batched pass), as
         :meth:`batch` guards several questions: every input is checked before anything is scored. ``served`` (one
-        value for all): as for :meth:`check`."""
+        value for all): as for :meth:`check`. ``problems``: as for :meth:`batch` (an adapter's "nothing retrieved":
+        the answer goes to review)."""
         if answers is None:
             raise self._refused(questions if isinstance(questions, str) else list(questions or []), InputError(
                 "answers must be a list of strings, one per question, got None; pass the answers to score"), given={})
         return self.batch(questions, contexts, domains, request_ids=request_ids, histories=histories, systems=systems,
-                          runs=runs, answers=answers, served=served)
+                          runs=runs, answers=answers, served=served, problems=problems)
 
     def _refused(self, question, err: InputError, *, context=None, domain=None, request_id=None, run=None,
                  source: str = "api", given: Mapping[str, Any] | None = None) -> InputError:

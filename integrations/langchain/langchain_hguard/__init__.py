@@ -1,6 +1,7 @@
 """LangChain integration for hguard, the hallucination guardrail for local Hugging Face chat models.
 
 - :class:`ChatHGuard` -- a chat model whose answers are routed (accept / abstain / review) by a Guard.
+- :class:`HGuardCheck` -- a runnable: question + an answer produced elsewhere (+ context) in, the routed message out.
 - :class:`GuardedRAG` -- a runnable: question + retrieved documents in, :class:`GuardedAnswer` out.
 - :class:`GuardedOutputParser` -- ``StrOutputParser`` that keeps the route: a ``str`` with ``.route``, ``.risk``.
 - :class:`HGuardAuditCallbackHandler` -- one hguard audit record per LLM call of a chain.
@@ -12,6 +13,7 @@ from importlib import metadata
 
 from langchain_hguard.callbacks import HGuardAuditCallbackHandler
 from langchain_hguard.chat_models import ChatHGuard
+from langchain_hguard.check import HGuardCheck
 from langchain_hguard.embeddings import HGuardEmbeddings
 from langchain_hguard.runnables import GuardedAnswer, GuardedOutputParser, GuardedRAG, create_guarded_rag_chain
 from hguard.errors import AbstainedError, NeedsReviewError, RouteError
@@ -34,6 +36,7 @@ __all__ = [
     "GuardedAnswer",
     "GuardedRAG",
     "HGuardAuditCallbackHandler",
+    "HGuardCheck",
     "HGuardEmbeddings",
     "__version__",
     "aguard_stream",

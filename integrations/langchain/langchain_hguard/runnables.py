@@ -130,6 +130,67 @@ async def _one(value: Any) -> AsyncIterator[Any]:
     yield value
 
 
+def read_passages(value: dict[str, Any], who: str, source_key: str = "source", *,
+                  documents_in_context: bool = False) -> tuple[Optional[list[str]], list[str], list[str]]:
+    """(passages or None, their sources, problems) from a runnable's input dict: its ``"documents"`` (Documents or
+    strings, a retriever's output) and its ``"context"`` (a string or a list of strings; with ``documents_in_context``
+    Documents too). A dict that carries either asks for an answer from passages: when none holds text, the problem is
+    :func:`~hguard.streaming.nothing_retrieved` (review), never a closed-book request, which a domain may accept.
+    ``who`` names the runnable in the InputError that refuses a malformed one."""
+    passages: list[str] = []
+    sources: list[str] = []
+
+    def add(doc: Any, i: int, key: str) -> None:
+        if isinstance(doc, Document):
+            if not isinstance(doc.page_content, str):  # a retriever may build Documents without validation
+                raise InputError(f"{who} {key!r} item {i} has page_content of type "
+                                 f"{type(doc.page_content).__name__}, not text; fix the retriever that built it")
+            passages.append(doc.page_content)
+            src = str(doc.metadata.get(source_key) or doc.id or f"document {i}")
+        else:
+            passages.append(doc)
+            src = f"document {i}"
+        if key == "documents" or isinstance(doc, Document):
+            if src not in sources:
+                sources.append(src)
+
+    documents = value.get("documents")
+    if documents is not None and not isinstance(documents, (list, tuple)):
+        raise InputError(
+            f"{who} 'documents' must be a list of Documents or strings (a retriever's output), got "
+            f"{type(documents).__name__}; pass a single passage as 'context' or wrap it in a list"
+        )
+    for i, doc in enumerate(documents or []):
+        if not isinstance(doc, (Document, str)):
+            raise InputError(f"{who} 'documents' must hold Documents or strings, got {type(doc).__name__} at {i}")
+        add(doc, i, "documents")
+    context = value.get("context")
+    if context is not None:
+        if isinstance(context, str):
+            passages.append(context)
+        elif isinstance(context, (list, tuple)):
+            kinds = (str, Document) if documents_in_context else (str,)
+            bad = next(((i, c) for i, c in enumerate(context) if not isinstance(c, kinds)), None)
+            if bad is not None:
+                raise InputError(
+                    f"{who} 'context' must be a string or a list of strings"
+                    + (" or Documents" if documents_in_context else "") + f"; item {bad[0]} is {type(bad[1]).__name__}"
+                    + ("; pass Documents under 'documents'" if isinstance(bad[1], Document) else "")
+                )
+            for i, c in enumerate(context):
+                add(c, i, "context")
+        else:
+            raise InputError(f"{who} 'context' must be a string or a list of strings"
+                             + (" or Documents" if documents_in_context else "") + f", got {type(context).__name__}")
+    passages = blanks_emptied(passages)  # a blank one among others is named by the guard, as for ChatHGuard
+    # a dict that carries 'documents' or 'context' asks for an answer from passages, even when retrieval
+    # found none (None, [], ""): never read as a closed-book request, which a domain may accept
+    wanted = "documents" in value or "context" in value
+    what = "the retriever" if "documents" in value else "the 'context' given"
+    problems = [nothing_retrieved(what)] if wanted and not passages else []
+    return (passages or None), sources, problems
+
+
 #: the keys a GuardedRAG input dict may hold
 _INPUT_KEYS = ("question", "documents", "context", "domain")
 
@@ -200,49 +261,8 @@ class GuardedRAG(RunnableSerializable[RAGInput, GuardedAnswer]):
         if not isinstance(question, str):
             raise InputError(f"GuardedRAG 'question' must be a string, got {type(question).__name__}: {question!r:.80}")
         domain = value.get("domain") or self.domain
-        passages: list[str] = []
-        sources: list[str] = []
-        documents = value.get("documents")
-        if documents is not None and not isinstance(documents, (list, tuple)):
-            raise InputError(
-                f"GuardedRAG 'documents' must be a list of Documents or strings (a retriever's output), got "
-                f"{type(documents).__name__}; pass a single passage as 'context' or wrap it in a list"
-            )
-        for i, doc in enumerate(documents or []):
-            if isinstance(doc, Document):
-                if not isinstance(doc.page_content, str):  # a retriever may build Documents without validation
-                    raise InputError(f"GuardedRAG 'documents' item {i} has page_content of type "
-                                     f"{type(doc.page_content).__name__}, not text; fix the retriever that built it")
-                passages.append(doc.page_content)
-                src = doc.metadata.get(self.source_key) or doc.id or f"document {i}"
-            elif isinstance(doc, str):
-                passages.append(doc)
-                src = f"document {i}"
-            else:
-                raise InputError(f"GuardedRAG 'documents' must hold Documents or strings, got {type(doc).__name__} at {i}")
-            if str(src) not in sources:
-                sources.append(str(src))
-        context = value.get("context")
-        if context is not None:
-            if isinstance(context, str):
-                passages.append(context)
-            elif isinstance(context, (list, tuple)):
-                bad = next(((i, c) for i, c in enumerate(context) if not isinstance(c, str)), None)
-                if bad is not None:
-                    raise InputError(
-                        f"GuardedRAG 'context' must be a string or a list of strings; item {bad[0]} is "
-                        f"{type(bad[1]).__name__}" + ("; pass Documents under 'documents'" if isinstance(bad[1], Document) else "")
-                    )
-                passages.extend(context)
-            else:
-                raise InputError(f"GuardedRAG 'context' must be a string or a list of strings, got {type(context).__name__}")
-        passages = blanks_emptied(passages)  # a blank one among others is named by the guard, as for ChatHGuard
-        # a dict that carries 'documents' or 'context' asks for an answer from passages, even when retrieval
-        # found none (None, [], ""): never read as a closed-book request, which a domain may accept
-        wanted = "documents" in value or "context" in value
-        what = "the retriever" if "documents" in value else "the 'context' given"
-        problems = [nothing_retrieved(what)] if wanted and not passages else []
-        return question, (passages or None), sources, domain, problems
+        passages, sources, problems = read_passages(value, "GuardedRAG", self.source_key)
+        return question, passages, sources, domain, problems
 
     # ----------------------------------------------------------------------------- invocation
 
@@ -379,4 +399,4 @@ def _question_string(value: Any, *, llm: ChatHGuard, domain: Optional[str] = Non
         raise
 
 
-__all__ = ["GuardedAnswer", "GuardedOutputParser", "GuardedRAG", "create_guarded_rag_chain"]
+__all__ = ["GuardedAnswer", "GuardedOutputParser", "GuardedRAG", "create_guarded_rag_chain", "read_passages"]

@@ -1,0 +1,240 @@
+"""``HGuardCheck``: an answer produced elsewhere in the chain (another server of the same weights, a stored answer)
+scored by the guard (``Guard.check``), as a composable LangChain runnable."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Optional
+
+from langchain_core.callbacks import AsyncCallbackManagerForChainRun, CallbackManagerForChainRun
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.runnables import RunnableConfig, RunnableSerializable
+from langchain_core.runnables.config import get_config_list
+from pydantic import ConfigDict, Field, model_validator
+
+from hguard.errors import InputError
+from hguard.guard import Guard, GuardResult
+from hguard.streaming import (decided_here, decision_metadata, delivering, in_thread, refuse_unknown_settings,
+                              until_delivered)
+
+from .chat_models import batch_failed_why, decided_by, message_text, say_undelivered
+from .retrieval import CAPTURE, parent_run_of
+from .runnables import read_passages
+
+#: the keys an HGuardCheck input dict may hold
+_INPUT_KEYS = ("question", "answer", "context", "documents", "domain")
+_SOURCE = "HGuardCheck"
+
+
+def checked_message(guard: Guard, result: GuardResult) -> AIMessage:
+    """What a chain gets for a checked answer, as it gets a :class:`~langchain_hguard.ChatHGuard` answer: the text
+    a user should see (the answer when accepted, else the abstain or review text) and the decision in
+    ``response_metadata`` (``route``, ``risk``, ``reasons``, ``audit_id``, ``answer_source``, ...)."""
+    return AIMessage(content=result.display_text,
+                     response_metadata={"model_name": guard.lm.name, **decision_metadata(result)})
+
+
+def _run_ids(run_id: Any, parent: Any) -> dict[str, Optional[str]]:
+    """The LangChain run ids the decision record names, as ChatHGuard's do: the check's own run, the step that ran it
+    and the outermost run (the check's own outside a chain; left out where the chain's root is not known)."""
+    root = CAPTURE.root_of(parent) if parent is not None else run_id
+    return {"run_id": str(run_id), "parent_run_id": None if parent is None else str(parent),
+            "root_run_id": None if root is None else str(root)}
+
+
+class HGuardCheck(RunnableSerializable[dict, AIMessage]):
+    """Score an answer the guard did not generate (:meth:`hguard.guard.Guard.check`), routed accept / abstain / review
+    as a generated one: the same model's weights served by another server (``ChatOpenAI(base_url=...)`` of a vLLM or
+    llama.cpp server), or stored answers under evaluation.
+
+    Input: ``{"question": str, "answer": str | AIMessage}`` (an answer as another chat model returns it: its text
+    content blocks are read), with an optional ``"context"`` (a string, a list of strings, or a list of Documents as a
+    retriever returns them) or ``"documents"`` (a retriever's output, as :class:`GuardedRAG` takes it), and an optional
+    ``"domain"`` overriding :attr:`domain`. Any other key is refused, as are an answer or question that is not text
+    (an :class:`~hguard.errors.InputError` naming the key and the fix, on record). A dict carrying ``"context"`` or
+    ``"documents"`` with no passage of text goes to review (nothing retrieved), never read as closed-book.
+
+    Output: an ``AIMessage`` as :class:`ChatHGuard` returns one: its content the text a user should see (the answer
+    when accepted, the abstain message, or the review text), its ``response_metadata`` the decision (``route``,
+    ``risk``, ``reasons``, ``audit_id``, ``answer_source``: ``"given"``, ...), so ``| GuardedOutputParser()`` or
+    ``| StrOutputParser()`` follow it as they follow ``ChatHGuard``. An answer that is not token for token this model's
+    own greedy answer goes to review, never accepted. ``batch`` scores its inputs in one :meth:`Guard.check_batch`.
+
+    ``served`` defaults to True: a chain's output is shown to users, so its decisions are live traffic, which the
+    monitor counts (spot-check estimate, verdicts, drift) as it counts generated answers; left False for a served
+    answer, a hallucination it passes would be missing from every live figure. Pass ``served=False`` for an
+    evaluation or a log scored again (the monitor leaves those out: they served no one).
+
+    .. code-block:: python
+
+        other = ChatOpenAI(base_url="http://localhost:8000/v1", model="HuggingFaceTB/SmolLM2-135M-Instruct", temperature=0)
+        chain = {"question": itemgetter("question"), "context": itemgetter("context"),
+                 "answer": prompt | other} | HGuardCheck(guard=guard, domain="mine")
+        chain.invoke({"question": q, "context": passages}).response_metadata["route"]
+    """
+
+    guard: Guard = Field(exclude=True)
+    """The hguard ``Guard`` whose model, probes, policy and audit log score the answers."""
+    domain: Optional[str] = None
+    """Domain of every question; ``None`` lets the guard choose by embedding similarity."""
+    served: bool = Field(default=True, strict=True)
+    """Whether the answers are shown to users as they route (live traffic); False for an evaluation."""
+    source_key: str = "source"
+    """Document metadata key naming a document's source (the document id is used when missing)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_settings(cls, data: Any) -> Any:
+        return refuse_unknown_settings(cls, data)  # HGuardCheck(domian=...) would be ignored, the domain chosen by similarity
+
+    # -------------------------------------------------------------------------------- parsing
+
+    def _parse(self, value: Any, run_id: Optional[str] = None) -> tuple[str, str, Optional[list[str]], Optional[str], list[str]]:
+        """(question, answer, passages, domain, problems) read from the chain's input; a refused input is written to the
+        guard's audit log (an ``error`` record, its id on the InputError as ``audit_id``, the answer given in it)."""
+        try:
+            return self._read(value)
+        except InputError as exc:
+            got = value if isinstance(value, dict) else {}
+            answer = got.get("answer")
+            self.guard.record_failure(
+                got.get("question", value if not isinstance(value, dict) else None), exc,
+                domain=got.get("domain") or self.domain, source=_SOURCE, run_id=run_id,
+                given={"answer": answer.content if isinstance(answer, BaseMessage) else answer})
+            raise
+
+    def _read(self, value: Any) -> tuple[str, str, Optional[list[str]], Optional[str], list[str]]:
+        if not isinstance(value, dict):
+            raise InputError(f"HGuardCheck takes a dict with 'question' and 'answer' (and optionally 'context'), got "
+                             f"{type(value).__name__}: {value!r:.80}")
+        missing = [k for k in ("question", "answer") if k not in value]
+        if missing:
+            raise InputError(f"HGuardCheck input needs the key(s) {missing}; got keys {sorted(map(str, value))}: pass "
+                             "{'question': ..., 'answer': ...} (e.g. with RunnableParallel or RunnablePassthrough.assign)")
+        unknown = sorted(str(k) for k in value if k not in _INPUT_KEYS)
+        if unknown:  # "docs", "response": the passages or the answer would be dropped unread
+            raise InputError(
+                f"HGuardCheck does not read the input key(s) {unknown}; it reads {', '.join(map(repr, _INPUT_KEYS))}: "
+                "name the answer 'answer' and the retrieved passages 'context' or 'documents', and leave other keys "
+                "out (e.g. with operator.itemgetter)")
+        question = value["question"]
+        if not isinstance(question, str):
+            raise InputError(f"HGuardCheck 'question' must be a string, got {type(question).__name__}: {question!r:.80}")
+        answer = value["answer"]
+        if isinstance(answer, BaseMessage):
+            if getattr(answer, "tool_calls", None):
+                raise InputError("HGuardCheck 'answer' is a message with tool calls; the guard scores a free-text "
+                                 "answer: pass the final answer's message or its text")
+            try:
+                answer = message_text(answer)
+            except InputError as exc:
+                raise InputError(f"HGuardCheck 'answer': {exc}") from None
+        if not isinstance(answer, str):
+            raise InputError(f"HGuardCheck 'answer' must be a string or a chat model's message, got "
+                             f"{type(answer).__name__}: {answer!r:.80}; pass the answer's text (or the AIMessage)")
+        domain = value.get("domain") or self.domain
+        passages, _, problems = read_passages(value, "HGuardCheck", self.source_key, documents_in_context=True)
+        return question, answer, passages, domain, problems
+
+    # ----------------------------------------------------------------------------- invocation
+
+    def _check(self, value: Any, run_id: Any, parent: Any) -> AIMessage:
+        question, answer, context, domain, problems = self._parse(value, str(run_id))
+        [result] = self.guard.check_batch([question], [answer], [context], [domain], runs=[_run_ids(run_id, parent)],
+                                          served=self.served, problems=[problems])
+        decided_here([result], str(run_id))  # said undelivered if the call raises before it returns it
+        return checked_message(self.guard, result)
+
+    def _run(self, value: Any, run_manager: CallbackManagerForChainRun, config: RunnableConfig) -> AIMessage:
+        return self._check(value, run_manager.run_id, run_manager.parent_run_id)
+
+    async def _arun(self, value: Any, run_manager: AsyncCallbackManagerForChainRun, config: RunnableConfig) -> AIMessage:
+        return await in_thread(self.guard, self._check, value, run_manager.run_id, run_manager.parent_run_id,
+                               decided=lambda m: [decided_by(m.response_metadata)], run_id=str(run_manager.run_id))
+
+    def invoke(self, input: Any, config: Optional[RunnableConfig] = None, **kwargs: Any) -> AIMessage:
+        """Raising after the guard decided (a handler failing in ``on_chain_end``), the log says the answer never reached
+        the caller (:func:`hguard.streaming.delivering`)."""
+        with delivering(self.guard):
+            return self._call_with_config(self._run, input, config, run_type="chain")
+
+    async def ainvoke(self, input: Any, config: Optional[RunnableConfig] = None, **kwargs: Any) -> AIMessage:
+        return await until_delivered(self.guard, lambda: self._acall_with_config(self._arun, input, config,
+                                                                                  run_type="chain"))
+
+    # ----------------------------------------------------------------------------------- batches
+
+    def _decide(self, inputs: list[Any], configs: list[RunnableConfig], return_exceptions: bool) -> list[Any]:
+        """Each input's decision (or, with ``return_exceptions``, its refusal) from one :meth:`Guard.check_batch`; a
+        refused input raises without ``return_exceptions`` before anything is scored (a batch is answered whole or not
+        at all), each refusal on record."""
+        for cfg in configs:  # the runs that deliver the decisions: named in the decision records
+            cfg["run_id"] = cfg.get("run_id") or uuid.uuid4()
+        read: list[Any] = []
+        for x, cfg in zip(inputs, configs):
+            try:
+                read.append(self._parse(x, str(cfg["run_id"])))
+            except InputError as exc:
+                if not return_exceptions:
+                    raise
+                read.append(exc)
+        kept = [i for i, r in enumerate(read) if not isinstance(r, Exception)]
+        out: list[Any] = list(read)
+        while kept:
+            try:
+                results = self.guard.check_batch(
+                    [read[i][0] for i in kept], [read[i][1] for i in kept], [read[i][2] for i in kept],
+                    [read[i][3] for i in kept], runs=[_run_ids(configs[i]["run_id"], parent_run_of(configs[i]))
+                                                      for i in kept],
+                    served=self.served, problems=[read[i][4] for i in kept])
+            except InputError as exc:  # the guard refused some (a blank answer, one too long): each on record
+                refused: dict[int, InputError] = getattr(exc, "refused", None) or {}
+                if not return_exceptions or not refused:
+                    raise
+                for j, err in refused.items():
+                    out[kept[j]] = err
+                kept = [i for j, i in enumerate(kept) if j not in refused]
+                continue
+            for i, r in zip(kept, results):
+                out[i] = r
+            break
+        return out
+
+    def batch(self, inputs: list[Any], config: RunnableConfig | list[RunnableConfig] | None = None, *,
+              return_exceptions: bool = False, **kwargs: Any) -> list[Any]:
+        """One :meth:`Guard.check_batch` for all inputs, then one LangChain run per input (callbacks and tracing see
+        each check as its own chain run, whose id its decision record names)."""
+        configs = get_config_list(config, len(inputs))
+        decided = self._decide(list(inputs), configs, return_exceptions)
+        messages: list[Any] = []
+        for x, cfg, d in zip(inputs, configs, decided):
+            def deliver(_: Any, d: Any = d) -> AIMessage:
+                if isinstance(d, Exception):
+                    raise d
+                return checked_message(self.guard, d)
+
+            try:
+                with delivering(self.guard):
+                    if isinstance(d, GuardResult):
+                        decided_here([d], str(cfg["run_id"]))
+                    messages.append(self._call_with_config(deliver, x, cfg, run_type="chain"))
+            except Exception as exc:
+                if not return_exceptions:  # none of the others reaches the caller either: said so, as ChatHGuard does
+                    i = len(messages)
+                    say_undelivered(self.guard, [r if j != i and isinstance(r, GuardResult) else None
+                                                 for j, r in enumerate(decided)], configs, batch_failed_why(i, exc))
+                    raise
+                messages.append(exc)
+        return messages
+
+    async def abatch(self, inputs: list[Any], config: RunnableConfig | list[RunnableConfig] | None = None, *,
+                     return_exceptions: bool = False, **kwargs: Any) -> list[Any]:
+        """:meth:`batch` in a worker thread (the event loop free meanwhile)."""
+        return await in_thread(
+            self.guard, self.batch, inputs, config, return_exceptions=return_exceptions,
+            decided=lambda out: [decided_by(m.response_metadata) for m in out or [] if isinstance(m, AIMessage)])
+
+
+__all__ = ["HGuardCheck", "checked_message"]

@@ -1,0 +1,142 @@
+"""HGuardCheck: an answer produced elsewhere in a chain (the same weights served by another server, a stored answer)
+scored by Guard.check as a runnable, its output what ChatHGuard's gives a chain (the text shown, the decision in
+response_metadata), with the tiny calibrated model."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from langchain_core.documents import Document
+from langchain_core.messages import AIMessage
+from langchain_core.output_parsers import StrOutputParser
+from langchain_core.runnables import RunnableLambda, RunnableParallel
+
+from hguard.audit import AuditLog
+from hguard.errors import InputError
+from langchain_hguard import GuardedOutputParser, HGuardAuditCallbackHandler, HGuardCheck
+
+Q = "who is the author of the book ?"
+
+
+def _other(answer: str) -> str:
+    """An answer that is not the model's own (its first two words changed), as test_given_answer builds one."""
+    words = answer.split()
+    return " ".join(["paris" if w != "paris" else "rome" for w in words[:2]] + words[2:])
+
+
+def test_a_given_answer_is_routed_and_shown_as_chathguard_shows_one(make_guard):
+    """The model's own answer (served elsewhere) is accepted and shown; another answer goes to review, shown as
+    ChatHGuard shows a held one, its decision in response_metadata; each record says answer_source "given" and
+    served True (the Runnable's default: a chain's output is shown to users)."""
+    guard = make_guard("accept")
+    own = guard.invoke(Q, domain="alpha")
+    check = HGuardCheck(guard=guard, domain="alpha")
+    msg = check.invoke({"question": Q, "answer": own.answer})
+    log = AuditLog(guard.audit.path)
+    rec = log.find(msg.response_metadata["audit_id"])
+    assert isinstance(msg, AIMessage) and msg.response_metadata["route"] == "accept" == rec["route"]
+    assert rec["answer"] == own.answer and msg.content == own.display_text  # shown as the guard's own answer was
+    assert rec["answer_source"] == "given" and rec["given_answer"]["served"] is True
+    assert msg.response_metadata["answer_source"] == "given" and msg.response_metadata["risk"] == rec["risk"]
+    other = check.invoke({"question": Q, "answer": _other(own.answer)})
+    held = log.find(other.response_metadata["audit_id"])
+    assert other.response_metadata["route"] == "review" == held["route"], other.response_metadata["reasons"]
+    assert any("not this model's own" in r for r in other.response_metadata["reasons"])
+    assert other.response_metadata["reasons"] == held["reasons"] and held["answer"] == _other(own.answer)
+    assert held["answer_source"] == "given" and held["given_answer"]["served"] is True
+    # exactly the text ChatHGuard shows for this decision (the policy's review text, or the answer marked)
+    review = guard.policy.domain("alpha").review_message or guard.policy.review_message
+    assert other.content == (review if review is not None else "[needs review] " + _other(own.answer))
+    # the parsers after a chat model follow it as they follow ChatHGuard's message
+    parsed = (check | GuardedOutputParser()).invoke({"question": Q, "answer": _other(own.answer)})
+    assert parsed.route == "review" and str(parsed) == other.content
+    assert (check | StrOutputParser()).invoke({"question": Q, "answer": own.answer}) == own.display_text
+
+
+def test_an_evaluation_passes_served_false_and_a_served_that_is_not_a_bool_is_refused(make_guard):
+    guard = make_guard("accept")
+    own = guard.invoke(Q, domain="alpha")
+    msg = HGuardCheck(guard=guard, domain="alpha", served=False).invoke({"question": Q, "answer": own.answer})
+    assert AuditLog(guard.audit.path).find(msg.response_metadata["audit_id"])["given_answer"]["served"] is False
+    with pytest.raises(ValueError, match="served"):
+        HGuardCheck(guard=guard, served="true")
+    with pytest.raises(ValueError, match="domain"):
+        HGuardCheck(guard=guard, domian="alpha")
+
+
+def test_an_answer_as_another_chat_model_returns_it_and_documents_as_a_retriever_returns_them(make_guard):
+    """The answer an AIMessage (text content blocks read as ChatHGuard reads a message), the context Documents or
+    strings: the passages reach the check (the record's context) and the answer scored is the message's text."""
+    guard = make_guard("accept")
+    own = guard.invoke(Q, domain="alpha")
+    docs = [Document(page_content="gold is a metal .", metadata={"source": "gold.txt"}),
+            Document(page_content="paris is in france .")]
+    check = HGuardCheck(guard=guard, domain="alpha")
+    msg = check.invoke({"question": Q, "answer": AIMessage(content=[{"type": "text", "text": own.answer}]),
+                        "context": docs})
+    rec = AuditLog(guard.audit.path).find(msg.response_metadata["audit_id"])
+    assert rec["answer"] == own.answer and "gold is a metal ." in rec["context"] and "paris is in france ." in rec["context"]
+    for context in ("gold is a metal .", ["gold is a metal ."]):
+        m = check.invoke({"question": Q, "answer": own.answer, "context": context})
+        assert AuditLog(guard.audit.path).find(m.response_metadata["audit_id"])["context"] == "gold is a metal ."
+    # a chain: the retriever's Documents and another model's message, as RunnableParallel hands them on
+    chain = RunnableParallel(question=lambda x: x, answer=RunnableLambda(lambda x: AIMessage(content=own.answer)),
+                             context=RunnableLambda(lambda x: docs)) | check
+    out = chain.invoke(Q)
+    assert "gold is a metal ." in AuditLog(guard.audit.path).find(out.response_metadata["audit_id"])["context"]
+    # retrieval found nothing: review (nothing retrieved), never read as a closed-book answer
+    empty = check.invoke({"question": Q, "answer": own.answer, "context": []})
+    assert empty.response_metadata["route"] == "review"
+    assert any("nothing retrieved" in r for r in empty.response_metadata["reasons"])
+
+
+@pytest.mark.parametrize("value, words", [
+    ({"answer": "x"}, "needs the key(s) ['question']"),
+    ({"question": Q}, "needs the key(s) ['answer']"),
+    ({"question": Q, "answer": 3}, "'answer' must be a string or a chat model's message, got int"),
+    ({"question": Q, "answer": "x", "docs": []}, "does not read the input key(s) ['docs']"),
+    ({"question": Q, "answer": "x", "context": [3]}, "'context' must be a string or a list of strings or Documents; item 0 is int"),
+    ({"question": Q, "answer": AIMessage(content="", tool_calls=[{"name": "f", "args": {}, "id": "1"}])}, "tool calls"),
+    ("just a question", "takes a dict with 'question' and 'answer'"),
+])
+def test_bad_input_is_refused_in_one_line_naming_the_key_and_on_record(make_guard, value, words):
+    guard = make_guard("accept")
+    with pytest.raises(InputError) as err:
+        HGuardCheck(guard=guard).invoke(value)
+    assert words in str(err.value) and "\n" not in str(err.value)
+    rec = AuditLog(guard.audit.path).find(err.value.audit_id)
+    assert rec["kind"] == "error" and rec["source"] == "HGuardCheck" and rec["answer_source"] == "given"
+
+
+def test_batch_is_one_check_batch_and_each_input_its_own_run(make_guard, monkeypatch):
+    guard = make_guard("accept")
+    own = guard.invoke(Q, domain="alpha")
+    calls = []
+    real = guard.check_batch
+    monkeypatch.setattr(guard, "check_batch", lambda *a, **k: calls.append(len(a[0])) or real(*a, **k))
+    check = HGuardCheck(guard=guard, domain="alpha")
+    handler = HGuardAuditCallbackHandler.from_guard(guard)
+    out = check.batch([{"question": Q, "answer": own.answer}, {"question": Q, "answer": _other(own.answer)}],
+                      {"callbacks": [handler]})
+    assert calls == [2] and [m.response_metadata["route"] for m in out] == ["accept", "review"]
+    log = AuditLog(guard.audit.path)
+    recs = [log.find(m.response_metadata["audit_id"]) for m in out]
+    assert all(r["answer_source"] == "given" and r["given_answer"]["served"] is True for r in recs)
+    assert recs[0]["run_id"] != recs[1]["run_id"] and all(r["run_id"] for r in recs)
+    # a refused input: raised before anything is scored, or in its place with return_exceptions
+    bad = [{"question": Q, "answer": own.answer}, {"question": Q, "answer": "   "}]
+    with pytest.raises(InputError):
+        check.batch(bad)
+    assert calls == [2, 2]
+    got = check.batch(bad, return_exceptions=True)
+    assert got[0].response_metadata["route"] == "accept" and isinstance(got[1], InputError)
+    assert asyncio.run(check.abatch(bad[:1]))[0].response_metadata["route"] == "accept"
+
+
+def test_ainvoke_scores_as_invoke(make_guard):
+    guard = make_guard("accept")
+    own = guard.invoke(Q, domain="alpha")
+    msg = asyncio.run(HGuardCheck(guard=guard, domain="alpha").ainvoke({"question": Q, "answer": _other(own.answer)}))
+    rec = AuditLog(guard.audit.path).find(msg.response_metadata["audit_id"])
+    assert msg.response_metadata["route"] == "review" and rec["answer_source"] == "given" and rec["run_id"]
