@@ -2,6 +2,7 @@
 
 - :class:`HGuardLLM` -- a ``CustomLLM`` whose answers are routed (accept / abstain / review) by a Guard.
 - :class:`HGuardQueryEngine` -- retrieve with any retriever, answer through the guard grounded in the nodes.
+- :class:`HGuardEvaluator` -- a ``BaseEvaluator``: the guard's decision on a response it did not generate (``Guard.check``).
 - :class:`HGuardAuditEventHandler` -- hguard audit records from LlamaIndex instrumentation events.
 - :class:`HGuardEmbedding` -- the bundled all-MiniLM-L6-v2 sentence embeddings, offline.
 - :func:`guard_stream` -- hold / passthrough streaming of one guarded answer.
@@ -9,6 +10,7 @@
 
 from llama_index.llms.hguard.base import HGuardLLM, split_chat
 from llama_index.llms.hguard.embeddings import HGuardEmbedding
+from llama_index.llms.hguard.evaluation import HGuardEvaluator
 from llama_index.llms.hguard.events import HGuardAuditEventHandler
 from llama_index.llms.hguard.query_engine import HGuardQueryEngine
 from hguard.streaming import GuardStreamChunk, aguard_stream, guard_stream
@@ -17,6 +19,7 @@ __all__ = [
     "GuardStreamChunk",
     "HGuardAuditEventHandler",
     "HGuardEmbedding",
+    "HGuardEvaluator",
     "HGuardLLM",
     "HGuardQueryEngine",
     "aguard_stream",

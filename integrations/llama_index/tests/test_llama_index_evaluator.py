@@ -1,0 +1,88 @@
+"""HGuardEvaluator: a LlamaIndex BaseEvaluator whose verdict is the guard's decision on a response it did not
+generate (Guard.check, an evaluation: served False), with the tiny calibrated model."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from llama_index.core.base.response.schema import Response
+from llama_index.core.evaluation import BaseEvaluator, BatchEvalRunner
+from llama_index.core.schema import NodeWithScore, TextNode
+
+from hguard.audit import AuditLog
+from hguard.errors import InputError
+from llama_index.llms.hguard import HGuardEvaluator
+
+Q = "who is the author of the book ?"
+
+
+def _other(answer: str) -> str:
+    """An answer that is not the model's own (its first two words changed), as test_given_answer builds one."""
+    words = answer.split()
+    return " ".join(["paris" if w != "paris" else "rome" for w in words[:2]] + words[2:])
+
+
+def test_the_models_own_answer_passes_and_another_is_held_for_review(make_guard):
+    guard = make_guard("accept")
+    own = guard.invoke(Q, ["gold is a metal ."], domain="alpha")  # its own answer from these passages
+    ev = HGuardEvaluator(guard, domain="alpha")
+    assert isinstance(ev, BaseEvaluator) and ev.get_prompts() == {}
+    log = AuditLog(guard.audit.path)
+    ok = ev.evaluate(query=Q, response=own.answer, contexts=["gold is a metal ."])
+    rid = ok.feedback.rsplit("decision record: ", 1)[1]
+    rec = log.find(rid)
+    assert ok.passing is True and rec["route"] == "accept" and ok.score == pytest.approx(1 - rec["risk"])
+    assert rec["answer_source"] == "given" and rec["given_answer"]["served"] is False  # an evaluation
+    assert rec["context"] == "gold is a metal ." and ok.contexts == ["gold is a metal ."] and ok.query == Q
+    held = ev.evaluate(query=Q, response=_other(own.answer), contexts=["gold is a metal ."])
+    rec = log.find(held.feedback.rsplit("decision record: ", 1)[1])
+    assert held.passing is False and rec["route"] == "review" and rec["answer"] == _other(own.answer)
+    assert rec["answer_source"] == "given" and rec["given_answer"]["served"] is False
+    assert held.feedback.startswith("route: review\n") and all(r in held.feedback for r in rec["reasons"])
+    assert any("not this model's own" in r for r in rec["reasons"])
+    assert held.score == (None if rec["risk"] is None else pytest.approx(1 - rec["risk"]))
+
+
+def test_evaluate_response_reads_the_source_nodes_text_as_contexts(make_guard):
+    """LlamaIndex's own evaluate_response: the Response's text is the answer, its source nodes' text the contexts."""
+    guard = make_guard("accept")
+    own = guard.invoke(Q, ["gold is a metal .", "paris is in france ."], domain="alpha")
+    nodes = [NodeWithScore(node=TextNode(text="gold is a metal ."), score=0.9),
+             NodeWithScore(node=TextNode(text="paris is in france ."), score=0.5)]
+    ev = HGuardEvaluator(guard, domain="alpha")
+    r = ev.evaluate_response(query=Q, response=Response(response=own.answer, source_nodes=nodes))
+    rec = AuditLog(guard.audit.path).find(r.feedback.rsplit("decision record: ", 1)[1])
+    assert "gold is a metal ." in rec["context"] and "paris is in france ." in rec["context"]
+    assert r.passing is True and rec["answer"] == own.answer
+    again = asyncio.run(ev.aevaluate_response(query=Q, response=Response(response=_other(own.answer), source_nodes=nodes)))
+    assert again.passing is False and "paris is in france ." in again.contexts
+    # a response whose retrieval found nothing: held (nothing retrieved), never read as closed-book
+    closed = guard.invoke(Q, domain="alpha")  # the model's own closed-book answer, held all the same
+    empty = ev.evaluate_response(query=Q, response=Response(response=closed.answer, source_nodes=[]))
+    assert empty.passing is False and "nothing retrieved" in empty.feedback
+
+
+def test_batch_eval_runner_runs_it_as_any_evaluator(make_guard):
+    guard = make_guard("accept")
+    own = guard.invoke(Q, ["gold is a metal ."], domain="alpha")
+    runner = BatchEvalRunner({"hguard": HGuardEvaluator(guard, domain="alpha")}, workers=2)
+    out = runner.evaluate_response_strs(queries=[Q, Q], response_strs=[own.answer, _other(own.answer)],
+                                        contexts_list=[["gold is a metal ."], ["gold is a metal ."]])
+    assert [r.passing for r in out["hguard"]] == [True, False]
+
+
+@pytest.mark.parametrize("call, words", [
+    (dict(query=None, response="x"), "'query' must be the question as a string, got NoneType"),
+    (dict(query=Q, response=None), "'response' must be the answer's text, got NoneType"),
+    (dict(query=Q, response="x", contexts="gold"), "'contexts' must be a list of strings, got str"),
+    (dict(query=Q, response="x", contexts=[TextNode(text="gold")]), "'contexts' item 0 is TextNode, not text"),
+    (dict(query=Q, response="x", domian="alpha"), "got ['domian']"),
+])
+def test_bad_input_is_refused_in_one_line_naming_it_and_on_record(make_guard, call, words):
+    guard = make_guard("accept")
+    with pytest.raises(InputError) as err:
+        HGuardEvaluator(guard).evaluate(**call)
+    assert words in str(err.value) and "\n" not in str(err.value)
+    rec = AuditLog(guard.audit.path).find(err.value.audit_id)
+    assert rec["kind"] == "error" and rec["source"] == "HGuardEvaluator" and rec["answer_source"] == "given"
