@@ -106,6 +106,18 @@ def test_the_result_says_where_its_answer_came_from_as_the_record_does(calibrate
         assert decision_metadata(res)["answer_source"] == res.answer_source and "answer_source" in DECISION_KEYS
 
 
+def test_check_batch_takes_an_adapters_problems_as_batch_does(tiny_calibrated, tmp_path):
+    """An adapter's "nothing retrieved" (a retrieval that found no passage) holds a given answer as it holds a generated
+    one: the model's own answer, which these thresholds accept, goes to review with the problem as a reason."""
+    lm, root = tiny_calibrated
+    guard = Guard.from_policy(_policy(root, tmp_path, accept_below=1.0, abstain_above=1.0), lm=lm)
+    own = guard.invoke(QUESTIONS[0], domain="alpha")
+    plain, held = guard.check_batch([QUESTIONS[0]] * 2, [own.answer] * 2, domains=["alpha"] * 2,
+                                    problems=[[], ["nothing retrieved: the retriever returned no passage"]])
+    assert plain.route == "accept" and held.route == "review"
+    assert "scoring problem: nothing retrieved: the retriever returned no passage" in held.reasons, held.reasons
+
+
 def test_the_whitespace_around_a_given_answer_is_no_part_of_it(calibrated_guard):
     """A new user's trial: a stored log line's "\n" or "\r", or a trailing space, read as tokens the model would not
     write, sent the model's own answer to review with a reason speaking of unknown words (`hguard ask --answer FILE`

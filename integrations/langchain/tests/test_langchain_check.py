@@ -52,6 +52,8 @@ def test_a_given_answer_is_routed_and_shown_as_chathguard_shows_one(make_guard):
     parsed = (check | GuardedOutputParser()).invoke({"question": Q, "answer": _other(own.answer)})
     assert parsed.route == "review" and str(parsed) == other.content
     assert (check | StrOutputParser()).invoke({"question": Q, "answer": own.answer}) == own.display_text
+    [chunk] = list(check.stream({"question": Q, "answer": _other(own.answer)}))  # one chunk: the decided message
+    assert chunk.content == other.content and chunk.response_metadata["route"] == "review"
 
 
 def test_an_evaluation_passes_served_false_and_a_served_that_is_not_a_bool_is_refused(make_guard):
