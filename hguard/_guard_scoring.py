@@ -671,7 +671,6 @@ class _Scoring:
         caller_id = request_id or None  # the caller's id of the request, recorded only when given
         own_id = uuid.uuid4().hex  # the decision record's id (audit_id); the result's request_id when the caller gave none
         request_id = caller_id or own_id
-        probe_id = scored_by
         result = GuardResult(
             question=g.question,
             answer=g.text,
@@ -686,7 +685,7 @@ class _Scoring:
             review_message=review_message,
             domain_choice=choice,
             thresholds=decision.thresholds,
-            probe_id=probe_id,
+            probe_id=scored_by,
             steering=steer_info,
             context=g.context,
             seconds=time.perf_counter() - started,
