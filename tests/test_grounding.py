@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -469,7 +470,24 @@ def test_a_weight_too_large_for_a_float_is_refused_naming_it(embedder):
     ("The Company shall disclose personal data to non-affiliated third parties without consent.",
      "The Company shall not disclose personal data to non-affiliated third parties without consent.", True),
     ('The band U2 did not record "I Still Haven\'t Found What I\'m Looking For" in 1987.',
-     'The band U2 recorded "I Still Haven\'t Found What I\'m Looking For" in 1987.', True),
+     'The band U2 recorded "I Still Haven\'t Found What I\'m Looking For" in 1987.', True),    # a legal team's trial: a clause's carve-out or boilerplate qualifier counts only where the other sentence restates
+    # it; "neither ... nor" is one negation; "including but not limited to" none; a covenant's name one
+    ("You cannot close your savings account.", "You cannot close your savings account unless the balance is zero.",
+     False),
+    ("You can close your savings account at any time.",
+     "You cannot close your savings account unless the balance is zero.", True),
+    ("Members may resign from the board at any time.", "Members may not resign from the board without notice.", True),
+    ("Members may resign from the board with notice.", "Members may resign from the board without notice.", True),
+    ("Neither the license nor the data may be transferred to a third party.",
+     "Neither the license nor the data may be transferred to a third party.", False),
+    ("The license and the data may be transferred to a third party.",
+     "Neither the license nor the data may be transferred to a third party.", True),
+    ("The employee shall not solicit nor hire the company's staff.", "The employee may solicit and hire the company's staff.",
+     True),
+    ("The fee covers all cards, including the premium card.",
+     "The fee covers all cards, including but not limited to the premium card.", False),
+    ("The fee does not cover all cards, including the premium card.",
+     "The fee covers all cards, including but not limited to the premium card.", True),
 ])
 def test_a_sentence_saying_the_opposite_of_the_passage_sentence_it_restates_is_found(answer, passage, reversed_):
     from hguard.signals.grounding import GroundingScorer, reversed_claims
@@ -481,6 +499,25 @@ def test_a_sentence_saying_the_opposite_of_the_passage_sentence_it_restates_is_f
     if passage.startswith("We do not share") and reversed_:
         # what it catches that grounding does not: the reversal shares nearly every word
         assert GroundingScorer().score("What does the policy say?", answer, passage)["grounding_lexical"] >= 0.8
+
+
+_LEGAL_CASES = [json.loads(line) for line in
+                (Path(__file__).resolve().parent.parent / "benchmarks" / "cases" / "reversed_claims_legal.jsonl")
+                .read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("case", _LEGAL_CASES, ids=[c["id"] for c in _LEGAL_CASES])
+def test_a_faithful_answer_to_a_negatively_worded_clause_is_not_read_as_its_opposite(case):
+    """A legal team's trial: faithful answers to non-compete, non-solicit, confidentiality and damages-waiver clauses
+    were held as saying the opposite of the clause ("Neither party is liable for consequential damages." of "Except
+    as provided herein, neither party shall be liable ..."; "The non-compete lasts one year ..."), while answers
+    reversing them ("Either party is liable for consequential damages.") were not. The case file's faithful answers
+    are not held, its reversals are (both written while fixing, besides the trial's four)."""
+    from hguard.signals.grounding import reversed_claims
+
+    found = reversed_claims(case["answer"], case["context"])
+    assert bool(found) is (case["kind"] == "reversed"), (case["id"], found)
+    assert len(_LEGAL_CASES) >= 50 and {c["source"] for c in _LEGAL_CASES} == {"trial", "written"}
 
 
 def test_a_day_written_as_an_ordinal_before_its_month_ends_no_sentence():

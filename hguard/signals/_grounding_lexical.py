@@ -387,6 +387,8 @@ NEGATIONS = frozenset("not no never none nor neither cannot without nothing nobo
 # "no later than", "no more than" set a bound, "not only" adds, ", not later." and ", no exceptions." stress: no negation
 _NO_NEGATION = re.compile(r"\b(?:no|not)\s+(?:later|more|less|fewer|sooner|earlier|greater|longer|shorter)\s+than\b"
                           r"|\bnot\s+(?:only|just|merely)\b|\bno\s+matter\b|\bno\s+doubt\b"
+                          # a contract's "including but not limited to", "without limitation": a list left open
+                          r"|\b(?:but\s+)?not\s+limited\s+to\b|\bwithout\s+(?:limitation|limiting)\b"
                           r"|,\s*(?:and\s+)?(?:not|no)\s+(?:later|earlier|sooner|before|after|more|less|exceptions?)\W*$",
                           re.IGNORECASE)
 _NOT = re.compile(r"n[\u2019']t\b", re.IGNORECASE)
@@ -414,16 +416,54 @@ OTHER_NEGATIONS = frozenset(
     "nie nigdy zaden zadna bez".split())  # Polish
 
 
-def _negated(sentence: str) -> bool:
+#: a restrictive covenant's name, "non-compete", "non-solicit", "non-disclosure": an obligation not to (one negation;
+#: "The non-compete lasts one year." restates "... shall not compete ... for one year", a legal team's trial); another
+#: "non-" word ("non-affiliated", "non-exclusive") is no negation, as before
+#: ... and so is a prohibition ("is prohibited from competing", "shall refrain from soliciting")
+_COVENANT = re.compile(r"\bnon-?(?:compet\w*|solicit\w*|disclos\w*|disparag\w*|circumvent\w*)"
+                       r"|\b(?:prohibit|forbid)\w*|\brefrain\w*\s+from\b|\b(?:precluded|barred)\s+from\b", re.IGNORECASE)
+#: a qualifier: "except", "unless" or "without" and the words after it up to a comma, a semicolon, a bracket or the
+#: sentence's end ("except as required by law", "unless the balance is zero", "without the prior written consent")
+_QUALIFIER = re.compile(r"\b(?:except|unless|without)\b[^,;:()\[\]]*", re.IGNORECASE)
+
+
+def _stems(text: str) -> set[str]:
+    return {_stem(t) for t in content_tokens(text)}
+
+
+def _restated(qualifier: str, other: set[str]) -> bool:
+    """Whether the other sentence (``other``: its content stems) restates ``qualifier``: holds two of its content
+    words, or all of them where it has fewer (none: always, as every negation was counted before)."""
+    own = {s for s in _stems(qualifier) if s not in NEGATIONS}
+    return len(own & other) >= min(2, len(own))
+
+
+def _negated(sentence: str, other: str | None = None) -> bool:
     """Whether ``sentence`` is negated, outside quotation marks: in English, by an odd number of negations ("cannot ...
     without fees" is two: no negation); in a sentence another language's function words mark as its (`written_in`), by
     one of `OTHER_NEGATIONS` ("Der Zuschuss wird nicht ..."). An English sentence's "non-affiliated" or "InGen" is no
-    negation (a review: read so, "shall not disclose ... to non-affiliated parties" reversed was not found)."""
+    negation (a review: read so, "shall not disclose ... to non-affiliated parties" reversed was not found).
+
+    Read against ``other`` (the sentence it is compared with), an English sentence's qualifier ("except as provided
+    herein", "unless caused by gross negligence", "without regard to its conflict of law provisions") counts only
+    where ``other`` restates it: a faithful answer leaves a clause's carve-out out ("Neither party is liable for
+    consequential damages." of "Except as provided herein, neither party shall be liable for ... consequential
+    damages": two negations against one, held; a legal team's trial), while "can ... only if the balance is zero"
+    still restates "cannot ... unless the balance is zero" (both counted). "nor" after a negation continues it
+    ("neither ... nor ..." is one), and a restrictive covenant's name ("the non-compete") or a prohibition ("is
+    prohibited from", "shall refrain from") is one."""
     text = _NO_NEGATION.sub(" ", _NOT.sub(" not", _QUOTED.sub(" ", sentence)))
-    words = re.findall(r"[a-z]+", fold_accents(text).lower())
     if written_in(words_of(text)) not in ("english", None):
-        return not OTHER_NEGATIONS.isdisjoint(words)
-    return sum(w in NEGATIONS for w in words) % 2 == 1
+        return not OTHER_NEGATIONS.isdisjoint(re.findall(r"[a-z]+", fold_accents(text).lower()))
+    if other is not None:
+        against = _stems(other)
+        text = _QUALIFIER.sub(lambda m: m.group(0) if _restated(m.group(0), against) else " ", text)
+    text = _COVENANT.sub(" not ", text)
+    count = 0
+    for w in re.findall(r"[a-z]+", fold_accents(text).lower()):
+        if w in NEGATIONS and not (w == "nor" and count):  # "neither ... nor", "not ... nor": one negation
+            count += 1
+    return count % 2 == 1
 
 
 def reversed_claims(answer: str, context: Any) -> list[tuple[str, str]]:
@@ -451,6 +491,6 @@ def reversed_claims(answer: str, context: Any) -> list[tuple[str, str]]:
         if not shared:
             continue
         best = min(shared, key=lambda i: (-shared[i], i))
-        if shared[best] >= MIN_SHARED and _negated(claim) != _negated(passage[best]):
+        if shared[best] >= MIN_SHARED and _negated(claim, passage[best]) != _negated(passage[best], claim):
             out.append((said, passage[best]))
     return out
