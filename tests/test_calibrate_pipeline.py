@@ -463,6 +463,37 @@ def test_the_router_figure_sends_held_out_questions_where_the_guard_would():
     assert g["similarity"]["p10"] < 0.35 < g["similarity"]["median"]
 
 
+def test_the_router_figure_says_what_n_counts_and_flags_held_out_questions_worded_as_training_ones():
+    """A legal team's trial: the RAG report's routing row read "contracts | 34 | 34 (1.00 [0.90, 1.00])" for 38
+    held-out supporting rows, n not said, and 12 of the 34 questions were worded as training questions (the split is by
+    passage, so a templated wording sits on both sides): a routing figure on them is not held out."""
+    from hguard.calibrate._pipeline_report import ROUTER_COUNTS_ROWS, question_form, router_coverage
+    from hguard.calibrate.report import router_markdown
+
+    assert question_form("What is the capital of  FRANCE?") == question_form("what is the capital of france")
+    assert question_form("What's the capital of France?") != question_form("What is the capital of Peru?")
+    countries = ["France", "Peru", "Kenya", "Japan", "Norway", "Chile", "Egypt", "India", "Spain", "Ghana", "Nepal", "Cuba"]
+    geo = [f"What is the capital of {c}?" for c in countries]
+    # two held-out questions worded as training ones (case, spacing, punctuation aside), three new ones
+    held_out = ["what is the capital of  FRANCE", "What is the capital of Peru ?!", *geo[9:]]
+    rep = router_coverage({"geo": geo[:9]}, {"geo": held_out}, rows={"geo": 7})
+    g = rep["domains"]["geo"]
+    assert rep["n_counts"] == ROUTER_COUNTS_ROWS and (g["n"], g["n_rows"]) == (5, 7)
+    assert g["in_training"] == 2 and g["in_training_first"] == held_out[:2]
+    new = g["without_training_questions"]
+    assert (new["n"], new["to_domain"]) == (3, 3) and new["interval"][0] < g["interval"][0]
+    md = "\n".join(router_markdown({"router": rep}))
+    assert f"n counts {ROUTER_COUNTS_ROWS}." in md and "case, spacing and punctuation aside" in md
+    assert "| also a training question | to this domain without those (95% CI) |" in md
+    lo, hi = new["interval"]
+    assert "| geo | 5 (of 7 rows) | 5 (1.00 [" in md and f"| **2** | 3 (1.00 [{lo:.2f}, {hi:.2f}]) of 3 |" in md
+    # every held-out question worded as a training one: no figure without them, said so
+    every = router_coverage({"geo": geo[:9]}, {"geo": [q.upper() for q in geo[:3]]})["domains"]["geo"]
+    assert every["in_training"] == 3 and every["without_training_questions"]["rate"] is None
+    assert "- (every one is a training question)" in "\n".join(router_markdown({"router": {
+        "min_similarity": 0.35, "router": "x", "n_counts": "y", "domains": {"geo": every}}}))
+
+
 def test_the_held_out_figures_count_as_accepted_only_what_the_guard_accepts(monkeypatch):
     """An evaluation engineer's trial: the report's coverage and hallucinations among accepted counted an answer under
     accept_below that the out-of-distribution check sends to review (the guard accepted 4 where it said 5); the

@@ -1932,6 +1932,22 @@ def test_the_rag_report_gives_auroc_intervals_as_every_other_report_does(monkeyp
             "where a class has fewer than 10 answers") in rr.rag_markdown(report)
 
 
+def test_the_rag_router_figure_says_it_counts_distinct_supporting_questions_and_flags_training_wordings(tiny_rag):
+    """A legal team's trial: "contracts | 34 | 34 (1.00 [0.90, 1.00])" counted the distinct questions of 38 held-out
+    supporting rows without saying so, nor that 12 of them were worded as training questions."""
+    from hguard.calibrate._pipeline_report import ROUTER_COUNTS_RAG
+
+    _, folder, report = tiny_rag
+    r = report["router"]
+    rt = r["domains"]["alpha"]
+    assert r["n_counts"] == ROUTER_COUNTS_RAG and rt["n_rows"] >= rt["n"] > 0
+    assert 0 <= rt["in_training"] <= rt["n"] and rt["without_training_questions"]["n"] == rt["n"] - rt["in_training"]
+    md = (folder / "probes" / "rag-report" / "report.md").read_text(encoding="utf-8")
+    assert f"n counts {ROUTER_COUNTS_RAG}." in md and "| also a training question |" in md
+    shown = f"{rt['n']} (of {rt['n_rows']} rows)" if rt["n_rows"] != rt["n"] else str(rt["n"])
+    assert f"| alpha | {shown} | {rt['to_domain']} (" in md
+
+
 def test_a_rag_calibration_records_its_held_out_scores_and_withdraws_what_they_reject(tiny_rag):
     """A reviewer's trial: RAG probe files recorded no held-out scores, so an accept threshold the held-out passages
     rejected stood for every RAG route (closed-book files withdrew it)."""

@@ -3,6 +3,7 @@ and out-of-distribution rates (see :mod:`hguard.calibrate.pipeline`)."""
 
 from __future__ import annotations
 
+import unicodedata
 from collections import Counter
 from typing import Any, Mapping, Sequence
 
@@ -121,11 +122,32 @@ def ood_rates(fitted: dict, col: Collected, by_domain: dict, test_mask: np.ndarr
     return out
 
 
-def router_coverage(train: Mapping[str, Sequence[str]], test: Mapping[str, Sequence[str]], embedder: Any = None) -> dict:
+#: what a closed-book report's router figure counts: each held-out row's question (the caller's ``counts``)
+ROUTER_COUNTS_ROWS = "held-out answers (one per held-out row: a question asked in two rows counts twice)"
+#: what a RAG report's counts: the distinct questions of the held-out supporting rows (the router's kind of question)
+ROUTER_COUNTS_RAG = ("distinct question texts of the held-out supporting rows (a question asked of several passages "
+                     "counts once; off-topic rows are left out)")
+
+
+def question_form(text: str) -> str:
+    """A question's wording with case, spacing and punctuation aside ("What is the notice period?" and "what is the
+    notice  period" are one): how a held-out question is told to be also a training question."""
+    from .._text import seen_form
+
+    return " ".join("".join(" " if unicodedata.category(c)[0] == "P" else c for c in seen_form(text)).split())
+
+
+def router_coverage(train: Mapping[str, Sequence[str]], test: Mapping[str, Sequence[str]], embedder: Any = None, *,
+                    counts: str = ROUTER_COUNTS_ROWS, rows: Mapping[str, int] | None = None) -> dict:
     """Where the guard's automatic domain choice would send each domain's held-out questions, asked without naming
     a domain: a router built as the shipped one is (``router_sample`` of each domain's questions) from the training
     split alone, choosing as the guard does at the policy's default ``domain_min_similarity``. Per domain: how many
     reach it (with a 95% interval), go to another domain or to none, and the spread of their similarity to it.
+    ``counts`` says what ``test``'s questions are (what n counts: the report says it), ``rows`` how many held-out rows
+    each domain's came from where that is not n (``n_rows``: 34 distinct questions of 38 rows). A held-out question whose
+    wording (:func:`question_form`) is also one of the domain's training questions is not held out for this figure
+    (the split is by passage or fact, not by wording, so a templated question sits on both sides): ``in_training``
+    counts them (``in_training_first``: the first few) and ``without_training_questions`` is the figure without them.
     ``embedder``: one with ``encode`` and ``windows`` as :class:`hguard.signals.embedding.Embedder` (the default)."""
     from .._policy_route import pick_domain
     from .._stats import clopper_pearson_interval
@@ -140,16 +162,23 @@ def router_coverage(train: Mapping[str, Sequence[str]], test: Mapping[str, Seque
     except ModelNotFoundError as exc:
         return {"no_figure": f"the sentence-embedding model the router uses is not available: {exc}"}
     out: dict = {"min_similarity": minimum, "router": "each domain's training-split questions (as many as a probe "
-                 "file keeps); the shipped router holds both splits'", "domains": {}}
+                 "file keeps); the shipped router holds both splits'", "n_counts": counts, "domains": {}}
     for domain, questions in sorted(test.items()):
         if domain not in router or not questions:
             continue
+        trained = {question_form(q) for q in train[domain]}
         own, other, none, sims = 0, Counter[str](), 0, []
+        seen, own_new, n_new = [], 0, 0
         for q in questions:
             pieces = embedder.encode(embedder.windows(q))
             scores = {d: router_similarity(M, pieces) for d, M in router.items()}
             chosen, _ = pick_domain(scores, router, minimum)
             sims.append(scores[domain])
+            if question_form(q) in trained:
+                seen.append(q)
+            else:
+                n_new += 1
+                own_new += int(chosen == domain)
             if chosen == domain:
                 own += 1
             elif chosen is None:
@@ -161,5 +190,9 @@ def router_coverage(train: Mapping[str, Sequence[str]], test: Mapping[str, Seque
             "n": n, "to_domain": own, "rate": own / n, "interval": clopper_pearson_interval(own, n),
             "to_other": dict(other.most_common()), "to_none": none,
             "similarity": {"p10": float(np.quantile(sims, 0.1)), "median": float(np.median(sims))},
+            **({"n_rows": int(rows[domain])} if rows and domain in rows else {}),
+            "in_training": len(seen), "in_training_first": seen[:5],
+            "without_training_questions": {"n": n_new, "to_domain": own_new, "rate": own_new / n_new if n_new else None,
+                                           "interval": clopper_pearson_interval(own_new, n_new)},
         }
     return out

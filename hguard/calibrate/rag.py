@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -259,21 +260,25 @@ def calibrate_rag(
                    "metrics": {k: v for k, v in m.items() if k not in ("datasets",)}, "split": report["split"],
                    "probe_fit": probe_fit.describe(), "fitted_with": domain_fitted_with(report["fitted_with"], domain)},
         ).save(out / f"{domain}.rag.json", key=key)
-    from ._pipeline_report import router_coverage
+    from ._pipeline_report import ROUTER_COUNTS_RAG, router_coverage
 
-    def asked(held_out: bool) -> dict[str, list[str]]:  # each passage's own question, once (the router's kind)
+    def asked(held_out: bool) -> tuple[dict[str, list[str]], Counter[str]]:
+        # each passage's own question, once (the router's kind), and how many rows asked them
         by: dict[str, dict[str, None]] = {}
+        n_rows = Counter[str]()
         for r, t in zip(rows, test):
             if bool(t) == held_out and r["domain"] in report["domains"] and r.get("condition") == "supporting":
                 by.setdefault(r["domain"], {})[r["question"]] = None
-        return {d: list(qs) for d, qs in by.items()}
+                n_rows[r["domain"]] += 1
+        return {d: list(qs) for d, qs in by.items()}, n_rows
 
     rdir = expand_home(report_dir, "the report folder") if report_dir else out / "rag-report"
     if not report["domains"]:  # a script must not carry on with an empty probe folder; an earlier report stays
         raise DataError("no RAG domain could be calibrated, so nothing was written (the probe files and report of an "
                         f"earlier calibration in {out} stay as they were): "
                         + "; ".join(f"{d}: {why}" for d, why in report["skipped"].items()))
-    report["router"] = router_coverage(asked(False), asked(True))
+    held_out_asked, held_out_rows = asked(True)
+    report["router"] = router_coverage(asked(False)[0], held_out_asked, counts=ROUTER_COUNTS_RAG, rows=held_out_rows)
     report["timing"] = {"total_seconds": time.perf_counter() - t_start, "n_answers": len(rows)}
     write_rag_report(report, rdir)
     return report

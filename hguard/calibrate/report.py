@@ -348,15 +348,36 @@ def router_markdown(report: dict) -> list[str]:
               f"built from {r['router']}. A question reaching no domain goes to the policy's default route (review), "
               "or, with context, to its context_fallback_domain; name the domain in the request to skip the choice. "
               "Only this calibration's domains compete here: a policy that lists others, or sets another "
-              "domain_min_similarity, can route otherwise.",
-              "", "| domain | n | to this domain (95% CI) | to another | to none | similarity to it: p10 / median |",
-              "|---|---|---|---|---|---|"]
+              "domain_min_similarity, can route otherwise."
+              + (f" n counts {r['n_counts']}. A held-out question whose wording (case, spacing and punctuation aside) "
+                 "is also one of the domain's training questions is not held out for this figure: the split keeps a "
+                 "passage or fact on one side, not a wording, so a templated question can sit on both sides; "
+                 "\"also a training question\" counts them and the last column is the figure without them."
+                 if "n_counts" in r else ""),
+              "", "| domain | n | to this domain (95% CI) | to another | to none | similarity to it: p10 / median"
+              + (" | also a training question | to this domain without those (95% CI) |" if "n_counts" in r else " |"),
+              "|---|---|---|---|---|---|" + ("---|---|" if "n_counts" in r else "")]
     for d, e in r["domains"].items():
-        lo, hi = e["interval"] or (None, None)
         other = ", ".join(f"{k} {v}" for k, v in e["to_other"].items()) or "0"
-        lines.append(f"| {d} | {e['n']} | {e['to_domain']} ({_f(e['rate'], 2)} [{_f(lo, 2)}, {_f(hi, 2)}]) | {other} | "
-                     f"{e['to_none']} | {_f(e['similarity']['p10'], 2)} / {_f(e['similarity']['median'], 2)} |")
+        n = f"{e['n']} (of {e['n_rows']} rows)" if e.get("n_rows", e["n"]) != e["n"] else e["n"]
+        lines.append(f"| {d} | {n} | {_routed(e)} | {other} | "
+                     f"{e['to_none']} | {_f(e['similarity']['p10'], 2)} / {_f(e['similarity']['median'], 2)} |"
+                     + (_routed_new(e) if "n_counts" in r else ""))
     return lines
+
+
+def _routed(e: dict) -> str:
+    """How many of a router figure's questions reach their domain: "34 (1.00 [0.90, 1.00])"."""
+    lo, hi = e["interval"] or (None, None)
+    return f"{e['to_domain']} ({_f(e['rate'], 2)} [{_f(lo, 2)}, {_f(hi, 2)}])"
+
+
+def _routed_new(e: dict) -> str:
+    """The router figure's last two cells: its held-out questions that are also training questions (in bold where
+    any is: report.json names the first few, ``in_training_first``), and the figure without them."""
+    k, new = e["in_training"], e["without_training_questions"]
+    return (f" {f'**{k}**' if k else 0} | "
+            + (f"{_routed(new)} of {new['n']}" if new["n"] else "- (every one is a training question)") + " |")
 
 
 def families_markdown(report: dict) -> list[str]:
