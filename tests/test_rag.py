@@ -1948,6 +1948,44 @@ def test_the_rag_router_figure_says_it_counts_distinct_supporting_questions_and_
     assert f"| alpha | {shown} | {rt['to_domain']} (" in md
 
 
+def test_the_rag_report_gives_every_auroc_its_interval_and_says_a_dataset_row_mixes_conditions(monkeypatch):
+    """A legal team's trial: report.md's per-signal AUROC columns and the target row ("grounding 0.583; probe 0.548")
+    had no intervals, and the "dataset mine" row's 1.00 [0.16, 1.00] mixed off-topic and supporting rows unsaid."""
+    import numpy as np
+
+    import hguard.calibrate._rag_report as rr
+    from hguard import REFERENCE_PROBES
+    from hguard._policy_thresholds import Thresholds
+    from hguard.calibrate._rag_fit import _REPORTED
+
+    mine = [("offtopic", "hallucinated")] * 6 + [("supporting", "correct")] * 3 + [("supporting", "hallucinated")] * 2
+    qa = [("supporting", "correct")] * 8 + [("supporting", "hallucinated")] * 7
+    rows = [{"id": f"r{i}", "label": lab, "condition": cond, "dataset": ds, "answer": "Canberra.",
+             **{k: 0.5 for k in _REPORTED}} for i, (ds, (cond, lab)) in enumerate([*(("mine", c) for c in mine),
+                                                                                  *(("qa", c) for c in qa)])]
+    y = np.array([r["label"] == "hallucinated" for r in rows], dtype=int)
+    risk = np.random.default_rng(0).normal(0.4 + 0.2 * y, 0.2)
+    monkeypatch.setattr(rr, "score_rag_rows", lambda fitted, rs, F: {"merged": risk, "probe": risk[::-1], "grounding": -risk})
+    th = Thresholds(accept_below=0.0, abstain_above=1.0, target=0.2, confidence=0.9, n_calibration=0, coverage=None,
+                    accepted_error_rate=None, accepted_error_ucb=None, method="test")
+    out = rr.rag_report({"merger": {"features": ["neuron_logit"]}, "thresholds": th}, rows, np.zeros((len(rows), 1)), {})
+    assert out["datasets"]["mine"]["conditions"] == {"offtopic": 6, "supporting": 5}
+    assert out["datasets"]["qa"]["conditions"] == {"supporting": 15}
+    report = json.loads((REFERENCE_PROBES / "rag-report" / "report.json").read_text(encoding="utf-8"))
+    m = next(iter(report["domains"].values()))
+    m.update({k: out[k] for k in ("all", "conditions", "datasets")})
+    m["targets"]["merged_auroc"].update(grounding=out["all"]["auroc"]["grounding"], probe=out["all"]["auroc"]["probe"])
+    md = rr.rag_markdown(report)
+    cell = {s: f"{out['all']['auroc'][s]:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]" for s, ci in out["all"]["auroc_ci95"].items()}
+    assert f"| all | {len(rows)} | 11/15/0 | {cell['merged']} | {cell['probe']} | {cell['grounding']} |" in md
+    g, p = out["all"]["auroc_ci95"]["grounding"], out["all"]["auroc_ci95"]["probe"]
+    assert (f"; grounding {out['all']['auroc']['grounding']:.3f} [{g[0]:.2f}, {g[1]:.2f}]; "
+            f"probe {out['all']['auroc']['probe']:.3f} [{p[0]:.2f}, {p[1]:.2f}] |") in md
+    assert "| dataset mine (offtopic 6, supporting 5: its AUROCs mix them) | 11 |" in md
+    assert "| dataset qa (supporting 15) | 15 |" in md
+    assert "shown on the merged column" not in md and "shown after every AUROC" in md
+
+
 def test_a_rag_calibration_records_its_held_out_scores_and_withdraws_what_they_reject(tiny_rag):
     """A reviewer's trial: RAG probe files recorded no held-out scores, so an accept threshold the held-out passages
     rejected stood for every RAG route (closed-book files withdrew it)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -219,6 +220,11 @@ def rag_report(fitted: dict, rows: Sequence[dict], features: np.ndarray, conflic
             "answer_checks_held": _share(text_held, mask),
         }
 
+    def dataset_block(d: str) -> dict:
+        # a dataset's rows may hold several conditions (off-topic and supporting rows in one AUROC): counted, to be said
+        mask = np.array([r["dataset"] == d for r in rs], dtype=bool)
+        return {**block(mask), "conditions": dict(sorted(Counter(r["condition"] for r, k in zip(rs, mask) if k).items()))}
+
     conds = sorted({r["condition"] for r in rs})
     out: dict[str, Any] = {
         "n_unscorable": int((~ok).sum()),
@@ -231,7 +237,7 @@ def rag_report(fitted: dict, rows: Sequence[dict], features: np.ndarray, conflic
         "answer_checks_unread": int(unread.sum()),
         "all": block(np.ones(len(rs), bool)),
         "conditions": {c: block(np.array([r["condition"] == c for r in rs], dtype=bool)) for c in conds},
-        "datasets": {d: block(np.array([r["dataset"] == d for r in rs], dtype=bool)) for d in sorted({r["dataset"] for r in rs})},
+        "datasets": {d: dataset_block(d) for d in sorted({r["dataset"] for r in rs})},
     }
     if answers:
         risk_of = {r["id"]: float(v) for r, v, s in zip(rs, risk, scored) if s}  # none for a reply that declines
@@ -319,8 +325,8 @@ def rag_markdown(report: dict) -> str:
         f"Policy target: at most {t['target']:.0%} hallucinations among accepted answers at {t['confidence']:.0%} confidence. "
         "No hand-set grounding weight is in force: a policy's `grounding_weight` is a manual override the guard reports in its reasons.",
         "", "Intervals: AUROC, 95% percentile bootstrap (1000 resamples within each class), widened to the exact "
-        f"binomial interval where a class has fewer than {SMALL_CLASS} answers, shown on the merged column "
-        "(report.json has every signal's); shares, 95% Clopper-Pearson.", "",
+        f"binomial interval where a class has fewer than {SMALL_CLASS} answers, shown after every AUROC "
+        "(\"0.58 [0.45, 0.70]\"); shares, 95% Clopper-Pearson.", "",
     ]
     if report["split"].get("family"):  # rows set meta.family, which the passage split does not read
         lines += [f"meta.family is not used: {report['split']['family']}.", ""]
@@ -371,7 +377,9 @@ def rag_markdown(report: dict) -> str:
             *([f"**Not checked on held-out passages**: {m['held_out_unchecked']}.", ""] if m.get("held_out_unchecked") else []),
             *([f"**Unscorable rows**: {unscorable_said(m['unscorable'])}.", ""] if m.get("unscorable") else []),
             "| target | measured (held out) | met |", "|---|---|---|",
-            f"| merged AUROC >= 0.90, above grounding and probe | merged {_f(ma['value'])}{_ci(ma['ci95'])}; grounding {_f(ma['grounding'])}; probe {_f(ma['probe'])} | "
+            f"| merged AUROC >= 0.90, above grounding and probe | merged {_f(ma['value'])}{_ci(ma['ci95'])}; "
+            f"grounding {_f(ma['grounding'])}{_ci(m['all']['auroc_ci95'].get('grounding'))}; "
+            f"probe {_f(ma['probe'])}{_ci(m['all']['auroc_ci95'].get('probe'))} | "
             f"{_auroc_met(ma)} |",
             f"| supporting answers accepted >= 40% | {_rate(tg['supporting_accepted'])} | {_met(tg['supporting_accepted'], 0.40, True, m, 'supporting')} |",
             f"| off-topic answers accepted <= 5% | {_rate(tg['offtopic_accepted'])} | {_met(tg['offtopic_accepted'], 0.05, False, m, 'offtopic')} |",
@@ -405,15 +413,27 @@ def rag_markdown(report: dict) -> str:
         sigs = list(m["all"]["auroc"])
         lines += ["| condition | n | right/halluc./refusal | " + " | ".join(sigs) + " | accepted | halluc. among accepted |",
                   "|---|---|---|" + "---|" * len(sigs) + "---|---|"]
-        for name, b in [("all", m["all"]), *m["conditions"].items(), *[(f"dataset {k}", v) for k, v in m["datasets"].items()]]:
+        for name, b in [("all", m["all"]), *m["conditions"].items(),
+                        *[(f"dataset {k}{_condition_mix(v)}", v) for k, v in m["datasets"].items()]]:
             one = " (one class: no AUROC)" if b["n"] and min(b["correct"], b["hallucinated"]) == 0 else ""
             lines.append(
                 f"| {name} | {b['n']} | {b['correct']}/{b['hallucinated']}/{b['refusals']}{one} | "
-                + " | ".join(_f(b["auroc"][s], 2) + (_ci(b['auroc_ci95'][s]) if s == "merged" else "") for s in sigs)
+                + " | ".join(_f(b["auroc"][s], 2) + _ci(b["auroc_ci95"].get(s)) for s in sigs)
                 + f" | {_rate(b['accepted'])} | {_rate(b['hallucinated_among_accepted'])} |"
             )
         lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def _condition_mix(b: dict) -> str:
+    """What conditions a per-dataset row of report.md holds: " (supporting 34)", or, where its figures mix several,
+    " (offtopic 12, supporting 4: its AUROCs mix them)" (the per-condition rows give each alone); "" for a report
+    that does not record them."""
+    c = b.get("conditions")
+    if not c:
+        return ""
+    counts = ", ".join(f"{k} {v}" for k, v in c.items())
+    return f" ({counts}: its AUROCs mix them)" if len(c) > 1 else f" ({counts})"
 
 
 def _auroc_met(ma: dict) -> str:
