@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 import os
 from pathlib import Path
 from typing import Any, Mapping
@@ -99,8 +100,16 @@ def _how_to_go_on(key: str, entry: Mapping[str, Any], report: Mapping[str, Any])
     return said
 
 
-def _hours(h: float | None) -> str:
-    return "-" if h is None else f"{h:.1f} h"
+def _wait(h: float | None) -> str:
+    """A wait of ``h`` hours as the backlog line writes it: in whole minutes under an hour ("0.0 h" read as no wait,
+    "under 1 min" where it rounds to none), else in hours with one decimal; "-" for none. The report's JSON keeps
+    hours."""
+    if h is None:
+        return "-"
+    if math.isfinite(h) and round(h * 60) < 60:
+        minutes = max(round(h * 60), 0)
+        return f"{minutes} min" if minutes else "under 1 min"
+    return f"{h:.1f} h"
 
 
 def _longer_than(h: float, limit: float) -> tuple[str, str]:
@@ -127,14 +136,14 @@ def _backlog_lines(backlog: Mapping[str, Any] | None) -> list[str]:
     if backlog.get("outside_domains") and backlog["outside_domains"]["pending"]["total"]:
         by.append(("outside the policy's domains", backlog["outside_domains"]))
     line = (f"  review queue: {p['total']} pending ({p['held_for_review']} held for review, {p['spot_checks']} "
-            f"spot-checks); oldest waited {_hours(o['oldest_pending_age_hours'])}, median "
-            f"{_hours(o['median_pending_age_hours'])} (since the guard decided each"
+            f"spot-checks); oldest waited {_wait(o['oldest_pending_age_hours'])}, median "
+            f"{_wait(o['median_pending_age_hours'])} (since the guard decided each"
             + (f"; {o['pending_put_back']} put back in the queue since, from then" if o.get("pending_put_back") else "")
             + ")"
             + (f", {o['pending_age_unknown']} with a time that cannot be read" if o["pending_age_unknown"] else "")
             + f"; decided {dec['last_24h']} in the last 24 h, {dec['last_7d']} in the last 7 days ({dec['total']} in all)"
             + ("; pending by domain: " + ", ".join(f"{d} {f['pending']['total']} (oldest "
-                                                    f"{_hours(f['oldest_pending_age_hours'])})" for d, f in by)
+                                                    f"{_wait(f['oldest_pending_age_hours'])})" for d, f in by)
                if by else "")
             + (f"; {ev['pending']} pending and {ev['decided']} decided evaluation item(s) (answers given to Guard.check, "
                "not served) counted apart" if (ev := backlog.get("evaluation_items") or {}).get("pending")

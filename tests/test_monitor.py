@@ -2696,6 +2696,19 @@ def test_the_backlog_warning_writes_the_wait_so_that_the_comparison_shown_holds(
     assert _longer_than(100.0, 72.0) == ("100.0 h", "72")  # as before where one decimal holds
 
 
+def test_the_backlog_line_writes_a_wait_under_an_hour_in_minutes(tmp_path):
+    """A trial: an item held 2 minutes ago read "oldest waited 0.0 h, median 0.0 h", as if none had waited. Under an
+    hour the summary line writes minutes, else hours with one decimal; the report's JSON keeps hours."""
+    for minutes_ago, shown in ((2, "2 min"), (0.2, "under 1 min"), (59.4, "59 min"), (59.8, "1.0 h"), (90, "1.5 h")):
+        folder = tmp_path / str(minutes_ago)
+        folder.mkdir()
+        rep = run_monitor(_one_item_deployment(folder, minutes_ago), act=False, now=NOW)
+        assert rep["review_backlog"]["overall"]["oldest_pending_age_hours"] == pytest.approx(minutes_ago / 60)
+        (line,) = [x for x in summary(rep).splitlines() if x.startswith("  review queue:")]
+        assert f"oldest waited {shown}, median {shown} (since the guard decided each)" in line, line
+        assert f"pending by domain: geo 1 (oldest {shown})" in line, line
+
+
 def test_the_backlog_warning_alarms_exit_code_and_is_in_the_check_record_and_the_html_report(tmp_path, capsys):
     """A trial: `hguard monitor --exit-code` exited 0 on the backlog warning (a scheduled job never heard of held
     answers waiting past the key), and the monitor_check record held no backlog. An evaluation's item (served to no
