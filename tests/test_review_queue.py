@@ -2174,3 +2174,34 @@ def test_cli_list_and_show_mark_an_evaluations_items(tmp_path, capsys):
     assert cli_main(["list", "--queue", str(queue.path), "--evaluation", "exclude"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--evaluation exclude needs the audit log" in err and "--audit LOG" in err
+
+
+def test_cli_list_counts_an_evaluations_items_apart_per_domain(tmp_path, capsys):
+    """A trial: `hguard review list` printed "geography: 3 pending, 1 decided" with an evaluation's items (no user
+    waits on them) among them, so the counts read as a live backlog three long. Each domain's counts say how many of
+    them are an evaluation's (by the same test as the marks); a domain without any, and a queue without the audit log
+    (where it cannot be told), print as before."""
+    audit = AuditLog(tmp_path / "audit.jsonl")
+    queue = ReviewQueue(tmp_path / "q.sqlite3", audit=audit)
+    for name, domain, served in (("live", "geography", None), ("eval1", "geography", False),
+                                 ("eval2", "geography", False), ("law1", "law", None), ("law2", "law", True)):
+        item = make_item(name, domain=domain)
+        rec = {k: item[k] for k in ("question", "context", "answer", "domain", "risk", "signals", "reasons")}
+        if served is not None:
+            rec.update(answer_source="given", given_answer={"tokens": 1, "own_tokens": 0, "served": served})
+        queue.enqueue({**item, "audit_id": audit.append({"route": "review", **rec}, kind="decision").id})
+    ids = {it.question: it.id for it in queue.pending(limit=None)}
+    queue.decide(ids[make_item("eval2")["question"]], verdict="correct", reviewer="r")
+    src = ["--queue", str(queue.path), "--audit", str(audit.path)]
+    assert cli_main(["list", *src]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "geography: 2 pending, 1 decided; of them an evaluation's, served to no user: 1 pending, 1 decided" in out
+    assert "law: 2 pending, 0 decided" in out  # a served given answer is live
+    assert cli_main(["list", *src, "--json", "--domain", "geography"]) == 0
+    said = capsys.readouterr()
+    assert said.err.splitlines()[0] == ("geography: 2 pending, 1 decided; of them an evaluation's, served to no user: "
+                                        "1 pending, 1 decided")
+    assert cli_main(["list", "--queue", str(queue.path)]) == 0
+    assert {"geography: 2 pending, 1 decided", "law: 2 pending, 0 decided"} <= set(capsys.readouterr().out.splitlines())
+    assert queue.evaluation_counts() == {"geography": {"pending": 1, "decided": 1}}
+    assert ReviewQueue(queue.path).evaluation_counts() is None

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, cast
 from .._text import listed, shown_plainly
 from ..errors import HGuardError, InputError
 from ..review.queue import VERDICTS, ArchivedItem, ReviewItem, ReviewQueue, not_in_chain
-from ..review._items import shown_domain
+from ..review._items import EVALUATION_MARK, evaluation_said, shown_domain
 from ..review._pages import _fmt_risk, _fmt_value
 from ..review.web import DEFAULT_HOST, DEFAULT_PORT, TOKEN_ENV, _open_source, make_server
 
@@ -146,19 +146,14 @@ def _item_json(item: ReviewItem, unlike_its_decision: str | None = None, for_eva
                       ensure_ascii=False, sort_keys=True)
 
 
-#: how a listing and ``show`` mark an item of an evaluation, and why no user waits on it
-EVALUATION_MARK = "[evaluation: served to no user]"
-
-
-def _evaluation_line(for_evaluation: bool | None, queue: ReviewQueue) -> str:
-    """``hguard review show``'s line saying whether a user waits on the item (:meth:`ReviewQueue.for_evaluation`)."""
-    if for_evaluation:
-        return ("evaluation: yes, an answer given to Guard.check with served=False (an evaluation, or a log scored "
-                "again): shown to no user, so no one waits on it; the monitor counts it apart from the review backlog")
-    if for_evaluation is False:
-        return "evaluation: no, live traffic (an answer a user asked for)"
-    return ("evaluation: cannot be told " + ("(its decision record is not in the audit log)" if queue.audit is not None
-            else "without the audit log (give --policy FILE or --audit LOG)") + "; take it as live: a user may wait")
+def _counted(counts: dict[str, int], evaluation: dict[str, int] | None) -> str:
+    """A domain's counts as ``hguard review list`` prints them, with those of an evaluation's items (``evaluation``, of
+    :meth:`ReviewQueue.evaluation_counts`: no user waits on them) apart."""
+    said = f"{counts['pending']} pending, {counts['decided']} decided"
+    if not evaluation:
+        return said
+    return (f"{said}; of them an evaluation's, served to no user: {evaluation['pending']} pending, "
+            f"{evaluation['decided']} decided")
 
 
 def _block(text: str) -> str:
@@ -188,7 +183,7 @@ def _shown_item(queue: ReviewQueue, item_id: str) -> str:
         f"domain: {shown_domain(item.domain)}",
         f"risk: {_fmt_risk(item.risk)}{thresholds}",
         "kind: " + ("spot-check of an accepted answer (the user got it)" if item.spot_check else "routed to review"),
-        _evaluation_line(evaluation, queue),
+        "evaluation: " + evaluation_said(evaluation, queue.audit is not None),
         f"decided by the guard: {item.time}; model {item.model_fingerprint or '(not recorded)'}; probe "
         f"{item.probe_id or '(none)'}",
     ]
@@ -309,8 +304,11 @@ def main(argv: list[str]) -> int:
             archived = queue.archived()
             _known_domain(args.domain, counts, archived.values())
             shown = counts if args.domain is None else {d: c for d, c in counts.items() if d == args.domain}
+            # every item's decision read once: the counts of an evaluation's items, and the listing's marks
+            records = queue.decision_records(queue.pending(limit=None) + queue.decided()) if queue.audit else {}
+            apart = queue.evaluation_counts(records) or {}
             for domain, c in shown.items():  # with --json, stdout holds only the JSON lines; --domain: its counts
-                print(f"{shown_domain(domain)}: {c['pending']} pending, {c['decided']} decided", file=sys.stderr if args.json else sys.stdout)
+                print(f"{shown_domain(domain)}: {_counted(c, apart.get(domain))}", file=sys.stderr if args.json else sys.stdout)
             n_archived = len(archived)
             if n_archived:  # the decided items moved out of the queue: still its items for the monitor and the export
                 print(f"archived: {n_archived} decided item(s) in archive files (`hguard review archive`; "
@@ -327,7 +325,6 @@ def main(argv: list[str]) -> int:
                 items = queue.decided(domain=args.domain, limit=limit, newest_first=True)
             else:
                 items = queue.pending(domain=args.domain, order=args.order, limit=limit)
-            records = queue.decision_records(items) if queue.audit else {}
             evaluation = queue.for_evaluation(items, records)
             if args.evaluation is not None:  # one that cannot be told is taken as live (a user may wait)
                 items = [it for it in items if bool(evaluation[it.id]) == (args.evaluation == "only")][:args.limit]

@@ -45,6 +45,23 @@ def shown_domain(domain: str | None, none: str = "(no domain)") -> str:
     return domain
 
 
+#: how a listing (``hguard review list``, the review page) marks an item of an evaluation, and why no user waits on it
+EVALUATION_MARK = "[evaluation: served to no user]"
+
+
+def evaluation_said(for_evaluation: bool | None, has_audit: bool) -> str:
+    """Whether a user waits on an item (:meth:`ReviewQueue.for_evaluation`), as ``hguard review show`` and the item
+    page say it; ``has_audit``: whether the queue was given its audit log (None then means its decision record is not
+    in it)."""
+    if for_evaluation:
+        return ("yes, an answer given to Guard.check with served=False (an evaluation, or a log scored again): shown to "
+                "no user, so no one waits on it; the monitor counts it apart from the review backlog")
+    if for_evaluation is False:
+        return "no, live traffic (an answer a user asked for)"
+    return ("cannot be told " + ("(its decision record is not in the audit log)" if has_audit
+            else "without the audit log (give --policy FILE or --audit LOG)") + "; take it as live: a user may wait")
+
+
 class _NoDomain:
     """Filter value for items that have no domain (``domain=None`` already means "every domain")."""
 

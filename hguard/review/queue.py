@@ -900,6 +900,22 @@ class ReviewQueue:
             said[it.id] = given_answer(rec) if rec is not None and rec.get("kind") == "decision" else None
         return said
 
+    def evaluation_counts(self, records: Mapping[str, Mapping[str, Any]] | None = None,
+                          ) -> dict[str | None, dict[str, int]] | None:
+        """Of :meth:`counts`, the items of an evaluation (:meth:`for_evaluation`; one that cannot be told is counted
+        live: a user may wait), ``{domain: {"pending": n, "decided": m}}`` for each domain holding any; None without
+        the audit log, where it cannot be told. ``records``: the log's :meth:`decision_records` of every item of the
+        queue, when read already."""
+        if self.audit is None:
+            return None
+        items = self.pending(limit=None) + self.decided()
+        evaluation = self.for_evaluation(items, records)
+        out: dict[str | None, dict[str, int]] = {}
+        for it in items:
+            if evaluation[it.id]:
+                out.setdefault(it.domain, {"pending": 0, "decided": 0})[it.status] += 1
+        return out
+
     def _check_decision(self, item_id: str) -> list[Mapping[str, Any]]:
         """Refuse a verdict whose decision is not in the queue's audit log, or whose item (the question,
         context and answer the reviewer is shown) differs from that decision record: the queue is a copy the
