@@ -1060,3 +1060,95 @@ def test_a_server_error_page_carries_the_security_headers(queue):
     r = c.get("/")
     assert r.status_code == 500 and r.headers["content-security-policy"].startswith("default-src 'none'")
     assert r.headers["x-frame-options"] == "DENY" and "Traceback" not in r.text
+
+
+def enqueue_given(queue, audit_id, served, **over):
+    """An item whose decision judged an answer given to Guard.check (``served``: False for an evaluation's)."""
+    item = make_item(audit_id, **over)
+    fields = {k: item.get(k) for k in ("question", "context", "answer", "domain", "risk", "signals", "reasons")}
+    queue.audit.append({"request_id": audit_id, "route": "review", **fields, "answer_source": "given",
+                        "given_answer": {"tokens": 1, "own_tokens": 0, "served": served}}, kind="decision")
+    ReviewQueue(queue.path, audit=queue.audit).enqueue(item)
+
+
+def test_the_page_marks_an_evaluations_items_and_filters_them_as_the_cli_does(queue, audit, capsys):
+    """A trial: `hguard review list` and `show` marked an evaluation's item (served=False: no user waits on it), the
+    page did not, so a reviewer working from it could not tell it from a live held answer. The list marks it with the
+    CLI's words and predicate, its domain's counts say how many are an evaluation's, ?evaluation=exclude|only filters
+    as `list --evaluation` does (before the page's limit), and the item page says evaluation or live as `show` does.
+    A decision record not found is taken as live; untrusted text stays escaped beside the mark."""
+    enqueue_given(queue, "eval", False, risk=0.99, question=f"Eval {XSS}?", domain="medicine")
+    enqueue_given(queue, "served", True, risk=0.98)
+    ReviewQueue(queue.path, audit=audit).enqueue(make_item("ghost", risk=0.97))  # its decision is not in the log
+    c = client_for(queue)
+    login(c)
+    page = c.get("/").text
+    rows = dict(re.findall(r'<tr data-item-id="([^"]+)">(.*?)</tr>', page, re.S))
+    assert [i for i, row in rows.items() if "[evaluation: served to no user]" in row] == ["eval"]
+    assert XSS not in page and "Eval &lt;script&gt;" in page
+    counts = page[page.index('id="counts"'): page.index("</table>")]
+    assert re.search(r'medicine</a></td>.*?<td class="evaluation-count">1 pending, 0 decided</td>', counts, re.S)
+    assert re.search(r'geography</a></td>.*?<td class="evaluation-count"></td>', counts, re.S)
+    listed = lambda q: re.findall(r'data-item-id="([^"]+)"', c.get(f"/?{q}").text)  # noqa: E731
+    assert listed("evaluation=only") == ["eval"]
+    assert listed("evaluation=exclude") == ["served", "ghost", "high", "mid", "nodom", "low"]
+    assert listed("evaluation=only&domain=geography") == []
+    assert "Nothing is waiting for review in this domain among an evaluation&#39;s items." in \
+        c.get("/?evaluation=only&domain=geography").text
+    assert 'href="/?domain=medicine&amp;order=risk&amp;evaluation=only"' in c.get("/?evaluation=only").text
+    r = c.get("/?evaluation=some")
+    assert r.status_code == 400 and "evaluation must be &#39;exclude&#39; or &#39;only&#39;" in r.text
+    # the item page says it in `hguard review show`'s words
+    from hguard.review._items import evaluation_said
+
+    for item_id, told in (("eval", True), ("served", False), ("high", False), ("ghost", None)):
+        body = c.get(f"/items/{item_id}").text
+        said = re.search(r'<dd id="evaluation">(.*?)</dd>', body).group(1)
+        assert html.unescape(said) == evaluation_said(told, True), item_id
+        assert ("[evaluation: served to no user]</strong></h1>" in body) == (told is True), item_id
+    assert "cannot be told (its decision record is not in the audit log); take it as live" in evaluation_said(None, True)
+    # the CLI reads it alike
+    assert review_cli(["show", "eval", "--queue", str(queue.path), "--audit", str(audit.path)]) == 0
+    assert "evaluation: " + evaluation_said(True, True) in capsys.readouterr().out
+    # the decided page marks it too, as `list --decided` does
+    ReviewQueue(queue.path, audit=audit).decide("eval", verdict="correct", reviewer="r")
+    ReviewQueue(queue.path, audit=audit).decide("served", verdict="correct", reviewer="r")
+    decided = c.get("/decided").text
+    assert decided.count("[evaluation: served to no user]") == 1
+    assert re.search(r'\[evaluation: served to no user\]</strong> <a href="/items/eval">', decided)
+
+
+def test_the_page_without_the_audit_log_cannot_tell_an_evaluations_items_and_refuses_the_filter(tmp_path):
+    """Without the audit log which items are an evaluation's cannot be told: none is marked, the item page says so and
+    how to give the log, no filter is offered and one asked for is refused in one line naming the fix."""
+    q = ReviewQueue(tmp_path / "review.sqlite3")
+    q.enqueue(make_item("one"))
+    c = client_for(q)
+    login(c)
+    page = c.get("/").text
+    assert "[evaluation" not in page and 'id="evaluation-only"' not in page and "Of them an evaluation" not in page
+    r = c.get("/?evaluation=only")
+    assert r.status_code == 400 and "evaluation=only needs the audit log" in r.text and "--audit LOG" in r.text
+    assert ("cannot be told without the audit log (give --policy FILE or --audit LOG); take it as live: a user may "
+            "wait") in c.get("/items/one").text
+
+
+@pytest.mark.parametrize("failure", READ_FAILURES)
+def test_the_list_whose_audit_log_cannot_be_read_takes_every_item_as_live_and_says_why(queue, audit, monkeypatch,
+                                                                                       caplog, failure):
+    """The list reads the audit log to mark an evaluation's items: a log that cannot be read leaves every item live
+    (a user may wait), said on the page and in the server's log; the filter, which cannot be applied, is a 503."""
+    enqueue_given(queue, "eval", False)
+    c = client_for(queue)
+    login(c)
+    unreadable(queue, monkeypatch, failure)
+    with caplog.at_level(logging.ERROR, logger="hguard.review"):
+        r = c.get("/")
+    assert r.status_code == 200 and "[evaluation: served to no user]" not in r.text
+    assert set(re.findall(r'data-item-id="([^"]+)"', r.text)) == {"eval", "high", "mid", "nodom", "low"}
+    shown = html.unescape(r.text)
+    assert "Which items are an evaluation's (served to no user) cannot be told: review queue review.sqlite3" in shown
+    assert "Each is taken as live (a user may wait)." in shown and str(audit.path.parent) not in shown
+    assert any("which items are an evaluation's not told" in x.message for x in caplog.records)
+    assert_error_page(c.get("/?evaluation=exclude"), 503)
+    assert "[evaluation" not in c.get("/decided").text

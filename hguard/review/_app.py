@@ -13,7 +13,7 @@ from urllib.parse import quote, unquote, urlsplit
 from ..audit import AuditLog, append_written, sink_failed_after
 from ..errors import AuditError, HGuardError, InputError, ReviewQueueError, error_text
 from ._auth import _MAKE_TOKEN, SESSION_MAX_AGE_S, TOKEN_ENV, _Auth, _b64, _check_token, _GuardMiddleware
-from ._items import shown_domain
+from ._items import EVALUATION_MARK, evaluation_said, shown_domain
 from ._pages import _INSTALL_HINT, _jinja_env
 from .queue import NO_DOMAIN, AlreadyDecided, AuditLogUnavailable, ItemNotFound, ReviewItem, ReviewQueue, VerdictRefused
 
@@ -264,20 +264,52 @@ def create_app(
             return None
         return NO_DOMAIN if param == _NO_DOMAIN_PARAM else param
 
+    def evaluation_of(items: list[ReviewItem], with_counts: bool = False,
+                      ) -> tuple[dict[str, bool | None], dict[str | None, dict[str, int]], str | None]:
+        """Which ``items`` are an evaluation's (:meth:`ReviewQueue.for_evaluation`, as ``hguard review list`` marks
+        them), and, ``with_counts``, how many of each domain's (:meth:`ReviewQueue.evaluation_counts`), from one read of
+        the audit log; where it could not be read, none is (each taken as live: a user may wait) and why, said."""
+        if queue.audit is None:
+            return queue.for_evaluation(items), {}, None
+        try:
+            if not with_counts:
+                return queue.for_evaluation(items), {}, None
+            records = queue.decision_records(queue.pending(limit=None) + queue.decided())
+            return queue.for_evaluation(items, records), queue.evaluation_counts(records) or {}, None
+        except AuditLogUnavailable as e:  # the queue is still listed; the reviewer and the operator are told
+            _log.error("review list: which items are an evaluation's not told: %s", e, exc_info=e)
+            return {it.id: None for it in items}, {}, (
+                f"Which items are an evaluation's (served to no user) cannot be told: {e}. Each is taken as live (a "
+                "user may wait).")
+
     async def index(request: Request) -> Response:
         if (refusal := login_first(request)) is not None:
             return refusal
         order = request.query_params.get("order", "risk")
         if order not in ("risk", "time"):
             return error(request, 400, f"order must be 'risk' or 'time', got {order!r}")
+        evaluation_param = request.query_params.get("evaluation") or None
+        if evaluation_param not in (None, "exclude", "only"):
+            return error(request, 400, f"evaluation must be 'exclude' or 'only', got {evaluation_param!r}")
+        if evaluation_param is not None and queue.audit is None:  # which are an evaluation's is in the log alone
+            return error(request, 400, f"evaluation={evaluation_param} needs the audit log holding the guard's "
+                         "decisions (an item's decision says whether its answer was served): start hguard review serve "
+                         "with --policy FILE, or --audit LOG")  # fmt: skip
         domain_param = request.query_params.get("domain") or None
         limit = 500
         checked_order = cast(Literal["risk", "time"], order)  # checked just above
-        items = await run_in_threadpool(queue.pending, domain_filter(domain_param), checked_order, limit + 1)
+        items = await run_in_threadpool(queue.pending, domain_filter(domain_param), checked_order,
+                                        None if evaluation_param else limit + 1)  # the filter first, then the limit
         counts = await run_in_threadpool(queue.counts)
+        evaluation, apart, unread = await run_in_threadpool(evaluation_of, items, True)
+        if evaluation_param is not None:
+            if unread is not None:  # the filter cannot be applied: said, not a list that reads as filtered
+                return error(request, 503, unread)
+            items = [it for it in items if bool(evaluation[it.id]) == (evaluation_param == "only")]
         rows = [
             {"label": shown_domain(d), "param": d if d is not None else _NO_DOMAIN_PARAM,
-             "pending": c["pending"], "decided": c["decided"], "state": state_of(d)}
+             "pending": c["pending"], "decided": c["decided"], "state": state_of(d),
+             "evaluation": apart.get(d)}
             for d, c in counts.items()
         ]  # fmt: skip
         message = None
@@ -286,26 +318,39 @@ def create_app(
             item = await run_in_threadpool(queue.get, done)
             if item is not None and item.verdict is not None:
                 message = f"Recorded: {item.verdict.verdict} by {item.verdict.reviewer} on item {item.id}."
+        if unread is not None:
+            message = f"{message} {unread}" if message else unread
         return render(
             request, "index.html",
             items=items[:limit], truncated=len(items) > limit, counts=rows, order=order, domain_param=domain_param,
             total_pending=sum(c["pending"] for c in counts.values()), message=message,
+            message_kind="error" if unread is not None else "ok", evaluation=evaluation,
+            evaluation_param=evaluation_param, evaluation_mark=EVALUATION_MARK, has_audit=queue.audit is not None,
+            evaluation_query=f"&evaluation={evaluation_param}" if evaluation_param else "",
         )  # fmt: skip
 
     async def decided_page(request: Request) -> Response:
         if (refusal := login_first(request)) is not None:
             return refusal
         items = await run_in_threadpool(lambda: queue.decided(limit=1000, newest_first=True))
-        return render(request, "decided.html", items=items)
+        evaluation, _, unread = await run_in_threadpool(evaluation_of, items)
+        return render(request, "decided.html", items=items, evaluation=evaluation, evaluation_mark=EVALUATION_MARK,
+                      message=unread, message_kind="error")
 
-    def item_page(request: Request, item: ReviewItem, status: int = 200, message: str | None = None,
-                  kind: str = "ok", form: dict[str, str] | None = None, history: list[dict] | None = None) -> Response:  # fmt: skip
+    async def item_page(request: Request, item: ReviewItem, status: int = 200, message: str | None = None,
+                        kind: str = "ok", form: dict[str, str] | None = None,
+                        history: list[dict] | None = None) -> Response:  # fmt: skip
         form = dict(form or {})
         form.setdefault("reviewer", unquote(request.cookies.get(REVIEWER_COOKIE, "")))
         form.setdefault("note", "")
         form.setdefault("corrected_answer", "")
+        try:  # whether a user waits on it, as `hguard review show` says it
+            evaluation = (await run_in_threadpool(queue.for_evaluation, [item]))[item.id]
+            said = evaluation_said(evaluation, queue.audit is not None)
+        except AuditLogUnavailable:  # a page refusing a verdict for it (503) says why; the item is taken as live
+            evaluation, said = None, "cannot be told: the audit log could not be read; take it as live: a user may wait"
         return render(request, "item.html", status, item=item, message=message, message_kind=kind, form=form,
-                      history=history)
+                      history=history, evaluation=evaluation, evaluation_mark=EVALUATION_MARK, evaluation_said=said)
 
     async def item(request: Request) -> Response:
         # Access first, then the lookup: a 404 must not tell a stranger which ids exist.
@@ -326,8 +371,8 @@ def create_app(
             except AuditLogUnavailable as e:  # not shown without its check and earlier turns; the operator is told too
                 _log.error("review item %r not shown: %s", item_id, e, exc_info=e)
                 return error(request, 503, str(e))
-            return item_page(request, found, message=refused and f"A verdict cannot be recorded here: {refused}",
-                             kind="error", history=history)  # fmt: skip
+            return await item_page(request, found, message=refused and f"A verdict cannot be recorded here: {refused}",
+                                   kind="error", history=history)  # fmt: skip
         assert form is not None  # checked_form returns the form whenever it refuses nothing
         values = {k: str(form.get(k) or "") for k in ("verdict", "reviewer", "note", "corrected_answer")}
         try:
@@ -339,19 +384,19 @@ def create_app(
             )  # fmt: skip
         except AlreadyDecided as e:
             current = await run_in_threadpool(queue.get, item_id)
-            return item_page(request, current or found, 409, str(e), "error")
+            return await item_page(request, current or found, 409, str(e), "error")
         except ItemNotFound as e:
             return error(request, 404, str(e))
         except InputError as e:
-            return item_page(request, found, 400, f"Not recorded: {e}", "error", values)
+            return await item_page(request, found, 400, f"Not recorded: {e}", "error", values)
         except VerdictRefused as e:  # the queue no longer matches the log, or an earlier verdict is pending
-            return item_page(request, found, 409, f"Not recorded: {e}", "error", values)
+            return await item_page(request, found, 409, f"Not recorded: {e}", "error", values)
         except ReviewQueueError as e:  # the queue could not be written, or the log read or written: the operator is told too
             _log.error("verdict %s by %r on review item %r not recorded: %s", values["verdict"], values["reviewer"],
                        item_id, e, exc_info=e)  # fmt: skip
             # the form is kept: the reviewer submits it again once the log (503) or the queue (500) is fixed
             status = 503 if isinstance(e, AuditLogUnavailable) else 500
-            return item_page(request, found, status, f"Not recorded: {e}", "error", values)
+            return await item_page(request, found, status, f"Not recorded: {e}", "error", values)
         response = RedirectResponse(f"/?done={quote(verdict.item_id, safe='')}", status_code=303)
         # percent-encoded: a header is Latin-1, and a name such as "Łukasz" made the recorded verdict answer 500
         cookie(response, request, REVIEWER_COOKIE, quote(verdict.reviewer, safe=""), 30 * 24 * 3600)

@@ -54,6 +54,7 @@ button.correct { background: #067647; } button.hallucinated { background: #b4231
 button.plain { background: #1d2430; }
 .muted { color: #6b7280; } .count { font-variant-numeric: tabular-nums; }
 ul.reasons { margin: 0; padding-left: 1.2rem; }
+.evaluation { color: #1f5fbf; }
 </style>
 </head>
 <body>
@@ -92,12 +93,14 @@ _INDEX = """{% extends "base.html" %}
 {% block content %}
 <h1>Pending review <span class="muted count">({{ total_pending }})</span></h1>
 <table class="counts" id="counts">
-<thead><tr><th>Domain</th><th>Pending</th><th>Decided</th><th>Monitor</th></tr></thead>
+<thead><tr><th>Domain</th><th>Pending</th><th>Decided</th><th>Monitor</th>
+{% if has_audit %}<th>Of them an evaluation's (served to no user)</th>{% endif %}</tr></thead>
 <tbody>
 {% for row in counts %}
-<tr><td><a href="/?domain={{ row.param|urlencode }}&amp;order={{ order }}">{{ row.label }}</a></td>
+<tr><td><a href="/?domain={{ row.param|urlencode }}&amp;order={{ order }}{{ evaluation_query }}">{{ row.label }}</a></td>
 <td class="count">{{ row.pending }}</td><td class="count">{{ row.decided }}</td>
-<td class="monitor-state">{{ row.state }}</td></tr>
+<td class="monitor-state">{{ row.state }}</td>
+{% if has_audit %}<td class="evaluation-count">{% if row.evaluation %}{{ row.evaluation.pending }} pending, {{ row.evaluation.decided }} decided{% endif %}</td>{% endif %}</tr>
 {% else %}
 <tr><td colspan="3" class="muted">The queue is empty.</td></tr>
 {% endfor %}
@@ -105,12 +108,16 @@ _INDEX = """{% extends "base.html" %}
 </table>
 <p class="filters">
 Domain:
-<a href="/?order={{ order }}" class="{{ 'active' if domain_param is none else '' }}">all</a>
-{% for row in counts %}<a href="/?domain={{ row.param|urlencode }}&amp;order={{ order }}"
+<a href="/?order={{ order }}{{ evaluation_query }}" class="{{ 'active' if domain_param is none else '' }}">all</a>
+{% for row in counts %}<a href="/?domain={{ row.param|urlencode }}&amp;order={{ order }}{{ evaluation_query }}"
  class="{{ 'active' if domain_param == row.param else '' }}">{{ row.label }}</a>{% endfor %}
 &nbsp; Sort:
 <a href="{{ self_url(order='risk') }}" class="{{ 'active' if order == 'risk' else '' }}">highest risk first</a>
 <a href="{{ self_url(order='time') }}" class="{{ 'active' if order == 'time' else '' }}">oldest first</a>
+{% if has_audit %}&nbsp; Evaluation items (served to no user):
+<a href="{{ self_url(evaluation='') }}" class="{{ 'active' if evaluation_param is none else '' }}" id="evaluation-all">all</a>
+<a href="{{ self_url(evaluation='exclude') }}" class="{{ 'active' if evaluation_param == 'exclude' else '' }}" id="evaluation-exclude">leave out</a>
+<a href="{{ self_url(evaluation='only') }}" class="{{ 'active' if evaluation_param == 'only' else '' }}" id="evaluation-only">only</a>{% endif %}
 </p>
 <table id="pending">
 <thead><tr><th>Risk</th><th>Domain</th><th>Question</th><th>Answer</th><th>Why review</th><th>Time</th></tr></thead>
@@ -121,11 +128,11 @@ Domain:
 <td>{{ item.domain|domain_name }}</td>
 <td dir="auto"><a href="/items/{{ item.id|urlencode }}">{{ item.question|truncate(140) }}</a></td>
 <td dir="auto">{{ item.answer|truncate(140) }}</td>
-<td>{% if item.spot_check %}<strong class="spot-check">spot-check</strong> {% endif %}{{ item.why|truncate(120) }}</td>
+<td>{% if item.spot_check %}<strong class="spot-check">spot-check</strong> {% endif %}{% if evaluation[item.id] %}<strong class="evaluation">{{ evaluation_mark }}</strong> {% endif %}{{ item.why|truncate(120) }}</td>
 <td class="muted">{{ item.time[:19]|replace("T", " ") }}</td>
 </tr>
 {% else %}
-<tr><td colspan="6" class="muted">Nothing is waiting for review{{ " in this domain" if domain_param is not none else "" }}.</td></tr>
+<tr><td colspan="6" class="muted">Nothing is waiting for review{{ " in this domain" if domain_param is not none else "" }}{{ {"only": " among an evaluation's items", "exclude": " but an evaluation's items"}.get(evaluation_param, "") }}.</td></tr>
 {% endfor %}
 </tbody>
 </table>
@@ -136,11 +143,12 @@ Domain:
 _ITEM = """{% extends "base.html" %}
 {% block title %}Item {{ item.id|truncate(24) }}{% endblock %}
 {% block content %}
-<h1>Review item <span class="muted">{{ item.id }}</span></h1>
+<h1>Review item <span class="muted">{{ item.id }}</span>{% if evaluation %} <strong class="evaluation">{{ evaluation_mark }}</strong>{% endif %}</h1>
 <dl class="meta">
 <dt>Risk</dt><dd class="risk {{ item.risk|risk_class }}" id="risk">{{ item.risk|fmt_risk }}</dd>
 <dt>Domain</dt><dd>{{ item.domain|domain_name }}</dd>
 <dt>Kind</dt><dd id="kind">{{ "spot-check of an accepted answer (the user got it)" if item.spot_check else "routed to review" }}</dd>
+<dt>Evaluation</dt><dd id="evaluation">{{ evaluation_said }}</dd>
 <dt>Decided by the guard</dt><dd>{{ item.time }}</dd>
 <dt>Status</dt><dd id="status">{{ item.status }}</dd>
 <dt>Model fingerprint</dt><dd>{{ item.model_fingerprint or "(not recorded)" }}</dd>
@@ -212,7 +220,7 @@ _DECIDED = """{% extends "base.html" %}
 <tr><td class="muted">{{ item.verdict.decided_at[:19]|replace("T", " ") }}</td><td>{{ item.verdict.verdict }}</td>
 <td>{{ item.verdict.reviewer }}</td><td class="risk {{ item.risk|risk_class }}">{{ item.risk|fmt_risk }}</td>
 <td>{{ item.domain|domain_name }}</td>
-<td><a href="/items/{{ item.id|urlencode }}">{{ item.question|truncate(140) }}</a></td></tr>
+<td>{% if evaluation[item.id] %}<strong class="evaluation">{{ evaluation_mark }}</strong> {% endif %}<a href="/items/{{ item.id|urlencode }}">{{ item.question|truncate(140) }}</a></td></tr>
 {% else %}
 <tr><td colspan="6" class="muted">No verdicts yet.</td></tr>
 {% endfor %}
