@@ -1658,13 +1658,12 @@ _K_TABLE = "| Item | k\u20ac |\n| Revenue | 40 |\n\n"
     ("What is the dose?", "The dose is 1,500 mg.", "| Cost | k\u20ac |\n| Drug | 12 |\n\nDose: 1.500 mg daily."),
     ("How much is the fee?", "The fee is 2,200 USD.", "k\u20ac\nFee: 2.200 USD"),
     ("How much is the fee?", "The fee is 1,750 USD.", "Budget en M\u20ac\n\nThe fee is USD 1.750."),
-    # not the comma's: they pass with no comma sign from a declaration at all (R04, R08: be4c44d held them only where
-    # the misattribution check, reading the passage without its first line, read "1.500" otherwise; "(en M\u20ac) 12"
-    # makes "Rate: 4.125%." French; R09: the "TEUR" cell makes "| Umsatz | 9 |" 9000 euro)
-    pytest.param("How much is the fee?", "The fee is 1,500 euros.",
-                 "Chiffres (en M\u20ac) : 12\nThe fee is 1.500 euros per seat.", marks=pytest.mark.xfail(strict=True)),
-    pytest.param("What is the rate?", "The rate is 4,125%.", "(en M\u20ac) 12\nRate: 4.125%.",
-                 marks=pytest.mark.xfail(strict=True)),
+    # the declaration's own words read as the passage's language (R04, R08: "(en M\u20ac)" made "Rate: 4.125%." French,
+    # and outweighed the English of "The fee is 1.500 euros per seat.", so one reading only was tried; be4c44d held
+    # them only where the misattribution check, reading the passage without its first line, read "1.500" otherwise):
+    # its language is read without its declarations; R09: the "TEUR" cell makes "| Umsatz | 9 |" 9000 euro)
+    ("How much is the fee?", "The fee is 1,500 euros.", "Chiffres (en M\u20ac) : 12\nThe fee is 1.500 euros per seat."),
+    ("What is the rate?", "The rate is 4,125%.", "(en M\u20ac) 12\nRate: 4.125%."),
     pytest.param("How much is the fee?", "The fee is 9 thousand euros.",
                  "| Posten | TEUR |\n| Umsatz | 9 |\n\nDie Gebühr beträgt 9 Euro pro Besuch.",
                  marks=pytest.mark.xfail(strict=True)),

@@ -1266,14 +1266,27 @@ _LANGUAGE_MARGIN = 2
 
 
 def _signs(text: str, margin: int) -> tuple[bool, bool, str | None]:
-    """What says ``text``'s convention: (a decimal comma, a decimal point, its language by ``margin``)."""
-    language = written_in(words_of(text), margin=margin)
+    """What says ``text``'s convention: (a decimal comma, a decimal point, its language by ``margin``). Its language is
+    read without its declarations of scale (`_declared`): "(en M\u20ac)" or "Chiffres (en M\u20ac)" says a decimal comma
+    only for the bare numbers of the block it heads (`_declares_in_another_language`), and its "en" made "(en M\u20ac)
+    12\nRate: 4.125%." French, so the wrong "4,125%" passed (a review, R08)."""
+    language = written_in(words_of(_undeclared(text)), margin=margin)
     commas = language in _COMMA_DECIMAL_LANGUAGES or any(p.search(text) is not None for p in (
         _DECIMAL_COMMA, _GROUPED_DECIMAL_COMMA, _DOTTED_THOUSANDS, _EURO_ONE_DOT_GROUP))
     commas = commas or _declares_in_another_language(text)
     points = (language == "english" or _POINT_DECIMAL.search(text) is not None
               or _DOLLAR_ONE_COMMA_GROUP.search(text) is not None)
     return commas, points, language
+
+
+def _undeclared(text: str) -> str:
+    """``text`` with its declarations of scale and currency (`_declared`) blanked."""
+    if not any(c.isdigit() for c in text):
+        return text
+    out = list(text)
+    for start, end, *_ in _declared(text):
+        out[start:end] = " " * (end - start)
+    return "".join(out)
 
 
 def _ambiguous(text: str) -> bool:
