@@ -1661,12 +1661,12 @@ _K_TABLE = "| Item | k\u20ac |\n| Revenue | 40 |\n\n"
     # the declaration's own words read as the passage's language (R04, R08: "(en M\u20ac)" made "Rate: 4.125%." French,
     # and outweighed the English of "The fee is 1.500 euros per seat.", so one reading only was tried; be4c44d held
     # them only where the misattribution check, reading the passage without its first line, read "1.500" otherwise):
-    # its language is read without its declarations; R09: the "TEUR" cell makes "| Umsatz | 9 |" 9000 euro)
+    # its language is read without its declarations; R09: the "TEUR" cell makes "| Umsatz | 9 |" 9000 euro, which the
+    # prose's "9 Euro" now keeps from stating: see the test below)
     ("How much is the fee?", "The fee is 1,500 euros.", "Chiffres (en M\u20ac) : 12\nThe fee is 1.500 euros per seat."),
     ("What is the rate?", "The rate is 4,125%.", "(en M\u20ac) 12\nRate: 4.125%."),
-    pytest.param("How much is the fee?", "The fee is 9 thousand euros.",
-                 "| Posten | TEUR |\n| Umsatz | 9 |\n\nDie Gebühr beträgt 9 Euro pro Besuch.",
-                 marks=pytest.mark.xfail(strict=True)),
+    ("How much is the fee?", "The fee is 9 thousand euros.",
+     "| Posten | TEUR |\n| Umsatz | 9 |\n\nDie Gebühr beträgt 9 Euro pro Besuch."),
 ])
 def test_another_languages_declaration_says_a_decimal_comma_only_in_the_block_it_heads(question, answer, context):
     from hguard._guard_scoring import answer_holds
@@ -1674,6 +1674,28 @@ def test_another_languages_declaration_says_a_decimal_comma_only_in_the_block_it
 
     assert answer_holds(question, answer, context, None)
     assert unstated_numbers(answer, context, question)  # held as unstated, not by another rule's chance
+
+
+_R09 = "| Posten | TEUR |\n| Umsatz | 9 |\n\nDie Gebühr beträgt 9 Euro pro Besuch."
+
+
+@pytest.mark.parametrize("answer, context, missing", [
+    # a review (R09): a declared block's bare 9 whose digits the passage states unscaled in the declared currency
+    # ("9 Euro" in prose): a "9 thousand euros" may be that amount with a scale added, and the rows' German words
+    # are not read against the answer's English (misattribution), so the scaled amount states nothing ...
+    ("The fee is 9 thousand euros.", _R09, ["9000 euro"]),
+    ("Revenue was $45,000.", "Revenue ($000s)\n| Revenue | 45 |\n\nThe fee is $45.", ["45000 dollar"]),
+    # ... so a faithful restatement of that row is held too (a review, preferred to passing a wrong scale)
+    ("Umsatz was 9 thousand euros.", _R09, ["9000 euro"]),
+    # ... while the unscaled amount, a row with no such twin, or a twin in another currency, are stated
+    ("The fee is 9 euros.", _R09, []),
+    ("Umsatz was 12 thousand euros.", _R09.replace("| 9 |", "| 12 |"), []),
+    ("Revenue was $45,000.", "Revenue ($000s)\n| Revenue | 45 |\n\nThe fee is 45 euros.", []),
+])
+def test_a_declared_amount_whose_digits_the_passage_states_unscaled_states_no_scaled_amount(answer, context, missing):
+    from hguard.calibrate.judge import unstated_numbers
+
+    assert unstated_numbers(answer, context) == missing
 
 
 _EXCEPT = ("Key figures (in $ millions, except per share data and ratios)\n| Item | 2024 |\n| Net income | 1,250 |\n"

@@ -1542,6 +1542,7 @@ def _passage_numbers(text: str, reading: _Reading) -> list[tuple[str, str | None
         done = block
     spans.append((done, len(text), None))
     out: list[tuple[str, str | None]] = []
+    scaled: list[tuple[int, str, str]] = []  # where a bare number's scaled amount is in ``out``, its digits, currency
     for (_, _, how), numbers in zip(spans, _stated_spans(text, [b for _, b, _ in spans[:-1]], reading)):
         for value, unit in numbers:
             if how is None or unit is not None:  # undeclared, or a unit's or a label's number: read as it is
@@ -1557,7 +1558,15 @@ def _passage_numbers(text: str, reading: _Reading) -> list[tuple[str, str | None
             else:
                 scale, currency = how
                 out += [(value, _BARE_ONLY), (format((number * scale).normalize(), "f"), currency or _BARE_ONLY)]
-    return out
+                if currency is not None and scale != 1:
+                    scaled.append((len(out) - 1, value, currency))
+    # a bare number whose digits the passage states in the declared currency, unscaled ("| Posten | TEUR |\n| Umsatz |
+    # 9 |\n\nDie Gebühr beträgt 9 Euro pro Besuch."): an answer's scaled amount ("The fee is 9 thousand euros.") may be
+    # that amount with a scale added, so the scaled one states nothing (its row's own words are not read against the
+    # answer's across languages: a review, R09, held at be4c44d, where the "TEUR" cell was not read)
+    unscaled = {(value, unit) for value, unit in out if unit is not None and unit != _BARE_ONLY}
+    dropped = {i for i, value, currency in scaled if (value, currency) in unscaled}
+    return [figure for i, figure in enumerate(out) if i not in dropped] if dropped else out
 
 
 _SPAN_MARK = f"{_LABEL_WORD}span"  # a word between two spans of a text read whole (`_stated_spans`)
