@@ -2696,6 +2696,30 @@ def test_a_year_before_a_period_abbreviation_or_hourly_states_no_amount(answer, 
     assert answer_holds("How much is the fee?", answer, context, None)
 
 
+# A year after a year's preposition or article ("in", "for", "since", "as of", "the") stays a year before a period's
+# noun or adverb too ("per year", "daily", "yearly"): read as a rate's amount, "In 2024 per year the fee was $50."
+# stated "$2,024 per year" (an old gap of a review; "In 2024 the fee per year is 150 USD." was held already); a
+# number after "limited to" or "a fee of" before one stays a rate's amount
+@pytest.mark.parametrize(("answer", "context", "held"), [
+    ("The fee is $2,024 per year.", "In 2024 the fee per year is 150 USD.", True),
+    ("The fee is $2,024 per year.", "In 2024 per year the fee was $50.", True),
+    ("The rate is $2,024 daily.", "The 2024 daily rate is $150.", True),
+    ("The fee is $2,024 per year.", "Fees for 2024 per year: $150.", True),
+    ("The fee is $2,024 per year.", "In 2024 yearly fees are $150.", True),
+    ("The fee is 2,024 USD per year.", "As of 2024 per annum fees are 150 USD.", True),
+    ("The fee is $2,024 per month.", "In 2024 monthly fees are $15.", True),
+    ("You can withdraw $2,000 per day.", "ATM withdrawals are limited to 2000 per day.", False),
+    ("The fee is $2,000 per year.", "There is a fee of 2000 per year.", False),
+    ("In 2024 the fee is $150 per year.", "In 2024 per year the fee was $150.", False),
+])
+def test_a_year_after_its_preposition_states_no_rate_amount(answer, context, held):
+    from hguard._guard_scoring import answer_holds
+    from hguard.calibrate.judge import unstated_numbers
+
+    assert bool(answer_holds("How much is the fee?", answer, context, None)) == held
+    assert bool(unstated_numbers(answer, context, "How much is the fee?")) == held
+
+
 # A hotel's "night" is a period of its own (stop 59): "$200 per night" read as a plain $200 (only "nightly" gave a
 # period, the day's), so that an answer's nightly rate passed against a passage's weekly one, and a passage's
 # "nights" named no period; a night is no 24 hours (read as a day's, "one night" stated "24 hours")
