@@ -1780,6 +1780,30 @@ def test_a_declared_scale_leaves_a_rows_own_count_and_the_prose_counts_unscaled(
     assert unstated_numbers(answer, context) == missing
 
 
+_HEADCOUNT = "GBP thousands\n| Headcount | 120 |\n| Staff costs | 450 |"
+
+
+@pytest.mark.parametrize("answer, context, missing", [
+    # an old gap of a review: a row whose label is itself a count ("Headcount", "Number of employees", "Branches") took
+    # the declared scale and currency, so "\u00a3120,000" passed on "| Headcount | 120 |" under "GBP thousands"
+    ("Staff costs were \u00a3120,000.", _HEADCOUNT, ["120000 pound"]),
+    ("Staff costs were \u00a3120,000.", "GBP thousands\nHeadcount 120", ["120000 pound"]),
+    ("Staff costs were \u00a3120,000.", "GBP thousands\nHeadcount: 120", ["120000 pound"]),
+    ("Staff costs were \u00a3120,000.", "(in \u00a3 thousands)\n| Number of employees | 120 |", ["120000 pound"]),
+    ("Staff costs were \u00a3120,000.", "GBP thousands. Headcount: 120", ["120000 pound"]),  # no declaration: held as before
+    ("Branches numbered 45 thousand.", "(in $ thousands)\n| Branches | 45 |\n| Revenue | 300 |", ["45000"]),
+    # ... and what they state: the count, and an amount's row ("Staff costs": a label naming more than a count)
+    ("Headcount was 120.", _HEADCOUNT, []),
+    ("Staff costs were \u00a3450,000.", _HEADCOUNT, []),
+    ("The bank has 45 branches.", "(in $ thousands)\n| Branches | 45 |\n| Revenue | 300 |", []),
+    ("Revenue was $300,000.", "(in $ thousands)\n| Branches | 45 |\n| Revenue | 300 |", []),
+])
+def test_a_row_labelled_by_a_count_states_that_count_not_a_declared_amount(answer, context, missing):
+    from hguard.calibrate.judge import unstated_numbers
+
+    assert unstated_numbers(answer, context) == missing
+
+
 _BRANCHES = "The bank has 18 branches."
 
 

@@ -1667,6 +1667,14 @@ _COUNT_UNIT = re.compile(r"(?i)^\s*(?:numbers?|no\.?|#|counts?|people|persons|em
                          r"sq\.? ?(?:ft|m|km|mi)|square (?:feet|foot|met(?:re|er)s?|miles?|kilomet(?:re|er)s?)|acres|hectares|ha|"
                          r"m2|m\u00b2|ft2|ft\u00b2|tonnes|tons|barrels|boe|mwh|gwh|kwh|mw|gw)\s*$")
 _LABEL_UNIT = re.compile(r"\(([^()\d\n]{1,30})\)")
+# a row label that is itself a count ("| Headcount | 120 |", "Number of branches", "Employees"): its row states that
+# count, not an amount at a declared scale (under "GBP thousands" the wrong "Staff costs were \u00a3120,000." passed on
+# "| Headcount | 120 |": an old gap of a review); the whole label only ("Staff costs" is an amount)
+_COUNT_LABEL = re.compile(r"(?i)^\s*(?:(?:total|average|avg\.?|closing|year-end|period-end)\s+)?(?:(?:number|no\.?|#)\s+of"
+                          r"\s+[^\d|\t\n(]+|headcount|employees|staff|FTEs?|full[ -]time\s+equivalents?|customers|clients|"
+                          r"users|members|subscribers|stores|branches|sites|locations|outlets|people|persons)\s*:?\s*$")
+_COUNT_CUES = ("headcount", "employee", "staff", "fte", "full", "customer", "client", "user", "member", "subscriber",
+               "store", "branch", "site", "location", "outlet", "people", "person", "number", "no", "#")
 # a row written without "|" or tabs ("Headcount (people) 500", "Stores (count)    12"): its label is its text before its
 # first number
 _PLAIN_ROW_LABEL = re.compile(r"[ \t]*([^\d|\t\n]+?)[ \t]*(?=[-\u2212(]?[$\u20ac\u00a3\u00a5]?\d)")
@@ -1704,7 +1712,7 @@ def _row_cue(excepted: frozenset[str]) -> re.Pattern[str]:
     ``excepted``'s kinds, found in a block at once and loosely (its first letters first: a long table's rows are not each
     read), then read in its row's label."""
     words = ["share", "[ed]ps", "%", "cent", "ratio", "bps", "basis", "day", "month", "year", r"\(",
-             *map(re.escape, sorted(excepted))]
+             *map(re.escape, _COUNT_CUES), *map(re.escape, sorted(excepted))]
     first = "".join(sorted({"e", "d", *(w[0] if w[0] != "\\" else w[1] for w in words if w[0] != "[")}))
     return re.compile(rf"(?i)(?=[{re.escape(first)}])(?:{'|'.join(words)})")
 
@@ -1720,7 +1728,8 @@ def _label_units(label: str, declared: tuple[Decimal, str | None],
                  excepted: frozenset[str]) -> _SpanReading | None:
     """How a row labelled ``label`` in a block ``declared`` at a scale in a currency reads its bare numbers, where its
     label says so: in a unit of its own (`_ROW_UNITS`), unscaled; as a count or a measure its parentheses name
-    (`_COUNT_UNIT`: "(people)", "(number)", "(sq ft)"), unscaled, a bare number only; at the declared scale in the
+    (`_COUNT_UNIT`: "(people)", "(number)", "(sq ft)") or that the label is (`_COUNT_LABEL`: "Headcount"), unscaled, a
+    bare number only; at the declared scale in the
     currency its parentheses name ("(EUR)" written as no declaration: "(dollars)"); as an excepted kind (a word of
     ``excepted``), unscaled in the declared currency (in any where it names none). None where it says nothing."""
     units: list[str | None] = [u for pattern, said in _ROW_UNITS if pattern.search(label) for u in said.split()]
@@ -1734,6 +1743,8 @@ def _label_units(label: str, declared: tuple[Decimal, str | None],
             units.append(_BARE_ONLY)
     if not units and excepted and excepted & {w.removesuffix("s") for w in _ROW_WORDS.findall(label.lower())}:
         units = ["#currency"]
+    if not units and _COUNT_LABEL.match(label):
+        units = [_BARE_ONLY]
     if not units:
         return None
     return list(dict.fromkeys([*(declared[1] if u == "#currency" else u for u in units), _BARE_ONLY]))
