@@ -16,7 +16,7 @@ from ._guard_result import CUT_MARK, GuardResult, _join_context, context_given, 
 from ._numerics import NUMBER_RULE, finite_number, sigmoid
 from ._text import direction_controls
 from .calibrate.data import domain_slug
-from .calibrate.judge import as_written, declines, misattributed_numbers, unstated_numbers
+from .calibrate.judge import affirms_question, as_written, declines, misattributed_numbers, unstated_numbers
 from .signals.relevance import repeats_question
 from .signals.grounding import reversed_claims
 from .errors import cut_text, error_text, shown
@@ -180,7 +180,8 @@ def _repeats_hold(question: str, answer: str) -> str | None:
 
 def _numbers_hold(answer: str, unstated: list[str], redact: bool, question: str) -> str | None:
     """`answer_holds`' hold for figures neither the passage nor the question states (``unstated``), or, for an answer
-    writing none to a ``question`` writing some ("It is." to "Is the fee $30?"), the question's figures it affirms
+    writing none of its own to a ``question`` writing some ("It is.", "It is, as of 2024." to "Is the fee $30?":
+    :func:`hguard.calibrate.judge.affirms_question`), the question's figures it affirms
     that the passage does not state; else None."""
     if not unstated:
         return None
@@ -189,7 +190,8 @@ def _numbers_hold(answer: str, unstated: list[str], redact: bool, question: str)
     # answer writes it, beside how it was read ("'1/4' (read as 0.25)": a reviewer looks for "1/4", not "0.25")
     said = (f"{len(unstated)} figure(s) (not quoted: a redacting log)" if redact
             else ", ".join(as_written(answer, unstated[:5])))
-    if not any(c.isdigit() for c in answer) and any(c.isdigit() for c in question):  # "It is." to "Is the fee $30?": the question's figures, affirmed
+    # "It is." (or "It is, as of 2024.": a year or a reference alone) to "Is the fee $30?": the question's figures, affirmed
+    if affirms_question(answer, question):
         return (f"the answer affirms the yes/no question's {said}, which the passage does not state (as that number, "
                 "or in that currency or as a percentage): held for review")
     return (f"the answer states {said}, which neither the passage nor the question states (as that number, "

@@ -1492,6 +1492,14 @@ _FEE = "The card fee is $25."
     ("Nein.", "Die Gebühr beträgt 25 \u20ac.", "Beträgt die Gebühr 30 \u20ac?", []),
     ("It is $25.", _FEE, "Is the card fee $30?", []),
     ("It is.", _FEE, "What is the card fee?", []),  # a question that writes no figure
+    # an old gap: an affirmation writing a year or a reference alone said nothing of the question's figure, and its
+    # digits, stated by the passage, passed it; they are read as written too
+    ("It is, as of 2024.", "As of 2024 the card fee is $25.", "Is the card fee $30?", ["30 dollar"]),
+    ("That's right (see section 2).", "Section 2: the card fee is $25.", "Is the card fee $30?", ["30 dollar"]),
+    ("Yes, see page 3.", "Page 3: the card fee is $25.", "Is the card fee $30?", ["30 dollar"]),
+    ("It is, as of 2024.", _FEE, "Is the card fee $30?", ["30 dollar", "2024"]),
+    ("It is, as of 2024.", "As of 2024 the card fee is $30.", "Is the card fee $30?", []),
+    ("That's right (see section 2).", "Section 2: the card fee is $30.", "Is the card fee $30?", []),
 ])
 def test_a_bare_affirmation_says_the_yes_no_questions_figures(answer, context, question, missing):
     from hguard._guard_scoring import answer_holds

@@ -1117,10 +1117,14 @@ def unstated_numbers(answer: str, context: str, question: str = "") -> list[str]
     affirming answer that writes no figure ("Yes.", "It is.", "That's right.": `_AFFIRMING`) says the question's: those
     the passage does not state are returned."""
     if _takes_question(answer, question):
-        if _opening(answer) == "yes" and not any(c.isdigit() for c in answer):
+        if _opening(answer) == "yes" and not _writes_own_figure(answer):
             # "Yes.", "It is.", "That's right." to "Is the fee $30?": it says the question's figures without writing
-            # them, so they are its own, stated only where the passage states them
-            return unstated_numbers(question, context)
+            # them, so they are its own, stated only where the passage states them; so does one writing a year or a
+            # reference alone ("It is, as of 2024.", "That's right (see section 2)."), which are read as written too
+            affirmed = unstated_numbers(question, context)
+            if any(c.isdigit() for c in answer):
+                affirmed += [f for f in unstated_numbers(answer, f"{context}\n{question}") if f not in affirmed]
+            return affirmed
         question = ""
     texts = (answer, context, question)
     if not any(_ambiguous(t) for t in texts):  # every reading is English's: no text's convention to read
@@ -1139,6 +1143,23 @@ def unstated_numbers(answer: str, context: str, question: str = "") -> list[str]
                     if missing:
                         return missing
     return []
+
+
+def affirms_question(answer: str, question: str) -> bool:
+    """Whether ``answer`` affirms the figures of ``question``, a yes/no question that writes some, writing none of its
+    own (a year or a reference alone aside: `_writes_own_figure`): "Yes.", "It is.", "It is, as of 2024." to "Is the
+    fee $30?". :func:`unstated_numbers` reads the question's figures as such an answer's."""
+    return _takes_question(answer, question) and _opening(answer) == "yes" and not _writes_own_figure(answer)
+
+
+def _writes_own_figure(answer: str) -> bool:
+    """Whether ``answer`` writes a figure of its own: a number in digits that is neither a year nor a reference ("as of
+    2024", "see section 2", "page 3" are not: "It is, as of 2024." to "Is the fee $30?" affirms the question's $30, and
+    passed where the passage said "As of 2024 the fee is $25.", its year read as the answer's only figure)."""
+    if not any(c.isdigit() for c in answer):
+        return False
+    return any(unit != "#year" and unit not in _REFERENCE_UNITS
+               for _, unit in stated_numbers(_LIST_MARKER.sub(" ", answer), number_words=False))
 
 
 # a question put as a statement to confirm: "The fee is $15 a month, right?", "..., isn't it?", "..., is that correct?"
@@ -1190,7 +1211,8 @@ _OPENING_YES = frozenset({"yes", "yeah", "yep", "yup", "true", "correct", "indee
                           "absolutely", "certainly", "affirmative"})
 _OPENING_NO = frozenset({"no", "nope", "false", "incorrect", "wrong"})
 # a bare affirmation without a yes, a clause of its own (a stop, a comma or the end after it): "It is.", "That's right.",
-# "It does.", "So ist es.", "Das stimmt.", "C'est exact.", "En effet.", "Así es.", "Es correcto."; read as a yes, folded
+# "It does.", "So ist es.", "Das stimmt.", "C'est exact.", "En effet.", "Así es.", "Es correcto.", "That's right (see
+# section 2)."; read as a yes, folded
 # as `_opening` reads (not "It is 1%.", "It is not.", "That's right at the limit")
 _AFFIRMING = re.compile(
     r"(?i)\s*(?:(?:it|that|this|they|he|she|you)(?:\s+(?:is|does|was|are|do|did|will|can|has|have|were)|['\u2019]s)"
@@ -1198,7 +1220,7 @@ _AFFIRMING = re.compile(
     r"so|the\s+case)|(?:you|you['\u2019]re|you\s+are)\s+right|quite\s+(?:right|so)|that['\u2019]s\s+it|of\s+course"
     r"|das\s+(?:stimmt|ist\s+(?:richtig|korrekt|so))|so\s+ist\s+es|genau|korrekt|ganz\s+genau|allerdings"
     r"|c['\u2019]est\s+(?:exact|correct|juste|vrai|bien\s+(?:ca|cela))|exactement|en\s+effet|effectivement|tout\s+a\s+fait"
-    r"|absolument|asi\s+es|es\s+(?:correcto|cierto|asi)|exacto|efectivamente|claro)\s*(?:[.!,;:]|$)")
+    r"|absolument|asi\s+es|es\s+(?:correcto|cierto|asi)|exacto|efectivamente|claro)\s*(?:[.!,;:(]|$)")
 # a negation right before a figure it denies, in its clause (`_CLAUSE_END`): "not 3%", "isn't $30", "$25 rather than $30"
 _NEGATION = re.compile(r"(?i)(?:\bnot|n['\u2019]t|\bnever|\brather\s+than|\binstead\s+of|\bother\s+than|\bnicht|\bpas)\b")
 # a comparison that makes a figure a bound, after a negation ("not less than 5%", "isn't above $500", "never below",
