@@ -1500,6 +1500,17 @@ _FEE = "The card fee is $25."
     ("It is, as of 2024.", _FEE, "Is the card fee $30?", ["30 dollar", "2024"]),
     ("It is, as of 2024.", "As of 2024 the card fee is $30.", "Is the card fee $30?", []),
     ("That's right (see section 2).", "Section 2: the card fee is $30.", "Is the card fee $30?", []),
+    # an old gap: a hedged affirmation read as no yes, so the question's figure went unread and passed
+    ("I believe so.", _FEE, "Is the card fee $30?", ["30 dollar"]),
+    ("I think it is.", _FEE, "Is the card fee $30?", ["30 dollar"]),
+    ("Yes, I think so.", _FEE, "Is the card fee $30?", ["30 dollar"]),
+    ("C'est ça.", "Les frais de carte sont de 25 $.", "Les frais de carte sont-ils de 30 $ ?", ["30 dollar"]),
+    ("Je crois que oui.", "Les frais de carte sont de 25 $.", "Les frais de carte sont-ils de 30 $ ?", ["30 dollar"]),
+    ("Genau.", "Die Gebühr beträgt 25 \u20ac.", "Beträgt die Gebühr 30 \u20ac?", ["30 euro"]),
+    ("Ich glaube schon.", "Die Gebühr beträgt 25 \u20ac.", "Beträgt die Gebühr 30 \u20ac?", ["30 euro"]),
+    ("Creo que sí.", "La comisión es del 4 %.", "¿La comisión es del 5 %?", ["5 percent"]),
+    ("I believe so.", "The card fee is $30.", "Is the card fee $30?", []),
+    ("I don't think so.", _FEE, "Is the card fee $30?", []),
 ])
 def test_a_bare_affirmation_says_the_yes_no_questions_figures(answer, context, question, missing):
     from hguard._guard_scoring import answer_holds

@@ -1212,15 +1212,18 @@ _OPENING_YES = frozenset({"yes", "yeah", "yep", "yup", "true", "correct", "indee
 _OPENING_NO = frozenset({"no", "nope", "false", "incorrect", "wrong"})
 # a bare affirmation without a yes, a clause of its own (a stop, a comma or the end after it): "It is.", "That's right.",
 # "It does.", "So ist es.", "Das stimmt.", "C'est exact.", "En effet.", "Así es.", "Es correcto.", "That's right (see
-# section 2)."; read as a yes, folded
+# section 2)."; a hedged one ("I believe so.", "I think it is.", "C'est ça.", "Ich glaube schon.", "Creo que sí.": a
+# wrong figure passed on them, an old gap); read as a yes, folded
 # as `_opening` reads (not "It is 1%.", "It is not.", "That's right at the limit")
 _AFFIRMING = re.compile(
     r"(?i)\s*(?:(?:it|that|this|they|he|she|you)(?:\s+(?:is|does|was|are|do|did|will|can|has|have|were)|['\u2019]s)"
     r"(?:\s+indeed)?|indeed(?:\s+it\s+(?:is|does|was))?|(?:that|this|it)(?:\s+is|['\u2019]s)\s+(?:right|correct|true|"
     r"so|the\s+case)|(?:you|you['\u2019]re|you\s+are)\s+right|quite\s+(?:right|so)|that['\u2019]s\s+it|of\s+course"
+    r"|i\s+(?:believe|think|guess|suppose|reckon)\s+(?:so|it\s+(?:is|does|was)|that['\u2019]s\s+(?:right|correct))"
     r"|das\s+(?:stimmt|ist\s+(?:richtig|korrekt|so))|so\s+ist\s+es|genau|korrekt|ganz\s+genau|allerdings"
-    r"|c['\u2019]est\s+(?:exact|correct|juste|vrai|bien\s+(?:ca|cela))|exactement|en\s+effet|effectivement|tout\s+a\s+fait"
-    r"|absolument|asi\s+es|es\s+(?:correcto|cierto|asi)|exacto|efectivamente|claro)\s*(?:[.!,;:(]|$)")
+    r"|ich\s+(?:glaube|denke|meine)\s+(?:schon|ja)|je\s+(?:crois|pense)\s+(?:que\s+oui|bien)"
+    r"|c['\u2019]est\s+(?:exact|correct|juste|vrai|(?:bien\s+)?(?:ca|cela))|exactement|en\s+effet|effectivement|tout\s+a\s+fait"
+    r"|absolument|asi\s+es|es\s+(?:correcto|cierto|asi)|exacto|efectivamente|claro|creo\s+que\s+si)\s*(?:[.!,;:(]|$)")
 # a negation right before a figure it denies, in its clause (`_CLAUSE_END`): "not 3%", "isn't $30", "$25 rather than $30"
 _NEGATION = re.compile(r"(?i)(?:\bnot|n['\u2019]t|\bnever|\brather\s+than|\binstead\s+of|\bother\s+than|\bnicht|\bpas)\b")
 # a comparison that makes a figure a bound, after a negation ("not less than 5%", "isn't above $500", "never below",
