@@ -2753,6 +2753,7 @@ def test_a_year_before_a_period_abbreviation_or_hourly_states_no_amount(answer, 
     ("The fee is $2,024 per month.", "In 2024 monthly fees are $15.", True),
     ("You can withdraw $2,000 per day.", "ATM withdrawals are limited to 2000 per day.", False),
     ("The fee is $2,000 per year.", "There is a fee of 2000 per year.", False),
+    ("The fee rose to $2,500 per month.", "The fee rose from 2000 per month to 2500 per month.", False),
     ("In 2024 the fee is $150 per year.", "In 2024 per year the fee was $150.", False),
 ])
 def test_a_year_after_its_preposition_states_no_rate_amount(answer, context, held):

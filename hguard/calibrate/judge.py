@@ -738,9 +738,10 @@ _RATE_AHEAD = (r"(?![ \t\u00a0]*(?:(?:per|a|an|each|every)[ \t\u00a0]+|/[ \t\u00
                + r")s?\b|[ \t\u00a0]+(?:" + "|".join(a for a in _PERIOD_ADVERBS if a not in ("hourly", "annual")) + r")\b)")
 # ... unless a year's preposition or article is right before it ("In 2024 per year the fee was $50.", "The 2024 daily
 # rate is $150.", "Fees for 2024 per year: $150."): a year, or the wrong "$2,024 per year" passed on it read as a
-# rate's amount (a review's old gap; "limited to 2000 per day", "a fee of 2000 per year" stay amounts)
-_YEAR_BEFORE = "|".join(f"(?<=\\b{w}[ \t\u00a0])" for w in ("in", "for", "from", "since", "until", "till", "by", "during",
-                                                           "the", "before", "after", "through", "as of"))
+# rate's amount (a review's old gap; "limited to 2000 per day", "a fee of 2000 per year", "rose from 2000 per month"
+# and "grew by 2000 per year" stay amounts)
+_YEAR_BEFORE = "|".join(f"(?<=\\b{w}[ \t\u00a0])" for w in ("in", "for", "since", "until", "till", "during", "the", "before",
+                                                           "after", "through", "as of"))
 _YEAR_LIKE = re.compile(r"(?i)(?:(?:" + _YEAR_BEFORE + r")(?P<said>)|)(?<![" + _MINUS_SIGNS
                         + r"\w.,/:'\u2019\u00a7#])(?:19|20)\d\d(?![\w%\u2030]|[" + _MINUS_SIGNS
                         + r".,/:]\d)(?![ \t\u00a0]*" + _LABEL_WORD + r"[a-z]\b)" + _NO_UNIT_AHEAD + "(?(said)|" + _RATE_AHEAD + ")")
