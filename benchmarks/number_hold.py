@@ -1,7 +1,8 @@
 """Benchmark of the RAG number hold on cases it was not fitted on.
 
 The hold, as the guard applies it: ``hguard.calibrate.judge.unstated_numbers`` (a figure neither the passage nor the
-question states) and ``misattributed_numbers`` (one the passage states only about something else). Two sets of
+question states), ``misattributed_numbers`` (one the passage states only about something else) and ``premise_numbers``
+(one the question states where the passage states another of that unit). Two sets of
 cases, each written by an evaluator who had read neither the rules nor their tests. Set 1,
 benchmarks/cases/number_hold.jsonl, holds 271 faithful answers (the passage's figures restated as a chat model
 restates them) and 218 wrong ones (exactly one figure, unit, currency, scale, date or rate changed), over seven
@@ -49,11 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from hguard._stats import clopper_pearson_interval
-    from hguard.calibrate.judge import misattributed_numbers, unstated_numbers
+    from hguard.calibrate.judge import misattributed_numbers, premise_numbers, unstated_numbers
 
-    def holds(answer: str, context: str, question: str) -> list[str]:  # the guard's two number holds, as it reads them
+    def holds(answer: str, context: str, question: str) -> list[str]:  # the guard's three number holds, as it reads them
         unstated = unstated_numbers(answer, context, question)
-        return unstated + misattributed_numbers(answer, context, question, unstated=unstated)
+        return (unstated + misattributed_numbers(answer, context, question, unstated=unstated)
+                + [f for f, _ in premise_numbers(answer, context, question)])
 
     args = build_parser().parse_args(argv)
     result = {name: _measure(path, holds, clopper_pearson_interval) for name, path in CASES.items()}

@@ -16,7 +16,8 @@ from ._guard_result import CUT_MARK, GuardResult, _join_context, context_given, 
 from ._numerics import NUMBER_RULE, finite_number, sigmoid
 from ._text import direction_controls
 from .calibrate.data import domain_slug
-from .calibrate.judge import affirms_question, as_written, declines, misattributed_numbers, unstated_numbers
+from .calibrate.judge import (affirms_question, as_written, declines, misattributed_numbers, premise_numbers,
+                              unstated_numbers)
 from .signals.relevance import repeats_question
 from .signals.grounding import reversed_claims
 from .errors import cut_text, error_text, shown
@@ -134,6 +135,8 @@ def answer_holds(question: str, answer: str, context: str | None, declined: str 
                         ("chat-turn", lambda: _turns_hold(question)),
                         ("repeated-question", lambda: _repeats_hold(question, answer) if declined is None else None),
                         ("number", lambda: numbers() if read else None),
+                        ("question-premise-figure",
+                         lambda: _premise_hold(question, answer, figures_in, redact) if read else None),
                         ("misattributed-figure", lambda: _elsewhere_hold(question, answer, figures_in, unstated, redact,
                                                                          whole=context if stated_in is not None else None)
                          if read else None),
@@ -196,6 +199,22 @@ def _numbers_hold(answer: str, unstated: list[str], redact: bool, question: str)
                 "or in that currency or as a percentage): held for review")
     return (f"the answer states {said}, which neither the passage nor the question states (as that number, "
             "or in that currency or as a percentage): held for review")
+
+
+def _premise_hold(question: str, answer: str, context: str | None, redact: bool) -> str | None:
+    """`answer_holds`' hold for figures the answer takes from the question alone where the passage states another
+    figure of that unit (:func:`hguard.calibrate.judge.premise_numbers`: a false premise of the question, restated),
+    else None: the number check counts a figure the question states as stated, so "Since the notice period is ninety
+    days, ..." over a passage of 30 days passed "... after 90 days" (a legal team's trial)."""
+    if not (found := premise_numbers(answer, context or "", question)):
+        return None
+    if redact:
+        return (f"the answer states {len(found)} figure(s) the question states and the passage does not, where the "
+                "passage states another of that unit (not quoted: a redacting log): a premise of the question the "
+                "passage contradicts, held for review")
+    said = "; ".join(f"{', '.join(as_written(answer, [f]))} (the passage: {', '.join(others[:3])})" for f, others in found[:3])
+    return (f"the answer states a figure the question states and the passage does not, where the passage states "
+            f"another of that unit: {said}; a premise of the question the passage contradicts, held for review")
 
 
 def _elsewhere_hold(question: str, answer: str, context: str | None, unstated: list[str], redact: bool, *,

@@ -2829,3 +2829,35 @@ def test_another_languages_unit_alone_names_no_period(answer, context):
     from hguard._guard_scoring import answer_holds
 
     assert answer_holds("How much is the fee?", answer, context, None)
+
+
+@pytest.mark.parametrize("question, answer, context, held", [
+    # a legal team's trial: a false premise of the question, restated, passed (the question states the figure)
+    ("Since the termination notice period is ninety days, when can I stop performing?",
+     "You can stop performing after the notice period is 90 days.",
+     "Either party may terminate this Agreement upon 30 days prior written notice to the other party.", ["90 day"]),
+    ("Given the $30 monthly fee, what do I pay in a year?", "At $30 per month you pay $360 per year.",
+     "The fee is $25 per month.", ["30 dollar/month"]),
+    ("As the deposit is 2%, how much is it on a $1,000 rent?", "The deposit is 2%, which is $20.",
+     "The security deposit is 5% of the monthly rent.", ["2 percent"]),
+    # the question's figure restated where the passage states nothing of that unit, or states it too: no premise to contradict
+    ("For the 3 items you bought, what is the return window?", "For your 3 items the return window is 30 days.",
+     "Items may be returned within 30 days.", []),
+    ("With 90 days notice, can I terminate the agreement?", "Yes, with 90 days notice you can terminate.",
+     "Either party may terminate upon 90 days prior written notice.", []),
+    ("Since the fee is $30, when is it due?", "The $30 fee is due on the first of the month.",
+     "Payment is due on the first of each month.", []),
+])
+def test_a_figure_the_answer_takes_from_the_question_is_held_where_the_passage_states_another_of_its_unit(
+        question, answer, context, held):
+    from hguard._guard_scoring import answer_holds
+    from hguard.calibrate.judge import premise_numbers
+
+    assert [f for f, _ in premise_numbers(answer, context, question)] == held
+    reasons = [r for r in answer_holds(question, answer, context, None) if "a premise of the question" in r]
+    assert len(reasons) == len(held[:1])
+    if held:
+        assert "the passage contradicts" in reasons[0] and "(the passage: " in reasons[0]
+        # a redacting log's reason quotes no figure
+        (quiet,) = [r for r in answer_holds(question, answer, context, None, redact=True) if "a premise" in r]
+        assert "not quoted" in quiet and held[0].split()[0] not in quiet

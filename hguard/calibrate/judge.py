@@ -1163,6 +1163,34 @@ def _writes_own_figure(answer: str) -> bool:
                for _, unit in stated_numbers(_LIST_MARKER.sub(" ", answer), number_words=False))
 
 
+def premise_numbers(answer: str, context: str, question: str) -> list[tuple[str, list[str]]]:
+    """The figures ``answer`` takes from ``question`` alone (:func:`unstated_numbers` counts them stated by the question)
+    where ``context`` states another figure of that unit and not this one, each with the passage's figures of the
+    unit, as shown: a premise of the question the passage contradicts ("Since the notice period is ninety days, when
+    can I stop?" over "upon 30 days' notice" -> "... after 90 days": ``[("90 day", ["30 day"])]``). A figure of the
+    question the passage states nothing of that unit about stays the question's to restate ("For the 3 items you
+    bought ..."); one the answer writes as a yes/no question's (affirmed, :func:`unstated_numbers`) is that check's."""
+    if not any(c.isdigit() for c in question) and not stated_numbers(question):
+        return []
+    alone = unstated_numbers(answer, context)
+    if not alone:
+        return []
+    exempted = set(alone) - set(unstated_numbers(answer, context, question))
+    passage: dict[str, list[str]] = {}
+    for value, unit in stated_numbers(context):
+        if unit is not None and not unit.startswith("#"):
+            passage.setdefault(unit.split("/")[0], []).append(_shown(value, unit))
+    found = []
+    for value, unit in dict.fromkeys(stated_numbers(answer, number_words=False)):
+        shown_as = _shown(value, unit)
+        if unit is None or shown_as not in exempted:
+            continue
+        others = [f for f in dict.fromkeys(passage.get(unit.split("/")[0], [])) if f != shown_as]
+        if others:
+            found.append((shown_as, others))
+    return found
+
+
 # a question put as a statement to confirm: "The fee is $15 a month, right?", "..., isn't it?", "..., is that correct?"
 _CONFIRMING_TAG = re.compile(r"(?i)[,\s](?:right|correct|true|yes|no|is\s+that\s+(?:right|correct|true|so)|am\s+i\s+right"
                              r"|(?:is|isn't|isnt|are|aren't|arent|does|doesn't|doesnt|do|don't|dont|did|didn't|didnt|was|"
