@@ -2847,6 +2847,9 @@ def test_another_languages_unit_alone_names_no_period(answer, context):
      "Either party may terminate upon 90 days prior written notice.", []),
     ("Since the fee is $30, when is it due?", "The $30 fee is due on the first of the month.",
      "Payment is due on the first of each month.", []),
+    # the passage's other figure of that unit is about something else: no premise of the question contradicted
+    ("I paid $100 for the item; what refund do I get?", "You paid $100 and refunds are issued up to $50.",
+     "Refunds of up to $50 are issued within 14 days.", []),
 ])
 def test_a_figure_the_answer_takes_from_the_question_is_held_where_the_passage_states_another_of_its_unit(
         question, answer, context, held):

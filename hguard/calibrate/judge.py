@@ -1165,30 +1165,45 @@ def _writes_own_figure(answer: str) -> bool:
 
 def premise_numbers(answer: str, context: str, question: str) -> list[tuple[str, list[str]]]:
     """The figures ``answer`` takes from ``question`` alone (:func:`unstated_numbers` counts them stated by the question)
-    where ``context`` states another figure of that unit and not this one, each with the passage's figures of the
-    unit, as shown: a premise of the question the passage contradicts ("Since the notice period is ninety days, when
-    can I stop?" over "upon 30 days' notice" -> "... after 90 days": ``[("90 day", ["30 day"])]``). A figure of the
-    question the passage states nothing of that unit about stays the question's to restate ("For the 3 items you
-    bought ..."); one the answer writes as a yes/no question's (affirmed, :func:`unstated_numbers`) is that check's."""
+    where ``context`` states another figure of that unit about the same thing, each with those figures of the passage,
+    as shown: a premise of the question the passage contradicts ("Since the notice period is ninety days, when can I
+    stop?" over "... upon 30 days' prior written notice" -> "... after 90 days": ``[("90 day", ["30 day"])]``). The
+    same thing: the question's clause stating the figure shares a content word (`_about`) with the passage's clause
+    stating the other ("notice"); "I paid $100, can I get a refund?" over "Refunds of up to $50 are issued" is no
+    premise contradicted (what was paid is not what is refunded). A figure of the question the passage states nothing
+    of that unit about stays the question's to restate ("For the 3 items you bought ..."); one the answer affirms as a
+    yes/no question's is :func:`unstated_numbers`' to hold."""
     if not any(c.isdigit() for c in question) and not stated_numbers(question):
         return []
     alone = unstated_numbers(answer, context)
     if not alone:
         return []
     exempted = set(alone) - set(unstated_numbers(answer, context, question))
-    passage: dict[str, list[str]] = {}
-    for value, unit in stated_numbers(context):
-        if unit is not None and not unit.startswith("#"):
-            passage.setdefault(unit.split("/")[0], []).append(_shown(value, unit))
+    if not exempted:
+        return []
+
+    def clauses(text: str) -> list[tuple[list[tuple[str, str | None]], frozenset[str]]]:
+        return [(stated_numbers(c), _about(c)) for c in _CLAUSE.split(text) if c and any(ch.isalnum() for ch in c)]
+
+    asked, stated = clauses(question), clauses(context)
     found = []
     for value, unit in dict.fromkeys(stated_numbers(answer, number_words=False)):
         shown_as = _shown(value, unit)
         if unit is None or shown_as not in exempted:
             continue
-        others = [f for f in dict.fromkeys(passage.get(unit.split("/")[0], [])) if f != shown_as]
+        head = unit.split("/")[0]
+        subject = frozenset().union(*(about for said, about in asked if (value, unit) in said or any(
+            v == value and (u or "").split("/")[0] == head for v, u in said)))
+        others = [_shown(v, u) for said, about in stated if about & subject
+                  for v, u in said if u is not None and u.split("/")[0] == head and _shown(v, u) != shown_as]
         if others:
-            found.append((shown_as, others))
+            found.append((shown_as, list(dict.fromkeys(others))))
     return found
+
+
+# where `premise_numbers` cuts a text into clauses: a comma, semicolon or colon before a space, a bracket, a spaced
+# dash, a sentence's end, a line (not "1,500" or "12:30")
+_CLAUSE = re.compile(r"[,;:](?=\s)|[()\[\]]|\s[-\u2013\u2014]\s|(?<=[.!?])\s+|\n")
 
 
 # a question put as a statement to confirm: "The fee is $15 a month, right?", "..., isn't it?", "..., is that correct?"
