@@ -470,7 +470,8 @@ def test_a_weight_too_large_for_a_float_is_refused_naming_it(embedder):
     ("The Company shall disclose personal data to non-affiliated third parties without consent.",
      "The Company shall not disclose personal data to non-affiliated third parties without consent.", True),
     ('The band U2 did not record "I Still Haven\'t Found What I\'m Looking For" in 1987.',
-     'The band U2 recorded "I Still Haven\'t Found What I\'m Looking For" in 1987.', True),    # a legal team's trial: a clause's carve-out or boilerplate qualifier counts only where the other sentence restates
+     'The band U2 recorded "I Still Haven\'t Found What I\'m Looking For" in 1987.', True),
+    # a legal team's trial: a clause's carve-out or boilerplate qualifier counts only where the other sentence restates
     # it; "neither ... nor" is one negation; "including but not limited to" none; a covenant's name one
     ("You cannot close your savings account.", "You cannot close your savings account unless the balance is zero.",
      False),
@@ -518,6 +519,86 @@ def test_a_faithful_answer_to_a_negatively_worded_clause_is_not_read_as_its_oppo
     found = reversed_claims(case["answer"], case["context"])
     assert bool(found) is (case["kind"] == "reversed"), (case["id"], found)
     assert len(_LEGAL_CASES) >= 50 and {c["source"] for c in _LEGAL_CASES} == {"trial", "written"}
+
+
+# a review of the legal fix (751add0) on new cases: wrong answers held before it and passed after it (the qualifier
+# read one-sided, a lone "without" dropped, a covenant's name read in "a non-disclosure agreement", "not limited to" as
+# the predicate), and wrong answers the first try at mending it passed
+_REVIEW_REVERSALS = [
+    ("Tenants may sublet the unit freely without consent.",
+     "Tenants may not sublet the unit without the landlord's written consent."),
+    ("Patients may receive the travel vaccine without a prescription.",
+     "Patients may not receive the travel vaccine without a prescription from their physician."),
+    ("Expenses may be reimbursed without approval.", "Expenses may not be reimbursed without approval from the finance team."),
+    ("Pharmacists may dispense antibiotics without a prescription.",
+     "Pharmacists may not dispense antibiotics without a valid prescription."),
+    ("Minors may consent to surgery without a parent.", "Minors may not consent to surgery without a parent or guardian."),
+    ("Employees can carry over unused holiday without approval.",
+     "Employees cannot carry over unused holiday except with the written approval of HR."),
+    ("Disputes may be taken to court without mediation.", "Disputes may not be taken to court unless mediation has failed."),
+    ("Members may resign at any time, but they must give notice.", "Members may resign at any time without giving notice."),
+    ("Employees may take unpaid leave only if they state a reason.",
+     "Employees may take unpaid leave without stating a reason."),
+    ("Contractors do not need to sign an NDA before starting work.",
+     "All contractors must sign a non-disclosure agreement before starting work."),
+    ("Contractors are not required to sign a confidentiality agreement before starting work.",
+     "All contractors must sign a non-disclosure agreement before starting work."),
+    ("Coverage is limited to in-network providers.", "Coverage is not limited to in-network providers."),
+    ("The warranty is limited to defects in materials.",
+     "The warranty is not limited to defects in materials and also covers workmanship."),
+    ("Subscribers may stream content on a limited number of devices.",
+     "Subscribers may stream content without limitation on the number of devices."),
+    ("Employees are allowed to accept gifts from vendors without restriction.",
+     "Employees are prohibited from accepting gifts from vendors."),
+    ("Each party shall be liable for indirect or consequential damages without exception.",
+     "Except as provided herein, neither party shall be liable for indirect or consequential damages."),
+]
+# ... and faithful answers passed before it and held after it (a condition restated without a negation, a covenant or a
+# prohibition named otherwise, "prohibitively", "and neither may")
+_REVIEW_RESTATEMENTS = [
+    ("Tenants need the landlord's permission to sublet the unit.",
+     "Tenants may not sublet the unit without the landlord's written consent."),
+    ("Tenants may sublet the unit only if the landlord agrees in writing.",
+     "Tenants may not sublet the unit without the landlord's written consent."),
+    ("You can close your savings account only once the balance has been paid off.",
+     "You cannot close your savings account unless the balance is zero."),
+    ("Visitors are allowed in the intensive care unit only at scheduled times.",
+     "Visitors are not allowed in the intensive care unit except during visiting hours."),
+    ("A party may assign this agreement only with the other party's approval.",
+     "Neither party may assign this agreement without the prior written consent of the other party."),
+    ("Visitors accompanied by staff may enter the laboratory.", "Visitors may not enter the laboratory unless accompanied."),
+    ("Members can resign at any time and do not need to give notice.",
+     "Members may resign at any time without giving notice."),
+    ("All contractors must sign an NDA before starting work.",
+     "All contractors must sign a non-disclosure agreement before starting work."),
+    ("The restrictive covenant binds the employee for one year after termination.",
+     "The non-compete clause binds the employee for one year after termination."),
+    ("Drug X acts as an allosteric inhibitor of the enzyme.", "Drug X is a non-competitive inhibitor of the enzyme."),
+    ("Smoking is banned on the hospital premises.", "Smoking is prohibited on the hospital premises."),
+    ("Former employees dismissed for misconduct are banned from rehire for twelve months.",
+     "Former employees are barred from rehire for twelve months after dismissal for misconduct."),
+    ("Staff should avoid discussing patients in public areas.",
+     "Staff must refrain from discussing patients in public areas."),
+    ("Treatment abroad can be very expensive for uninsured patients.",
+     "Treatment abroad can be prohibitively expensive for uninsured patients."),
+    ("The tenant may not terminate the lease early, and neither may the landlord.",
+     "Neither the tenant nor the landlord may terminate the lease early."),
+]
+
+
+@pytest.mark.parametrize(("answer", "passage", "reversed_"),
+                         [(a, p, True) for a, p in _REVIEW_REVERSALS] + [(a, p, False) for a, p in _REVIEW_RESTATEMENTS])
+def test_a_qualifier_a_covenant_or_a_prohibition_is_read_against_the_other_sentence(answer, passage, reversed_):
+    """A qualifier ("without the landlord's written consent") is left out only where it carves an exception out of a
+    claim its sentence negates besides and the other sentence neither restates it nor states a qualifier or a
+    condition of its own ("only if", "needs"); a covenant's name is an obligation not to only where the other sentence
+    has its verb ("shall not compete"); a prohibition is one negation where the other sentence words none ("banned",
+    "avoid"). Read one-sided, "may sublet freely without consent" restated "may not sublet without the landlord's
+    written consent" (a review: 14 wrong answers held before the legal fix passed after it)."""
+    from hguard.signals.grounding import reversed_claims
+
+    found = reversed_claims(answer, passage)
+    assert bool(found) is reversed_, found
 
 
 def test_a_day_written_as_an_ordinal_before_its_month_ends_no_sentence():

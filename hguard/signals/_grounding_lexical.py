@@ -387,8 +387,15 @@ NEGATIONS = frozenset("not no never none nor neither cannot without nothing nobo
 # "no later than", "no more than" set a bound, "not only" adds, ", not later." and ", no exceptions." stress: no negation
 _NO_NEGATION = re.compile(r"\b(?:no|not)\s+(?:later|more|less|fewer|sooner|earlier|greater|longer|shorter)\s+than\b"
                           r"|\bnot\s+(?:only|just|merely)\b|\bno\s+matter\b|\bno\s+doubt\b"
-                          # a contract's "including but not limited to", "without limitation": a list left open
-                          r"|\b(?:but\s+)?not\s+limited\s+to\b|\bwithout\s+(?:limitation|limiting)\b"
+                          # a contract's "including but not limited to": a list left open ("not limited to" after
+                          # "including" only: "Coverage is not limited to in-network providers." is negated, a review)
+                          r"|(?<=including),?\s+but\s+not\s+limited\s+to\b|\bwithout\s+limiting\b"
+                          # "without limitation", "without restriction", "without exception" where no "on", "to",
+                          # "of", "as" follows: "freely", "in every case" ("without limitation on the number of
+                          # devices" is negated, a review)
+                          r"|\bwithout\s+(?:any\s+)?(?:limitations?|restrictions?|exceptions?)\b(?!\s+(?:on|to|of|as)\b)"
+                          # a governing-law clause's "without regard to its conflict of law provisions": boilerplate
+                          r"|\bwithout\s+(?:regard|reference)\s+to\b|\bwithout\s+giving\s+effect\s+to\b"
                           r"|,\s*(?:and\s+)?(?:not|no)\s+(?:later|earlier|sooner|before|after|more|less|exceptions?)\W*$",
                           re.IGNORECASE)
 _NOT = re.compile(r"n[\u2019']t\b", re.IGNORECASE)
@@ -417,25 +424,48 @@ OTHER_NEGATIONS = frozenset(
 
 
 #: a restrictive covenant's name, "non-compete", "non-solicit", "non-disclosure": an obligation not to (one negation;
-#: "The non-compete lasts one year." restates "... shall not compete ... for one year", a legal team's trial); another
-#: "non-" word ("non-affiliated", "non-exclusive") is no negation, as before
-#: ... and so is a prohibition ("is prohibited from competing", "shall refrain from soliciting")
-_COVENANT = re.compile(r"\bnon-?(?:compet\w*|solicit\w*|disclos\w*|disparag\w*|circumvent\w*)"
-                       r"|\b(?:prohibit|forbid)\w*|\brefrain\w*\s+from\b|\b(?:precluded|barred)\s+from\b", re.IGNORECASE)
+#: "The non-compete lasts one year." restates "... shall not compete ... for one year", a legal team's trial), read so
+#: only where the other sentence has its verb ("compete") outside such a name; else it names a thing ("sign a
+#: non-disclosure agreement" is "sign an NDA", a review); another "non-" word ("non-affiliated") is no negation, as before
+_COVENANT = re.compile(r"\bnon-?(compet|solicit|disclos|disparag|circumvent)\w*", re.IGNORECASE)
+#: a prohibition ("is prohibited from competing", "shall refrain from soliciting", "is banned"): one negation, where the
+#: other sentence words none ("Smoking is banned." restates "Smoking is prohibited.", "should avoid" "must refrain from";
+#: "prohibitively expensive" is none)
+_PROHIBITION = re.compile(r"\b(?:prohibit(?:s|ed|ing|ion)?|forb[ia]d\w*|ban(?:s|ned|ning)?)\b|\brefrain\w*\s+from\b"
+                          r"|\b(?:precluded|barred)\s+from\b", re.IGNORECASE)
+_AVOID = re.compile(r"\bavoid\w*", re.IGNORECASE)  # no negation itself ("to avoid late fees, pay ..."), a prohibition's word
 #: a qualifier: "except", "unless" or "without" and the words after it up to a comma, a semicolon, a bracket or the
 #: sentence's end ("except as required by law", "unless the balance is zero", "without the prior written consent")
 _QUALIFIER = re.compile(r"\b(?:except|unless|without)\b[^,;:()\[\]]*", re.IGNORECASE)
+#: a condition stated without a negation ("only if the landlord agrees", "needs the landlord's permission", "requires
+#: consent"; not "even if"): a sentence stating one restates the other's qualifier in its own words
+_CONDITION = re.compile(r"\b(?:only|(?<!even\s)if|needs?|needed|requir\w*)\b", re.IGNORECASE)
 
 
 def _stems(text: str) -> set[str]:
-    return {_stem(t) for t in content_tokens(text)}
+    return {_stem(t) for t in content_tokens(text) if t not in NEGATIONS}
 
 
 def _restated(qualifier: str, other: set[str]) -> bool:
     """Whether the other sentence (``other``: its content stems) restates ``qualifier``: holds two of its content
-    words, or all of them where it has fewer (none: always, as every negation was counted before)."""
-    own = {s for s in _stems(qualifier) if s not in NEGATIONS}
+    words, or all of them where it has fewer (none: always, as every negation was counted before); its "unless",
+    "except", "without" are not among them."""
+    own = _stems(qualifier)
     return len(own & other) >= min(2, len(own))
+
+
+def _count(words: list[str]) -> int:
+    """The negations among ``words``; "nor", or "and neither", after one continues it ("neither ... nor ...", "may not
+    ..., and neither may ...": one; "Except as provided herein, neither party ...": two)."""
+    count = 0
+    for i, w in enumerate(words):
+        if w in NEGATIONS and not ((w == "nor" or (w == "neither" and i and words[i - 1] == "and")) and count):
+            count += 1
+    return count
+
+
+def _english_words(text: str) -> list[str]:
+    return re.findall(r"[a-z]+", fold_accents(text).lower())
 
 
 def _negated(sentence: str, other: str | None = None) -> bool:
@@ -445,25 +475,31 @@ def _negated(sentence: str, other: str | None = None) -> bool:
     negation (a review: read so, "shall not disclose ... to non-affiliated parties" reversed was not found).
 
     Read against ``other`` (the sentence it is compared with), an English sentence's qualifier ("except as provided
-    herein", "unless caused by gross negligence", "without regard to its conflict of law provisions") counts only
-    where ``other`` restates it: a faithful answer leaves a clause's carve-out out ("Neither party is liable for
-    consequential damages." of "Except as provided herein, neither party shall be liable for ... consequential
-    damages": two negations against one, held; a legal team's trial), while "can ... only if the balance is zero"
-    still restates "cannot ... unless the balance is zero" (both counted). "nor" after a negation continues it
-    ("neither ... nor ..." is one), and a restrictive covenant's name ("the non-compete") or a prohibition ("is
-    prohibited from", "shall refrain from") is one."""
+    herein", "unless the balance is zero", "without the landlord's consent") is left out where it carves an exception
+    out of a claim the sentence negates besides and ``other`` neither restates it nor has a qualifier or a condition
+    of its own: a faithful answer leaves a clause's carve-out out ("Neither party is liable for consequential
+    damages." of "Except as provided herein, neither party shall be liable for ... consequential damages": two
+    negations against one, held; a legal team's trial). Else it counts, as before: "can ... only if the balance is
+    zero" restates "cannot ... unless the balance is zero", "may sublet without consent" reverses "may not sublet
+    without the landlord's written consent" and "may resign, but must give notice" "may resign without giving notice"
+    (a review: one-sided, these passed). "nor" or "neither" after a negation continues it, a covenant's name ("the
+    non-compete") or a prohibition ("is prohibited from", "shall refrain from", "is banned") is one where ``other``
+    words it otherwise (`_COVENANT`, `_PROHIBITION`)."""
     text = _NO_NEGATION.sub(" ", _NOT.sub(" not", _QUOTED.sub(" ", sentence)))
     if written_in(words_of(text)) not in ("english", None):
-        return not OTHER_NEGATIONS.isdisjoint(re.findall(r"[a-z]+", fold_accents(text).lower()))
+        return not OTHER_NEGATIONS.isdisjoint(_english_words(text))
     if other is not None:
-        against = _stems(other)
-        text = _QUALIFIER.sub(lambda m: m.group(0) if _restated(m.group(0), against) else " ", text)
-    text = _COVENANT.sub(" not ", text)
-    count = 0
-    for w in re.findall(r"[a-z]+", fold_accents(text).lower()):
-        if w in NEGATIONS and not (w == "nor" and count):  # "neither ... nor", "not ... nor": one negation
-            count += 1
-    return count % 2 == 1
+        plain = _NO_NEGATION.sub(" ", _NOT.sub(" not", _QUOTED.sub(" ", other)))
+        if (_count(_english_words(_QUALIFIER.sub(" ", text))) and not _QUALIFIER.search(plain)
+                and not _CONDITION.search(plain)):
+            against = _stems(plain)
+            text = _QUALIFIER.sub(lambda m: m.group(0) if _restated(m.group(0), against) else " ", text)
+        verbs = {m.group(1).lower() for m in re.finditer(r"\b(compet|solicit|disclos|disparag|circumvent)",
+                                                          _COVENANT.sub(" ", plain), re.IGNORECASE)}
+        text = _COVENANT.sub(lambda m: " not " if m.group(1).lower() in verbs else " ", text)
+        if not (_PROHIBITION.search(plain) or _AVOID.search(plain)):
+            text = _PROHIBITION.sub(" not ", text)
+    return _count(_english_words(text)) % 2 == 1
 
 
 def reversed_claims(answer: str, context: Any) -> list[tuple[str, str]]:
