@@ -685,8 +685,9 @@ class Generator:
         if len(ids) > limit:
             raise InputError(f"the answer is {len(ids)} tokens long, over max_new_tokens = {limit}, the most this guard "
                              "generates (its probes were calibrated on answers of at most that many tokens; a longer one "
-                             "is refused, not cut); score an answer of at most that length, or raise [generation] "
-                             "max_new_tokens in the policy and recalibrate")
+                             f"is refused, not cut); score an answer of at most that length (a server answering for this "
+                             f"guard: cap it at max_tokens={limit} and send it Guard.prompt_messages(...)), or raise "
+                             "[generation] max_new_tokens in the policy and recalibrate")
         return ids
 
     def _as_written(self, answer: str) -> list[int]:

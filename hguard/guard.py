@@ -63,6 +63,8 @@ class QueryRewrite:
 #: the longest request_id or domain name a call may pass: each is copied into every record of the request (a 3 MB
 #: domain name was answered, and written into the decision, its reasons and the review queue, 18 MB a call)
 MAX_NAME_CHARS = 256
+#: ``Guard._check_input``'s "no answer given" (an answer of None is given, and refused as not text)
+_NO_ANSWER = object()
 
 
 def unlisted_domain(name: str) -> str:
@@ -1215,6 +1217,16 @@ class Guard(_Scoring, _Recording):
                                 histories=[history], systems=[system], runs=None if run is None else [run],
                                 served=served)[0]
 
+    def prompt_messages(self, question: str, context=None, *, history=None, system: str | None = None) -> list[dict]:
+        """The chat this guard's model is sent for ``question`` (``[{"role": ..., "content": ...}]``): the policy's
+        system prompt (or ``system``), ``history``, then the question in the guard's context framing, the passages of
+        ``context`` joined as :meth:`invoke` joins them. Another server answering for this guard (the same weights,
+        greedy) must be sent exactly this, its answer capped at the policy's ``max_new_tokens``, for :meth:`check` to
+        find the model's own answer: an answer written from another prompt (a chain's own template) is not the
+        model's own answer to this one, and goes to review. A model without a chat template is prompted in the
+        guard's plain frame instead (``generator.prompt_ids``), which a chat server does not build."""
+        return self.generator.messages(question, _join_context(context), history=history, system=system)
+
     def check_batch(
         self,
         questions: Sequence[str],
@@ -1249,6 +1261,26 @@ class Guard(_Scoring, _Recording):
                             request_id=request_id if isinstance(request_id, str) else None, run_id=run_id_of(run),
                             source=source, given=given)
         return err
+
+    def _check_input(self, question: Any, context: str | None, history: Any, system: Any, domain: Any, *,
+                     max_new_tokens: int | None = None, answer: Any = _NO_ANSWER) -> None:
+        """One request checked as :meth:`batch` checks each before anything is generated or recorded (``context``
+        joined as :func:`_join_context` joins it): InputError, unrecorded, naming the value and the fix. ``answer``: a
+        given answer (:meth:`check`), text, not blank, no longer than the guard generates (``_NO_ANSWER``: none given).
+        An adapter that reads its inputs itself checks each with it, so that a refusal names the caller's own input
+        and the adapter as who asked (in a batch of the inputs it kept, the guard numbered it among those alone and
+        recorded it as the API's)."""
+        _check_text("question", question)
+        if context is not None:
+            _check_text("context", context)
+        if domain is not None and not _is_domain_name(domain):
+            raise InputError(f"domain must be a domain name or None, got {domain!r:.80}"
+                             + (f" ({len(domain):,} characters)" if isinstance(domain, str) and len(domain) > MAX_NAME_CHARS
+                                else "")
+                             + "; name a domain of the policy, or leave it out to choose one by similarity")
+        self.generator.prompt_ids(question, context, history=history, system=system, max_new_tokens=max_new_tokens)
+        if answer is not _NO_ANSWER:  # text, not blank, and no longer than the guard generates
+            self.generator.answer_ids(answer)
 
     def rewrite_query(
         self,
@@ -1465,15 +1497,8 @@ class Guard(_Scoring, _Recording):
                 notes[i] += left_out_passages(c)
                 passages[i] = list(c) if len(kept_passages(c)) > 1 else None
                 c = _join_context(c)
-                if c is not None:
-                    _check_text("context", c)
-                if d is not None and not _is_domain_name(d):
-                    raise InputError(f"domain must be a domain name or None, got {d!r:.80}"
-                                     + (f" ({len(d):,} characters)" if isinstance(d, str) and len(d) > MAX_NAME_CHARS else "")
-                                     + "; name a domain of the policy, or leave it out to choose one by similarity")
-                self.generator.prompt_ids(q, c, history=h, system=s, max_new_tokens=max_new_tokens)
-                if given_answers is not None:  # text, not blank, and no longer than the guard generates
-                    self.generator.answer_ids(given_answers[i])
+                self._check_input(q, c, h, s, d, max_new_tokens=max_new_tokens,
+                                  answer=given_answers[i] if given_answers is not None else _NO_ANSWER)
             except InputError as exc:
                 err = InputError(f"question {i} of {n} (counting from 0): {exc}") if n > 1 else exc
                 # each refused request is in the audit log too (an error record; the ids on the error)

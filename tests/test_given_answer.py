@@ -379,3 +379,34 @@ def test_an_evaluations_accepted_answers_are_not_spot_checked_and_served_ones_ar
     assert "spot_check_rate" not in AuditLog(tmp_path / "audit.jsonl").find(evaluated.audit_id)
     e = run_monitor(guard.policy, act=False)["domains"]["alpha"]
     assert e["selection_audit"]["mismatches"] == [] and e["selection_audit"]["accepted"] == 2
+
+
+def test_prompt_messages_is_what_another_server_must_be_sent_for_its_answer_to_be_the_models_own(calibrated_guard):
+    """Another server of the same weights (here the model itself, called as a chat server calls it: the chat template
+    applied to the messages, greedy, capped at the policy's max_new_tokens) sent Guard.prompt_messages: its answer is
+    the model's own for the guard's prompt, token for token, and check decides it as invoke did."""
+    import torch
+
+    guard = calibrated_guard
+    lm, limit = guard.lm, guard.generator.max_new_tokens
+    q, passages = QUESTIONS[0], ["gold is a metal .", "gold is a metal .", "paris is in france ."]
+    assert guard.prompt_messages(q, passages) == guard.generator.messages(q, "gold is a metal .\n\nparis is in france .")
+
+    def served(messages):
+        ids = lm.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
+                                               return_dict=True)["input_ids"]
+        with torch.no_grad():
+            out = lm.model.generate(ids, max_new_tokens=limit, do_sample=False)
+        return lm.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
+
+    own = guard.invoke(q, passages, domain="alpha")
+    assert served(guard.prompt_messages(q, passages)) == own.answer
+    r = guard.check(q, own.answer, passages, domain="alpha")
+    assert r.route == own.route and not any("not this model's own" in x for x in r.reasons), r.reasons
+
+
+def test_an_answer_over_max_new_tokens_is_refused_naming_the_cap_for_a_server_answering_for_the_guard(calibrated_guard):
+    with pytest.raises(InputError) as err:
+        calibrated_guard.check("who ?", " ".join(["paris"] * 40), domain="alpha")
+    limit = calibrated_guard.generator.max_new_tokens
+    assert f"cap it at max_tokens={limit} and send it Guard.prompt_messages(...)" in str(err.value)

@@ -452,6 +452,20 @@ def _with_run(run_manager: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
     return {_PARENT_RUN: parent_run_of(run_manager), _RUN_ID: _run_id(run_manager), **kwargs}
 
 
+def run_ids(run_id: Any, parent_run: Any) -> dict[str, str | None]:
+    """The LangChain run ids a decision record names (``Guard.invoke(run=...)``): the call's own ``run_id``, the
+    ``parent_run_id`` of the chain step that made it, and the ``root_run_id`` of the outermost run (the call's own
+    outside a chain; left out where the chain's root is not known)."""
+    root = CAPTURE.root_of(parent_run) if parent_run is not None else run_id
+    return {"run_id": str(run_id), "parent_run_id": None if parent_run is None else str(parent_run),
+            "root_run_id": None if root is None else str(root)}
+
+
+def response_metadata(guard: Guard, result: GuardResult) -> dict[str, Any]:
+    """What goes into a guarded answer's ``AIMessage.response_metadata``: the decision and the model's name."""
+    return {"model_name": guard.lm.name, **decision_metadata(result)}
+
+
 @dataclass
 class _Call:
     question: str
@@ -481,14 +495,8 @@ class _Call:
                 "max_new_tokens": self.max_new_tokens, "cancel": self.cancel, "run": self.run()}
 
     def run(self) -> dict[str, str | None] | None:
-        """The LangChain run ids the decision record names (``Guard.invoke(run=...)``): the call's own ``run_id``, the
-        ``parent_run_id`` of the chain step that made it, and the ``root_run_id`` of the outermost run (the call's own
-        outside a chain; left out where the chain's root is not known). None before the call has a run id."""
-        if self.run_id is None:
-            return None
-        root = CAPTURE.root_of(self.parent_run) if self.parent_run is not None else self.run_id
-        return {"run_id": str(self.run_id), "parent_run_id": None if self.parent_run is None else str(self.parent_run),
-                "root_run_id": None if root is None else str(root)}
+        """The LangChain run ids the decision record names (:func:`run_ids`); None before the call has a run id."""
+        return None if self.run_id is None else run_ids(self.run_id, self.parent_run)
 
     def asked(self) -> str:
         """What this call asks: two calls that ask the same get the same greedy answer and decision."""
@@ -926,7 +934,7 @@ class ChatHGuard(BaseChatModel):
 
     def response_metadata(self, result: GuardResult) -> dict[str, Any]:
         """What goes into ``AIMessage.response_metadata``: the decision and the model's name."""
-        return {"model_name": self.model_name, **decision_metadata(result)}
+        return response_metadata(self.guard, result)
 
     def usage_metadata(self, call: _Call, result: GuardResult) -> UsageMetadata:
         """Prompt tokens (as built by the guard, chat template included) and answer tokens."""

@@ -13,33 +13,36 @@ from langchain_core.runnables.config import get_config_list
 from pydantic import ConfigDict, Field, model_validator
 
 from hguard.errors import InputError
-from hguard.guard import Guard, GuardResult
-from hguard.streaming import (decided_here, decision_metadata, delivering, in_thread, refuse_unknown_settings,
+from hguard.guard import Guard, GuardResult, _join_context
+from hguard.streaming import (decided_here, delivering, in_thread, refuse_unknown_settings,
                               until_delivered)
 
-from .chat_models import batch_failed_why, decided_by, message_text, say_undelivered
-from .retrieval import CAPTURE, parent_run_of
+from .chat_models import batch_failed_why, decided_by, message_text, response_metadata, run_ids, say_undelivered
+from .retrieval import parent_run_of
 from .runnables import read_passages
 
 #: the keys an HGuardCheck input dict may hold
 _INPUT_KEYS = ("question", "answer", "context", "documents", "domain")
+#: the keyword arguments a call takes (``invoke(x, domain=...)``, ``batch(xs, served=False)``, ``.bind(...)``)
+_CALL_KEYWORDS = ("domain", "served")
 _SOURCE = "HGuardCheck"
+
+Parsed = tuple[str, str, Optional[list[str]], Optional[str], list[str]]
 
 
 def checked_message(guard: Guard, result: GuardResult) -> AIMessage:
     """What a chain gets for a checked answer, as it gets a :class:`~langchain_hguard.ChatHGuard` answer: the text
     a user should see (the answer when accepted, else the abstain or review text) and the decision in
     ``response_metadata`` (``route``, ``risk``, ``reasons``, ``audit_id``, ``answer_source``, ...)."""
-    return AIMessage(content=result.display_text,
-                     response_metadata={"model_name": guard.lm.name, **decision_metadata(result)})
+    return AIMessage(content=result.display_text, response_metadata=response_metadata(guard, result))
 
 
-def _run_ids(run_id: Any, parent: Any) -> dict[str, Optional[str]]:
-    """The LangChain run ids the decision record names, as ChatHGuard's do: the check's own run, the step that ran it
-    and the outermost run (the check's own outside a chain; left out where the chain's root is not known)."""
-    root = CAPTURE.root_of(parent) if parent is not None else run_id
-    return {"run_id": str(run_id), "parent_run_id": None if parent is None else str(parent),
-            "root_run_id": None if root is None else str(root)}
+def _blocks_other_than_text(message: BaseMessage) -> Optional[str]:
+    """The kind of a message's first content block that is not text (an image), if any."""
+    for block in message.content if isinstance(message.content, list) else []:
+        if not isinstance(block, str) and not (isinstance(block, dict) and block.get("type") == "text"):
+            return str(block.get("type") if isinstance(block, dict) else type(block).__name__)
+    return None
 
 
 class HGuardCheck(RunnableSerializable[dict, AIMessage]):
@@ -63,13 +66,21 @@ class HGuardCheck(RunnableSerializable[dict, AIMessage]):
     ``served`` defaults to True: a chain's output is shown to users, so its decisions are live traffic, which the
     monitor counts (spot-check estimate, verdicts, drift) as it counts generated answers; left False for a served
     answer, a hallucination it passes would be missing from every live figure. Pass ``served=False`` for an
-    evaluation or a log scored again (the monitor leaves those out: they served no one).
+    evaluation or a log scored again (the monitor leaves those out: they served no one). A call's ``domain=`` and
+    ``served=`` override the fields (``batch(xs, served=False)``, ``.bind(served=False)``); any other keyword is
+    refused, never dropped.
+
+    The other server must be sent the guard's own prompt, :meth:`Guard.prompt_messages` (the policy's system prompt,
+    the guard's context framing), greedy, capped at the policy's ``max_new_tokens``: an answer written from the
+    chain's own prompt is not the model's own answer to the guard's prompt, and goes to review; one longer than
+    ``max_new_tokens`` is refused.
 
     .. code-block:: python
 
-        other = ChatOpenAI(base_url="http://localhost:8000/v1", model="HuggingFaceTB/SmolLM2-135M-Instruct", temperature=0)
-        chain = {"question": itemgetter("question"), "context": itemgetter("context"),
-                 "answer": prompt | other} | HGuardCheck(guard=guard, domain="mine")
+        other = ChatOpenAI(base_url="http://localhost:8000/v1", model="HuggingFaceTB/SmolLM2-135M-Instruct",
+                           temperature=0, max_tokens=guard.generator.max_new_tokens)
+        asked = RunnableLambda(lambda x: guard.prompt_messages(x["question"], x["context"]))  # the guard's prompt
+        chain = RunnablePassthrough.assign(answer=asked | other) | HGuardCheck(guard=guard, domain="mine")
         chain.invoke({"question": q, "context": passages}).response_metadata["route"]
     """
 
@@ -79,8 +90,6 @@ class HGuardCheck(RunnableSerializable[dict, AIMessage]):
     """Domain of every question; ``None`` lets the guard choose by embedding similarity."""
     served: bool = Field(default=True, strict=True)
     """Whether the answers are shown to users as they route (live traffic); False for an evaluation."""
-    source_key: str = "source"
-    """Document metadata key naming a document's source (the document id is used when missing)."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -91,21 +100,50 @@ class HGuardCheck(RunnableSerializable[dict, AIMessage]):
 
     # -------------------------------------------------------------------------------- parsing
 
-    def _parse(self, value: Any, run_id: Optional[str] = None) -> tuple[str, str, Optional[list[str]], Optional[str], list[str]]:
-        """(question, answer, passages, domain, problems) read from the chain's input; a refused input is written to the
-        guard's audit log (an ``error`` record, its id on the InputError as ``audit_id``, the answer given in it)."""
-        try:
-            return self._read(value)
-        except InputError as exc:
-            got = value if isinstance(value, dict) else {}
-            answer = got.get("answer")
-            self.guard.record_failure(
-                got.get("question", value if not isinstance(value, dict) else None), exc,
-                domain=got.get("domain") or self.domain, source=_SOURCE, run_id=run_id,
-                given={"answer": answer.content if isinstance(answer, BaseMessage) else answer})
-            raise
+    def _settings(self, kwargs: dict[str, Any]) -> tuple[Optional[str], bool]:
+        """(domain, served) of a call: its ``domain=`` and ``served=`` keywords, else the fields'. Any other keyword is
+        refused, never dropped (a ``served=False`` evaluation was recorded as live traffic, a ``domain=`` chosen by
+        similarity instead)."""
+        unknown = sorted(str(k) for k in kwargs if k not in _CALL_KEYWORDS)
+        if unknown:
+            raise InputError(f"HGuardCheck got the keyword argument(s) {unknown}; a call takes domain= (a domain of the "
+                             "policy) and served= (True or False) only: leave the others out")
+        domain = kwargs.get("domain", self.domain)
+        if isinstance(domain, str) and not domain.strip():
+            raise InputError(f"HGuardCheck domain={domain!r} names no domain; name a domain of the policy, or leave "
+                             "domain out (None) to choose one by similarity")
+        served = kwargs.get("served", self.served)
+        if type(served) is not bool:  # "false" is truthy: an evaluation would be counted as live traffic
+            raise InputError(f"HGuardCheck served= must be True or False, got {type(served).__name__} {served!r:.40}; "
+                             "pass True where the answers are shown to users, False for an evaluation")
+        return domain, served
 
-    def _read(self, value: Any) -> tuple[str, str, Optional[list[str]], Optional[str], list[str]]:
+    def _refused(self, value: Any, exc: InputError, domain: Optional[str], run_id: Optional[str]) -> InputError:
+        """``exc`` after writing the refused input to the guard's audit log (an ``error`` record of this adapter's,
+        its id on the error as ``audit_id``, the answer given in it)."""
+        got = value if isinstance(value, dict) else {}
+        answer = got.get("answer")
+        named = got.get("domain")
+        self.guard.record_failure(
+            got.get("question", value if not isinstance(value, dict) else None), exc,
+            domain=named if isinstance(named, str) and named.strip() else domain, source=_SOURCE, run_id=run_id,
+            given={"answer": answer.content if isinstance(answer, BaseMessage) else answer})
+        return exc
+
+    def _parse(self, value: Any, kwargs: dict[str, Any], run_id: Optional[str] = None, where: str = "") -> Parsed:
+        """(question, answer, passages, domain, problems) read from the chain's input and the call's keywords, and
+        checked as the guard checks an input (so that a refusal names this input, ``where`` in the caller's batch);
+        a refused input is written to the guard's audit log as this adapter's."""
+        try:
+            domain, _ = self._settings(kwargs)
+        except InputError as exc:
+            raise self._refused(value, exc, None, run_id) from None
+        try:
+            return self._read(value, domain)
+        except InputError as exc:
+            raise self._refused(value, InputError(f"{where}{exc}") if where else exc, domain, run_id) from None
+
+    def _read(self, value: Any, domain: Optional[str]) -> Parsed:
         if not isinstance(value, dict):
             raise InputError(f"HGuardCheck takes a dict with 'question' and 'answer' (and optionally 'context'), got "
                              f"{type(value).__name__}: {value!r:.80}")
@@ -127,55 +165,72 @@ class HGuardCheck(RunnableSerializable[dict, AIMessage]):
             if getattr(answer, "tool_calls", None):
                 raise InputError("HGuardCheck 'answer' is a message with tool calls; the guard scores a free-text "
                                  "answer: pass the final answer's message or its text")
-            try:
-                answer = message_text(answer)
-            except InputError as exc:
-                raise InputError(f"HGuardCheck 'answer': {exc}") from None
+            kind = _blocks_other_than_text(answer)
+            if kind is not None:  # (ChatHGuard's refusal asks for the question as text)
+                raise InputError(f"HGuardCheck 'answer' is a message holding a {kind!r} content block; the guard scores "
+                                 "a text answer (its probes were calibrated on text): pass the answer's text alone")
+            answer = message_text(answer)
         if not isinstance(answer, str):
             raise InputError(f"HGuardCheck 'answer' must be a string or a chat model's message, got "
                              f"{type(answer).__name__}: {answer!r:.80}; pass the answer's text (or the AIMessage)")
-        domain = value.get("domain") or self.domain
-        passages, _, problems = read_passages(value, "HGuardCheck", self.source_key, documents_in_context=True)
+        if "domain" in value and value["domain"] is not None:
+            if isinstance(value["domain"], str) and not value["domain"].strip():  # an empty field is not "no domain"
+                raise InputError(f"HGuardCheck 'domain' is {value['domain']!r}, which names no domain; name a domain of "
+                                 "the policy, or leave the key out (or None) for the call's domain")
+            domain = value["domain"]
+        passages, _, problems = read_passages(value, "HGuardCheck", documents_in_context=True)
+        # the guard's own checks (a blank answer, one over max_new_tokens, a domain that is no name), here: refused
+        # as this input, by this adapter (in a batch of the inputs kept, the guard numbered it among those alone)
+        self.guard._check_input(question, _join_context(passages), None, None, domain, answer=answer)
         return question, answer, passages, domain, problems
 
     # ----------------------------------------------------------------------------- invocation
 
-    def _check(self, value: Any, run_id: Any, parent: Any) -> AIMessage:
-        question, answer, context, domain, problems = self._parse(value, str(run_id))
-        [result] = self.guard.check_batch([question], [answer], [context], [domain], runs=[_run_ids(run_id, parent)],
-                                          served=self.served, problems=[problems])
+    def _check(self, value: Any, kwargs: dict[str, Any], run_id: Any, parent: Any) -> AIMessage:
+        question, answer, context, domain, problems = self._parse(value, kwargs, str(run_id))
+        [result] = self.guard.check_batch([question], [answer], [context], [domain], runs=[run_ids(run_id, parent)],
+                                          served=self._settings(kwargs)[1], problems=[problems])
         decided_here([result], str(run_id))  # said undelivered if the call raises before it returns it
         return checked_message(self.guard, result)
 
-    def _run(self, value: Any, run_manager: CallbackManagerForChainRun, config: RunnableConfig) -> AIMessage:
-        return self._check(value, run_manager.run_id, run_manager.parent_run_id)
-
-    async def _arun(self, value: Any, run_manager: AsyncCallbackManagerForChainRun, config: RunnableConfig) -> AIMessage:
-        return await in_thread(self.guard, self._check, value, run_manager.run_id, run_manager.parent_run_id,
-                               decided=lambda m: [decided_by(m.response_metadata)], run_id=str(run_manager.run_id))
-
     def invoke(self, input: Any, config: Optional[RunnableConfig] = None, **kwargs: Any) -> AIMessage:
-        """Raising after the guard decided (a handler failing in ``on_chain_end``), the log says the answer never reached
-        the caller (:func:`hguard.streaming.delivering`)."""
+        """The decision on one answer; ``domain=`` and ``served=`` override the fields for this call. Raising after
+        the guard decided (a handler failing in ``on_chain_end``), the log says the answer never reached the caller
+        (:func:`hguard.streaming.delivering`)."""
+        def run(value: Any, run_manager: CallbackManagerForChainRun, config: RunnableConfig) -> AIMessage:
+            return self._check(value, kwargs, run_manager.run_id, run_manager.parent_run_id)
+
         with delivering(self.guard):
-            return self._call_with_config(self._run, input, config, run_type="chain")
+            return self._call_with_config(run, input, config, run_type="chain")
 
     async def ainvoke(self, input: Any, config: Optional[RunnableConfig] = None, **kwargs: Any) -> AIMessage:
-        return await until_delivered(self.guard, lambda: self._acall_with_config(self._arun, input, config,
-                                                                                  run_type="chain"))
+        async def run(value: Any, run_manager: AsyncCallbackManagerForChainRun, config: RunnableConfig) -> AIMessage:
+            return await in_thread(self.guard, self._check, value, kwargs, run_manager.run_id,
+                                   run_manager.parent_run_id, decided=lambda m: [decided_by(m.response_metadata)],
+                                   run_id=str(run_manager.run_id))
+
+        return await until_delivered(self.guard, lambda: self._acall_with_config(run, input, config, run_type="chain"))
 
     # ----------------------------------------------------------------------------------- batches
 
-    def _decide(self, inputs: list[Any], configs: list[RunnableConfig], return_exceptions: bool) -> list[Any]:
-        """Each input's decision (or, with ``return_exceptions``, its refusal) from one :meth:`Guard.check_batch`; a
-        refused input raises without ``return_exceptions`` before anything is scored (a batch is answered whole or not
-        at all), each refusal on record."""
+    def _decide(self, inputs: list[Any], configs: list[RunnableConfig], return_exceptions: bool,
+                kwargs: dict[str, Any]) -> list[Any]:
+        """Each input's decision (or, with ``return_exceptions``, its refusal, naming its index in ``inputs``) from
+        one :meth:`Guard.check_batch`; a refused input raises without ``return_exceptions`` before anything is scored
+        (a batch is answered whole or not at all), each refusal on record."""
         for cfg in configs:  # the runs that deliver the decisions: named in the decision records
             cfg["run_id"] = cfg.get("run_id") or uuid.uuid4()
+        try:
+            _, served = self._settings(kwargs)
+        except InputError as exc:  # the call's, not an input's: refused whatever return_exceptions says
+            raise self._refused(inputs[0] if len(inputs) == 1 else {"question": [
+                x.get("question") if isinstance(x, dict) else x for x in inputs]}, exc, None, None) from None
+        n = len(inputs)
         read: list[Any] = []
-        for x, cfg in zip(inputs, configs):
+        for i, (x, cfg) in enumerate(zip(inputs, configs)):
             try:
-                read.append(self._parse(x, str(cfg["run_id"])))
+                read.append(self._parse(x, kwargs, str(cfg["run_id"]),
+                                        f"input {i} of {n} (counting from 0): " if n > 1 else ""))
             except InputError as exc:
                 if not return_exceptions:
                     raise
@@ -186,10 +241,10 @@ class HGuardCheck(RunnableSerializable[dict, AIMessage]):
             try:
                 results = self.guard.check_batch(
                     [read[i][0] for i in kept], [read[i][1] for i in kept], [read[i][2] for i in kept],
-                    [read[i][3] for i in kept], runs=[_run_ids(configs[i]["run_id"], parent_run_of(configs[i]))
+                    [read[i][3] for i in kept], runs=[run_ids(configs[i]["run_id"], parent_run_of(configs[i]))
                                                       for i in kept],
-                    served=self.served, problems=[read[i][4] for i in kept])
-            except InputError as exc:  # the guard refused some (a blank answer, one too long): each on record
+                    served=served, problems=[read[i][4] for i in kept])
+            except InputError as exc:  # the guard refused some after all (checked above as it checks them): on record
                 refused: dict[int, InputError] = getattr(exc, "refused", None) or {}
                 if not return_exceptions or not refused:
                     raise
@@ -207,7 +262,7 @@ class HGuardCheck(RunnableSerializable[dict, AIMessage]):
         """One :meth:`Guard.check_batch` for all inputs, then one LangChain run per input (callbacks and tracing see
         each check as its own chain run, whose id its decision record names)."""
         configs = get_config_list(config, len(inputs))
-        decided = self._decide(list(inputs), configs, return_exceptions)
+        decided = self._decide(list(inputs), configs, return_exceptions, kwargs)
         messages: list[Any] = []
         for x, cfg, d in zip(inputs, configs, decided):
             def deliver(_: Any, d: Any = d) -> AIMessage:
@@ -233,7 +288,7 @@ class HGuardCheck(RunnableSerializable[dict, AIMessage]):
                      return_exceptions: bool = False, **kwargs: Any) -> list[Any]:
         """:meth:`batch` in a worker thread (the event loop free meanwhile)."""
         return await in_thread(
-            self.guard, self.batch, inputs, config, return_exceptions=return_exceptions,
+            self.guard, lambda: self.batch(inputs, config, return_exceptions=return_exceptions, **kwargs),
             decided=lambda out: [decided_by(m.response_metadata) for m in out or [] if isinstance(m, AIMessage)])
 
 

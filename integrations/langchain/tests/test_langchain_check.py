@@ -130,7 +130,7 @@ def test_batch_is_one_check_batch_and_each_input_its_own_run(make_guard, monkeyp
     bad = [{"question": Q, "answer": own.answer}, {"question": Q, "answer": "   "}]
     with pytest.raises(InputError):
         check.batch(bad)
-    assert calls == [2, 2]
+    assert calls == [2]  # refused as the guard refuses it, before the batch reaches it
     got = check.batch(bad, return_exceptions=True)
     assert got[0].response_metadata["route"] == "accept" and isinstance(got[1], InputError)
     assert asyncio.run(check.abatch(bad[:1]))[0].response_metadata["route"] == "accept"
@@ -142,3 +142,81 @@ def test_ainvoke_scores_as_invoke(make_guard):
     msg = asyncio.run(HGuardCheck(guard=guard, domain="alpha").ainvoke({"question": Q, "answer": _other(own.answer)}))
     rec = AuditLog(guard.audit.path).find(msg.response_metadata["audit_id"])
     assert msg.response_metadata["route"] == "review" and rec["answer_source"] == "given" and rec["run_id"]
+
+
+def test_a_calls_domain_and_served_are_taken_and_any_other_keyword_is_refused(make_guard):
+    """invoke/batch/ainvoke/abatch (and .bind) take domain= and served= per call, as ChatHGuard takes domain=: a
+    batch(..., served=False) evaluation was recorded as live traffic, an invoke(..., domain=...) chose its domain by
+    similarity. Any other keyword, a served that is not a bool and a blank domain are refused in one line, on
+    record: never dropped."""
+    guard = make_guard("accept")
+    own = guard.invoke(Q, domain="alpha")
+    x = {"question": Q, "answer": own.answer}
+    check = HGuardCheck(guard=guard)  # no domain: the call's
+    log = AuditLog(guard.audit.path)
+
+    def rec(m):
+        return log.find(m.response_metadata["audit_id"])
+
+    for d in ("alpha", "beta"):
+        assert rec(check.invoke(x, domain=d))["domain"] == d
+        assert [rec(m)["domain"] for m in check.batch([x, x], domain=d)] == [d, d]
+    assert rec(check.invoke(x, served=False))["given_answer"]["served"] is False
+    assert [rec(m)["given_answer"]["served"] for m in check.batch([x], served=False)] == [False]
+    assert rec(asyncio.run(check.ainvoke(x, served=False, domain="beta")))["given_answer"]["served"] is False
+    [m] = asyncio.run(check.abatch([x], served=False, domain="beta"))
+    assert rec(m)["given_answer"]["served"] is False and rec(m)["domain"] == "beta"
+    assert rec(check.bind(served=False).invoke(x))["given_answer"]["served"] is False
+    assert rec(check.invoke(x))["given_answer"]["served"] is True  # the field's, without the keyword
+    assert rec(check.invoke({**x, "domain": "beta"}, domain="alpha"))["domain"] == "beta"  # the input's own wins
+    for call, words in ((lambda: check.invoke(x, domian="alpha"), "['domian']"),
+                        (lambda: check.batch([x, x], stop=["."], return_exceptions=True), "['stop']"),
+                        (lambda: check.invoke(x, served="false"), "served= must be True or False, got str"),
+                        (lambda: check.batch([x], served=0), "served= must be True or False, got int"),
+                        (lambda: check.invoke(x, domain=""), "domain='' names no domain"),
+                        (lambda: check.invoke({**x, "domain": ""}), "'domain' is '', which names no domain"),
+                        (lambda: check.invoke({**x, "domain": " "}, domain="alpha"), "'domain' is ' '")):
+        with pytest.raises(InputError) as err:
+            call()
+        assert words in str(err.value) and "\n" not in str(err.value)
+        assert log.find(err.value.audit_id)["source"] == "HGuardCheck"
+
+
+def test_a_refusal_in_a_batch_names_the_callers_input_and_the_adapter(make_guard):
+    """With return_exceptions, a refusal the guard makes (a blank answer, one over max_new_tokens, a domain that is
+    no name) names the caller's index and count, not its place among the inputs kept ("question 1 of 2" for the third
+    of three), in the error and its record, and the record names HGuardCheck as who asked (it said "api")."""
+    guard = make_guard("accept")
+    own = guard.invoke(Q, domain="alpha")
+    ok = {"question": Q, "answer": own.answer}
+    bad = [{**ok, "docs": []}, ok, {**ok, "answer": "   "}, {**ok, "answer": " ".join(["word"] * 40)},
+           {**ok, "domain": 5}]
+    got = HGuardCheck(guard=guard, domain="alpha").batch(bad, return_exceptions=True)
+    assert got[1].response_metadata["route"] == "accept"
+    log = AuditLog(guard.audit.path)
+    for i, words in ((0, "['docs']"), (2, "the answer is empty"), (3, "over max_new_tokens = 4"),
+                     (4, "domain must be a domain name or None, got 5")):
+        assert isinstance(got[i], InputError) and str(got[i]).startswith(f"input {i} of 5 (counting from 0): ")
+        assert words in str(got[i]) and "\n" not in str(got[i])
+        rec = log.find(got[i].audit_id)
+        assert rec["source"] == "HGuardCheck" and rec["error"].endswith(str(got[i])) and rec["answer_source"] == "given"
+    with pytest.raises(InputError) as err:  # invoke: the guard's refusal, recorded as the adapter's
+        HGuardCheck(guard=guard).invoke(bad[3])
+    assert "over max_new_tokens = 4" in str(err.value) and log.find(err.value.audit_id)["source"] == "HGuardCheck"
+
+
+def test_an_answer_holding_an_image_is_refused_as_an_answer(make_guard):
+    guard = make_guard("accept")
+    image = AIMessage(content=[{"type": "text", "text": "paris"},
+                               {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}}])
+    with pytest.raises(InputError) as err:
+        HGuardCheck(guard=guard).invoke({"question": Q, "answer": image})
+    msg = str(err.value)
+    assert "'answer' is a message holding a 'image_url' content block" in msg and "question" not in msg
+    assert AuditLog(guard.audit.path).find(err.value.audit_id)["source"] == "HGuardCheck"
+
+
+def test_source_key_is_no_setting_of_hguardcheck(make_guard):
+    """HGuardCheck names no source in its output or record: a source_key would have no effect, so it is refused."""
+    with pytest.raises(ValueError, match="source_key"):
+        HGuardCheck(guard=make_guard("accept"), source_key="id")
