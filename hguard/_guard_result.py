@@ -49,6 +49,9 @@ class GuardResult:
     # "generated" (this guard's model wrote it) or "given" (Guard.check scored an answer produced elsewhere), as the
     # decision record's answer_source says (a generated answer's record has none)
     answer_source: str = "generated"
+    # a given answer's readings (``tokens``, ``own_tokens``, ``ends_as_own``, ``decodes_as_given``, ``served``), as its
+    # decision record's ``given_answer`` says; None for a generated answer
+    given_answer: dict | None = None
 
     @property
     def display_text(self) -> str:

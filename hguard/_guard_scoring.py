@@ -712,6 +712,7 @@ class _Scoring:
             seconds=time.perf_counter() - started,
             cut_at_max_new_tokens=cut,
             answer_source="given" if g.extra.get("given_answer") is not None else "generated",
+            given_answer=dict(g.extra["given_answer"]) if isinstance(g.extra.get("given_answer"), dict) else None,
         )
         self._record(result, g.extra.get("fingerprints"), {
             "max_new_tokens": g.extra.get("max_new_tokens", self.generator.max_new_tokens),

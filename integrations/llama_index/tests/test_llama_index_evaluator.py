@@ -41,7 +41,8 @@ def test_the_models_own_answer_passes_and_another_is_held_for_review(make_guard)
     assert rec["answer_source"] == "given" and rec["given_answer"]["served"] is False
     assert held.feedback.startswith("route: review\n") and all(r in held.feedback for r in rec["reasons"])
     assert any("not this model's own" in r for r in rec["reasons"])
-    assert held.score == (None if rec["risk"] is None else pytest.approx(1 - rec["risk"]))
+    # not the model's own: its risk is for information only, no score to average with the own answers' scores
+    assert held.score is None and "is no score to average" in held.feedback
 
 
 def test_evaluate_response_reads_the_source_nodes_text_as_contexts(make_guard):
@@ -86,3 +87,64 @@ def test_bad_input_is_refused_in_one_line_naming_it_and_on_record(make_guard, ca
     assert words in str(err.value) and "\n" not in str(err.value)
     rec = AuditLog(guard.audit.path).find(err.value.audit_id)
     assert rec["kind"] == "error" and rec["source"] == "HGuardEvaluator" and rec["answer_source"] == "given"
+
+
+def test_an_answer_not_the_models_own_has_no_score_whatever_its_risk(make_guard, tmp_path):
+    """score = 1 - risk was given to an answer that is not the model's own, whose risk is not calibrated: a cut-off
+    edit held for review scored above an accepted own answer. Its score is None, said in the feedback; the model's
+    own answer, held or accepted, keeps 1 - risk."""
+    for route in ("accept", "review"):
+        guard = make_guard(route, runs=tmp_path / route)
+        own = guard.invoke(Q, ["gold is a metal ."], domain="alpha")
+        ev = HGuardEvaluator(guard, domain="alpha")
+        log = AuditLog(guard.audit.path)
+        mine = ev.evaluate(query=Q, response=own.answer, contexts=["gold is a metal ."])
+        rec = log.find(mine.feedback.rsplit("decision record: ", 1)[1])
+        assert rec["risk"] is not None and mine.score == pytest.approx(1 - rec["risk"])
+        assert "no score to average" not in mine.feedback
+        risks = []
+        for other in (_other(own.answer), own.answer.split()[0]):  # an edit, and the answer cut off
+            assert other != own.answer
+            r = ev.evaluate(query=Q, response=other, contexts=["gold is a metal ."])
+            risks.append(log.find(r.feedback.rsplit("decision record: ", 1)[1])["risk"])
+            assert r.score is None and r.passing is False, r.feedback
+            assert "not the guarded model's own greedy answer" in r.feedback
+        assert any(risk is not None for risk in risks)  # a risk it was given a score from
+
+
+def test_a_response_hguard_already_decided_gets_that_decision_and_no_new_check(make_guard):
+    """evaluate_response on a guarded engine's Response (HGuardQueryEngine over HGuardLLM): its text is the one
+    shown (a held answer's review text), which a new check scored as the answer and queued for review. The decision
+    on the response is used instead: no new decision record, no review item."""
+    from llama_index.core.retrievers import BaseRetriever
+
+    from llama_index.llms.hguard import HGuardLLM, HGuardQueryEngine
+
+    nodes = [NodeWithScore(node=TextNode(text="gold is a metal ."), score=0.9)]
+
+    class Fixed(BaseRetriever):
+        def _retrieve(self, query_bundle):
+            return nodes
+
+    ev_runs = []
+    for route in ("review", "accept"):
+        guard = make_guard(route)
+        engine = HGuardQueryEngine(Fixed(), HGuardLLM(guard, domain="alpha"))
+        response = engine.query(Q)
+        log = AuditLog(guard.audit.path)
+        before = len(list(log))
+        ev = HGuardEvaluator(guard, domain="alpha")
+        for r in (ev.evaluate_response(query=Q, response=response),
+                  asyncio.run(ev.aevaluate_response(query=Q, response=response))):
+            assert r.passing is (route == "accept") and r.feedback.startswith(f"route: {route}\n")
+            assert r.feedback.endswith(f"decision record: {response.metadata['audit_id']}")
+            assert r.score == pytest.approx(1 - response.metadata["risk"]) and r.contexts == ["gold is a metal ."]
+        assert len(list(log)) == before  # no second decision (nor a review item from one)
+        ev_runs.append(BatchEvalRunner({"hguard": ev}, workers=1).evaluate_responses(queries=[Q], responses=[response]))
+        assert len(list(log)) == before
+    assert [out["hguard"][0].passing for out in ev_runs] == [False, True]
+    # a plain Response (no decision in its metadata) is checked as before
+    guard = make_guard("accept")
+    plain = HGuardEvaluator(guard, domain="alpha").evaluate_response(query=Q, response=Response(response="paris",
+                                                                                               source_nodes=nodes))
+    assert AuditLog(guard.audit.path).find(plain.feedback.rsplit("decision record: ", 1)[1])["answer_source"] == "given"

@@ -3,16 +3,22 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+import math
+from typing import Any, Mapping, Optional, Sequence
 
 from llama_index.core.evaluation.base import BaseEvaluator, EvaluationResult
 from llama_index.core.prompts.mixin import PromptDictType
 
+from hguard._guard_scoring import given_answer_problem
 from hguard.errors import InputError
 from hguard.guard import Guard, GuardResult
 from hguard.streaming import blanks_emptied, in_thread, nothing_retrieved
 
 _SOURCE = "HGuardEvaluator"
+_ROUTES = ("accept", "abstain", "review")
+#: why an answer that is not the model's own has no score (said in its feedback)
+NOT_SCORED = ("score: none: the answer is not the guarded model's own greedy answer to the guard's prompt, so its risk "
+              "is not calibrated (recorded for information only) and is no score to average")
 
 
 class HGuardEvaluator(BaseEvaluator):
@@ -22,11 +28,17 @@ class HGuardEvaluator(BaseEvaluator):
     the monitor leaves out of its live figures).
 
     ``evaluate(query, response, contexts)`` (and ``aevaluate``; ``domain=`` overrides :attr:`domain`) returns an
-    ``EvaluationResult``: ``passing`` is whether the answer was accepted, ``score`` is ``1 - risk`` (None where the
-    risk is absent: a failure, held), ``feedback`` the decision's reasons and its record id. ``evaluate_response(query,
-    response)`` is LlamaIndex's own: the ``Response``'s text, its source nodes' text as the contexts. An answer that is
+    ``EvaluationResult``: ``passing`` is whether the answer was accepted, ``score`` is ``1 - risk`` for the model's own
+    answer (None where the risk is absent, and for an answer that is not the model's own, whose risk is not
+    calibrated: an average of scores would mix them in, said in the feedback), ``feedback`` the decision's reasons and
+    its record id. ``evaluate_response(query, response)`` is LlamaIndex's own: the ``Response``'s text, its source
+    nodes' text as the contexts; a ``Response`` hguard already decided (``HGuardQueryEngine``'s, or a query engine's
+    over ``HGuardLLM``: the decision in ``response.metadata``) is given that decision, not checked again (its text is
+    the one shown, the review text of a held answer, and a second check queued it for review). An answer that is
     not token for token the guarded model's own greedy answer (another model's, an edited one) goes to review: not
     passing. ``contexts=[]`` (a retrieval that found nothing) goes to review too, never read as a closed-book answer.
+    Every evaluation held for review is queued for reviewers, marked as an evaluation's (``hguard review list
+    --evaluation exclude`` leaves them out): a ``BatchEvalRunner`` sweep fills the queue.
 
     .. code-block:: python
 
@@ -102,6 +114,17 @@ class HGuardEvaluator(BaseEvaluator):
         """The guard's decision on ``response`` to ``query`` grounded in ``contexts``, as an ``EvaluationResult``."""
         return self._evaluate(query, response, contexts, kwargs)
 
+    def evaluate_response(self, query: Optional[str] = None, response: Any = None, **kwargs: Any) -> EvaluationResult:
+        """LlamaIndex's ``evaluate_response``; a ``Response`` whose ``metadata`` holds hguard's decision (a guarded
+        engine's) gets that decision, without a new check."""
+        decided = _decided(query, response)
+        return decided if decided is not None else super().evaluate_response(query, response, **kwargs)
+
+    async def aevaluate_response(self, query: Optional[str] = None, response: Any = None,
+                                 **kwargs: Any) -> EvaluationResult:
+        decided = _decided(query, response)
+        return decided if decided is not None else await super().aevaluate_response(query, response, **kwargs)
+
     async def aevaluate(self, query: Optional[str] = None, response: Optional[str] = None,
                         contexts: Optional[Sequence[str]] = None, **kwargs: Any) -> EvaluationResult:
         """:meth:`evaluate` in a worker thread (the event loop free meanwhile: ``BatchEvalRunner`` runs several)."""
@@ -109,13 +132,43 @@ class HGuardEvaluator(BaseEvaluator):
                                decided=lambda out: [])  # an evaluation delivers to no user: nothing to say undelivered
 
 
+def _score(risk: Any, own: bool) -> Optional[float]:
+    """``1 - risk`` of the model's own answer; None without a finite risk in [0, 1], or for an answer not its own."""
+    if not own or isinstance(risk, bool) or not isinstance(risk, (int, float)) or not math.isfinite(risk):
+        return None
+    return 1.0 - float(risk) if 0.0 <= risk <= 1.0 else None
+
+
 def evaluation_result(result: GuardResult, contexts: Optional[Sequence[str]] = None) -> EvaluationResult:
     """A decision as LlamaIndex's ``EvaluationResult``: passing where accepted, score ``1 - risk`` (None without a
-    risk), feedback the route, the reasons and the decision record's id."""
-    feedback = "\n".join([f"route: {result.route}", *result.reasons, f"decision record: {result.audit_id}"])
+    risk, and for a given answer that is not the model's own: its risk is for information only), feedback the route,
+    the reasons and the decision record's id."""
+    own = result.answer_source != "given" or given_answer_problem(result.given_answer) is None
+    feedback = "\n".join([f"route: {result.route}", *result.reasons, *([] if own else [NOT_SCORED]),
+                          f"decision record: {result.audit_id}"])
     return EvaluationResult(
         query=result.question, response=result.answer, contexts=None if contexts is None else list(contexts),
-        passing=result.route == "accept", score=None if result.risk is None else 1.0 - float(result.risk),
+        passing=result.route == "accept", score=_score(result.risk, own), feedback=feedback)
+
+
+def _decided(query: Any, response: Any) -> Optional[EvaluationResult]:
+    """The evaluation of a response hguard already decided (its ``metadata`` names a decision record): that decision,
+    not a new check of the text shown (a held answer's review text, checked again, was queued for review as an
+    answer); None for any other response. Passing only where its route is ``accept``; a score only for a generated
+    answer's finite risk (a given one's metadata cannot say whether it was the model's own)."""
+    meta = getattr(response, "metadata", None)
+    if not isinstance(meta, Mapping) or not meta.get("audit_id") or "route" not in meta:
+        return None
+    route = meta.get("route")
+    reasons = meta.get("reasons")
+    own = meta.get("answer_source", "generated") == "generated"
+    feedback = "\n".join([f"route: {route}", *(str(r) for r in (reasons if isinstance(reasons, list) else [])),
+                          *([] if own else [NOT_SCORED]),
+                          f"decided when the response was answered, not checked again; decision record: {meta['audit_id']}"])
+    return EvaluationResult(
+        query=query, response=getattr(response, "response", None),
+        contexts=[n.get_content() for n in getattr(response, "source_nodes", None) or []],
+        passing=route == "accept", score=_score(meta.get("risk"), own and route in _ROUTES),
         feedback=feedback)
 
 
