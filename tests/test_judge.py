@@ -1684,6 +1684,12 @@ _K_TABLE = "| Item | k\u20ac |\n| Revenue | 40 |\n\n"
     # prose's "9 Euro" now keeps from stating: see the test below)
     ("How much is the fee?", "The fee is 1,500 euros.", "Chiffres (en M\u20ac) : 12\nThe fee is 1.500 euros per seat."),
     ("What is the rate?", "The rate is 4,125%.", "(en M\u20ac) 12\nRate: 4.125%."),
+    # ... yet where the prose says no language of its own, the declaration's says a decimal comma may be the prose's
+    # too: read as English alone, the French "1,500" and "2,125 %" stated 1500 and 2125 (a review, W14, W64, W63)
+    ("What is the fee?", "The fee is 1500 euros.", "(en k\u20ac) 4\nFrais de dossier : 1,500 euros."),
+    ("What is the fee?", "The fee is 1500 euros.", "Chiffres cl\u00e9s (en k\u20ac)\nCapital : 4\nFrais de dossier : 1,500 euros."),
+    ("What is the rate?", "The rate is 2125%.",
+     "Chiffres cl\u00e9s (en M\u20ac)\nChiffre d'affaires : 12\nTaux d'int\u00e9r\u00eat : 2,125 %"),
     ("How much is the fee?", "The fee is 9 thousand euros.",
      "| Posten | TEUR |\n| Umsatz | 9 |\n\nDie Gebühr beträgt 9 Euro pro Besuch."),
 ])
@@ -2864,3 +2870,14 @@ def test_a_figure_the_answer_takes_from_the_question_is_held_where_the_passage_s
         # a redacting log's reason quotes no figure
         (quiet,) = [r for r in answer_holds(question, answer, context, None, redact=True) if "a premise" in r]
         assert "not quoted" in quiet and held[0].split()[0] not in quiet
+
+
+def test_a_declarations_language_counts_where_the_prose_leans_to_it():
+    """A review (W14): "(en k\u20ac)" is the only French of a short French passage; its prose leans French by one word
+    ("de"), so its "1,500 euros" is one and a half euros, and the faithful "1.5 euros" passes."""
+    from hguard._guard_scoring import answer_holds
+
+    for context in ("(en k\u20ac) 4\nFrais de dossier : 1,500 euros.",
+                    "Chiffres cl\u00e9s (en k\u20ac)\nCapital : 4\nFrais de dossier : 1,500 euros."):
+        assert answer_holds("What is the fee?", "The fee is 1.5 euros.", context, None) == []
+        assert answer_holds("What is the fee?", "The fee is 1500 euros.", context, None)

@@ -1344,12 +1344,23 @@ def _signs(text: str, margin: int) -> tuple[bool, bool, str | None]:
     """What says ``text``'s convention: (a decimal comma, a decimal point, its language by ``margin``). Its language is
     read without its declarations of scale (`_declared`): "(en M\u20ac)" or "Chiffres (en M\u20ac)" says a decimal comma
     only for the bare numbers of the block it heads (`_declares_in_another_language`), and its "en" made "(en M\u20ac)
-    12\nRate: 4.125%." French, so the wrong "4,125%" passed (a review, R08)."""
-    language = written_in(words_of(_undeclared(text)), margin=margin)
-    commas = language in _COMMA_DECIMAL_LANGUAGES or any(p.search(text) is not None for p in (
+    12\nRate: 4.125%." French, so the wrong "4,125%" passed (a review, R08). Where the prose says no language of its
+    own and the declaration's words make it a decimal comma's ("(en k\u20ac) 4\nFrais de dossier : 1,500 euros."), the
+    declaration's language is that of the prose that leans to it by one word ("de"), and where the prose leans to none
+    ("Taux d'int\u00e9r\u00eat : 2,125 %") both readings are tried: read as English alone, the wrong "1500 euros" and
+    "2125%" passed (a review, W14, W63, W64)."""
+    prose = words_of(_undeclared(text))
+    language = written_in(prose, margin=margin)
+    both = False
+    if language is None:
+        declared = written_in(words_of(text), margin=margin)
+        if declared in _COMMA_DECIMAL_LANGUAGES:
+            leaning = written_in(prose, margin=1)
+            language, both = (declared, False) if leaning == declared else (None, True)
+    commas = both or language in _COMMA_DECIMAL_LANGUAGES or any(p.search(text) is not None for p in (
         _DECIMAL_COMMA, _GROUPED_DECIMAL_COMMA, _DOTTED_THOUSANDS, _EURO_ONE_DOT_GROUP))
     commas = commas or _declares_in_another_language(text)
-    points = (language == "english" or _POINT_DECIMAL.search(text) is not None
+    points = (both or language == "english" or _POINT_DECIMAL.search(text) is not None
               or _DOLLAR_ONE_COMMA_GROUP.search(text) is not None)
     return commas, points, language
 
