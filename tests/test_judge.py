@@ -2761,6 +2761,12 @@ def test_a_year_before_a_period_abbreviation_or_hourly_states_no_amount(answer, 
     ("The fee is $2,000 per year.", "There is a fee of 2000 per year.", False),
     ("The fee rose to $2,500 per month.", "The fee rose from 2000 per month to 2500 per month.", False),
     ("In 2024 the fee is $150 per year.", "In 2024 per year the fee was $150.", False),
+    # after "for" or "the", a price where its sentence writes no other number (a second review, F26-F28, F34)
+    ("The flat rents for $2,000 per month.", "The flat is let for 2000 per month (USD).", False),
+    ("The daily limit is $2,000.", "The 2000 per day limit applies to all cards (USD).", False),
+    ("The licence costs $1,999 per year.", "The licence is available for 1999 per year (USD).", False),
+    ("Rooms cost \u20ac1,950 per night.", "The suite is offered for 1950 per night (EUR).", False),
+    ("The licence costs $2,019 per year.", "Pricing for 2019 per year is $1,999.", True),
 ])
 def test_a_year_after_its_preposition_states_no_rate_amount(answer, context, held):
     from hguard._guard_scoring import answer_holds

@@ -739,10 +739,16 @@ _RATE_AHEAD = (r"(?![ \t\u00a0]*(?:(?:per|a|an|each|every)[ \t\u00a0]+|/[ \t\u00
 # ... unless a year's preposition or article is right before it ("In 2024 per year the fee was $50.", "The 2024 daily
 # rate is $150.", "Fees for 2024 per year: $150."): a year, or the wrong "$2,024 per year" passed on it read as a
 # rate's amount (a review's old gap; "limited to 2000 per day", "a fee of 2000 per year", "rose from 2000 per month"
-# and "grew by 2000 per year" stay amounts)
-_YEAR_BEFORE = "|".join(f"(?<=\\b{w}[ \t\u00a0])" for w in ("in", "for", "since", "until", "till", "during", "the", "before",
-                                                           "after", "through", "as of"))
-_YEAR_LIKE = re.compile(r"(?i)(?:(?:" + _YEAR_BEFORE + r")(?P<said>)|)(?<![" + _MINUS_SIGNS
+# and "grew by 2000 per year" stay amounts). "for" and "the" write a price as often ("The flat is let for 2000 per
+# month (USD).", "The 2000 per day limit applies (USD)."): after them it is a year only where its sentence writes
+# another number, the rate's amount (`_labelled`; a second review's F26-F28, F34 were held)
+_YEAR_BEFORE = "|".join(f"(?<=\\b{w}[ \t\u00a0])" for w in ("in", "since", "until", "till", "during", "before", "after",
+                                                           "through", "as of"))
+_YEAR_OR_PRICE_BEFORE = "|".join(f"(?<=\\b{w}[ \t\u00a0])" for w in ("for", "the"))
+_RATE_FOLLOWS = re.compile("(?i)(?=" + _RATE_AHEAD.removeprefix("(?!"))
+_SENTENCE_BOUND = re.compile(r"[.!?](?=[ \t\u00a0]|$)|\n")
+_YEAR_LIKE = re.compile(r"(?i)(?:(?:" + _YEAR_BEFORE + r"|(?:" + _YEAR_OR_PRICE_BEFORE + r")(?P<price>))(?P<said>)|)(?<!["
+                        + _MINUS_SIGNS
                         + r"\w.,/:'\u2019\u00a7#])(?:19|20)\d\d(?![\w%\u2030]|[" + _MINUS_SIGNS
                         + r".,/:]\d)(?![ \t\u00a0]*" + _LABEL_WORD + r"[a-z]\b)" + _NO_UNIT_AHEAD + "(?(said)|" + _RATE_AHEAD + ")")
 _CURRENCY_BEFORE = re.compile(r"(?:[" + re.escape(_CURRENCY_SIGNS) + r"]|\b(?i:" + "|".join(_CURRENCY_CODES) + r"))[ \t\u00a0]?$")
@@ -811,6 +817,11 @@ def _labelled(text: str) -> str:
     def year(m: re.Match[str]) -> str:
         if _CURRENCY_BEFORE.search(text, max(0, m.start() - 6), m.start()) or _data_cell(text, m.start(), m.end()):
             return m.group(0)
+        if m.group("price") is not None and _RATE_FOLLOWS.match(text, m.end()):
+            start = max((b.end() for b in _SENTENCE_BOUND.finditer(text, 0, m.start())), default=0)
+            bound = _SENTENCE_BOUND.search(text, m.end())
+            if not any(c.isdigit() for c in text[start:m.start()] + text[m.end():bound.start() if bound else len(text)]):
+                return m.group(0)  # "let for 2000 per month (USD).": its sentence's only amount
         return f"{m.group(0)} {_LABEL_WORDS['#year']} "
 
     if any(c.isdigit() for c in text):
