@@ -1822,6 +1822,15 @@ _HEADCOUNT = "GBP thousands\n| Headcount | 120 |\n| Staff costs | 450 |"
     ("Staff costs were \u00a3450,000.", _HEADCOUNT, []),
     ("The bank has 45 branches.", "(in $ thousands)\n| Branches | 45 |\n| Revenue | 300 |", []),
     ("Revenue was $300,000.", "(in $ thousands)\n| Branches | 45 |\n| Revenue | 300 |", []),
+    # a label naming a payer, a channel or a cost alone is an amount row as often (a second review, F12-F14, F24, F25:
+    # "Clients" is a French balance sheet's trade receivables)
+    ("Staff costs were EUR 1.2 million.", "Operating expenses (EUR thousands)\n| Staff | 1,200 |\n| Rent | 300 |", []),
+    ("Les cr\u00e9ances clients s'\u00e9l\u00e8vent \u00e0 450 000 \u20ac.",
+     "Bilan (en milliers d'euros)\n| Clients | 450 |\n| Stocks | 300 |", []),
+    ("Store revenue was \u20ac450 million.", "Revenue by channel (\u20ac millions)\n| Stores | 450 |\n| Online | 120 |", []),
+    ("Receivables from customers were $3.1 million.", "Balance sheet ($ thousands)\n| Customers | 3,100 |\n| Inventory | 900 |",
+     []),
+    ("Users paid $780,000 in fees.", "Fee income by payer ($ thousands)\n| Users | 780 |\n| Partners | 120 |", []),
 ])
 def test_a_row_labelled_by_a_count_states_that_count_not_a_declared_amount(answer, context, missing):
     from hguard.calibrate.judge import unstated_numbers

@@ -1760,12 +1760,14 @@ _COUNT_UNIT = re.compile(r"(?i)^\s*(?:numbers?|no\.?|#|counts?|people|persons|em
 _LABEL_UNIT = re.compile(r"\(([^()\d\n]{1,30})\)")
 # a row label that is itself a count ("| Headcount | 120 |", "Number of branches", "Employees"): its row states that
 # count, not an amount at a declared scale (under "GBP thousands" the wrong "Staff costs were \u00a3120,000." passed on
-# "| Headcount | 120 |": an old gap of a review); the whole label only ("Staff costs" is an amount)
+# "| Headcount | 120 |": an old gap of a review); the whole label only ("Staff costs" is an amount), and only a label
+# that names no payer, channel or cost alone: "Staff", "Clients" (a French balance sheet's receivables), "Customers",
+# "Users", "Members", "Stores", "Subscribers", "Sites", "Locations", "Outlets" are amount rows as often (a second
+# review: "| Staff | 1,200 |" under "EUR thousands" held the faithful "EUR 1.2 million")
 _COUNT_LABEL = re.compile(r"(?i)^\s*(?:(?:total|average|avg\.?|closing|year-end|period-end)\s+)?(?:(?:number|no\.?|#)\s+of"
-                          r"\s+[^\d|\t\n(]+|headcount|employees|staff|FTEs?|full[ -]time\s+equivalents?|customers|clients|"
-                          r"users|members|subscribers|stores|branches|sites|locations|outlets|people|persons)\s*:?\s*$")
-_COUNT_CUES = ("headcount", "employee", "staff", "fte", "full", "customer", "client", "user", "member", "subscriber",
-               "store", "branch", "site", "location", "outlet", "people", "person", "number", "no", "#")
+                          r"\s+[^\d|\t\n(]+|headcount|employees|FTEs?|full[ -]time\s+equivalents?|branches|people|persons)"
+                          r"\s*:?\s*$")
+_COUNT_CUES = ("headcount", "employee", "fte", "full", "branch", "people", "person", "number", "no", "#")
 # a row written without "|" or tabs ("Headcount (people) 500", "Stores (count)    12"): its label is its text before its
 # first number
 _PLAIN_ROW_LABEL = re.compile(r"[ \t]*([^\d|\t\n]+?)[ \t]*(?=[-\u2212(]?[$\u20ac\u00a3\u00a5]?\d)")
