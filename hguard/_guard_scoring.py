@@ -129,7 +129,7 @@ def answer_holds(question: str, answer: str, context: str | None, declined: str 
 
     def numbers() -> str | None:
         unstated[:] = unstated_numbers(answer, figures_in or "", question)
-        return _numbers_hold(answer, unstated, redact, question)
+        return _numbers_hold(answer, unstated, redact, question, figures_in or "")
 
     for name, check in (("passage-instruction", lambda: _addressed_hold(context, question, redact)),
                         ("chat-turn", lambda: _turns_hold(question)),
@@ -181,23 +181,32 @@ def _repeats_hold(question: str, answer: str) -> str | None:
             "with a word of it), so nothing in it answers the question: held for review")
 
 
-def _numbers_hold(answer: str, unstated: list[str], redact: bool, question: str) -> str | None:
-    """`answer_holds`' hold for figures neither the passage nor the question states (``unstated``), or, for an answer
-    writing none of its own to a ``question`` writing some ("It is.", "It is, as of 2024." to "Is the fee $30?":
-    :func:`hguard.calibrate.judge.affirms_question`), the question's figures it affirms
-    that the passage does not state; else None."""
+def _numbers_hold(answer: str, unstated: list[str], redact: bool, question: str, context: str) -> str | None:
+    """`answer_holds`' hold for figures neither the passage (``context``) nor the question states (``unstated``), or,
+    for an answer writing none of its own to a ``question`` writing some ("It is.", "It is, as of 2024." to "Is the fee
+    $30?": :func:`hguard.calibrate.judge.affirms_question`), the question's figures it affirms that the passage does
+    not state, each apart from a year or reference of the answer's own ("Yes, under section 7."); else None."""
     if not unstated:
         return None
+
     # grounding reads digits alone: "25,000 EUR" was grounded in "$25,000", "2024-03-04" in 2024-03-03; a redacting
     # log's reasons name no figure of the answer (a policy number, a date of birth: in clear); each figure as the
     # answer writes it, beside how it was read ("'1/4' (read as 0.25)": a reviewer looks for "1/4", not "0.25")
-    said = (f"{len(unstated)} figure(s) (not quoted: a redacting log)" if redact
-            else ", ".join(as_written(answer, unstated[:5])))
-    # "It is." (or "It is, as of 2024.": a year or a reference alone) to "Is the fee $30?": the question's figures, affirmed
+    def said(figures: list[str]) -> str:
+        return (f"{len(figures)} figure(s) (not quoted: a redacting log)" if redact
+                else ", ".join(as_written(answer, figures[:5])))
+
+    # "It is." (or "It is, as of 2024.": a year or a reference alone) to "Is the fee $30?": the question's figures,
+    # affirmed; the answer's own year or reference is its own ("the question's 30 dollar, section 7" credited the
+    # question with the answer's "section 7": a review)
     if affirms_question(answer, question):
-        return (f"the answer affirms the yes/no question's {said}, which the passage does not state (as that number, "
-                "or in that currency or as a percentage): held for review")
-    return (f"the answer states {said}, which neither the passage nor the question states (as that number, "
+        asked = set(unstated_numbers(question, context))
+        affirmed, own = [f for f in unstated if f in asked], [f for f in unstated if f not in asked]
+        if affirmed:
+            return (f"the answer affirms the yes/no question's {said(affirmed)}"
+                    + (f" and states {said(own)}" if own else "") + ", which the passage does not state (as that "
+                    "number, or in that currency or as a percentage): held for review")
+    return (f"the answer states {said(unstated)}, which neither the passage nor the question states (as that number, "
             "or in that currency or as a percentage): held for review")
 
 

@@ -2896,3 +2896,22 @@ def test_a_declarations_language_counts_where_the_prose_leans_to_it():
                     "Chiffres cl\u00e9s (en k\u20ac)\nCapital : 4\nFrais de dossier : 1,500 euros."):
         assert answer_holds("What is the fee?", "The fee is 1.5 euros.", context, None) == []
         assert answer_holds("What is the fee?", "The fee is 1500 euros.", context, None)
+
+
+@pytest.mark.parametrize("answer, context, question, reason", [
+    # a review: the reason credited the answer's own reference to the question ("affirms the yes/no question's 30
+    # dollar, section 7"); the answer's own year or reference is listed apart, and alone it is the answer's
+    ("Yes, under section 7.", "Section 4: the fee is $25.", "Is the fee $30?",
+     "the answer affirms the yes/no question's 30 dollar and states section 7, which the passage does not state"),
+    ("It is, as of 2024.", "The fee is $25.", "Is the fee $30?",
+     "the answer affirms the yes/no question's 30 dollar and states 2024, which the passage does not state"),
+    ("It is.", "The fee is $25.", "Is the fee $30?", "the answer affirms the yes/no question's 30 dollar, which the"),
+    ("Yes, under section 7.", "Section 4: the fee is $25.", "Is the fee $25?",
+     "the answer states section 7, which neither the passage nor the question states"),
+])
+def test_an_affirmations_own_year_or_reference_is_named_apart_from_the_questions_figures(answer, context, question,
+                                                                                          reason):
+    from hguard._guard_scoring import answer_holds
+
+    holds = answer_holds(question, answer, context, None)
+    assert len(holds) == 1 and holds[0].startswith(reason), holds
