@@ -1716,6 +1716,9 @@ _R09 = "| Posten | TEUR |\n| Umsatz | 9 |\n\nDie Gebühr beträgt 9 Euro pro Bes
     ("The fee is 9 euros.", _R09, []),
     ("Umsatz was 12 thousand euros.", _R09.replace("| 9 |", "| 12 |"), []),
     ("Revenue was $45,000.", "Revenue ($000s)\n| Revenue | 45 |\n\nThe fee is 45 euros.", []),
+    # ... and another row's scaled amount is no unscaled twin (a second review, F15: share capital's 12 k\u20ac is
+    # 12000 euro, which dropped Revenue's \u20ac12 million)
+    ("Revenue was \u20ac12 million.", "Balance sheet (in \u20ac thousands)\n| Share capital | 12 |\n| Revenue | 12,000 |", []),
 ])
 def test_a_declared_amount_whose_digits_the_passage_states_unscaled_states_no_scaled_amount(answer, context, missing):
     from hguard.calibrate.judge import unstated_numbers

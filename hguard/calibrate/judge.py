@@ -1640,6 +1640,7 @@ def _passage_numbers(text: str, reading: _Reading) -> list[tuple[str, str | None
     spans.append((done, len(text), None))
     out: list[tuple[str, str | None]] = []
     scaled: list[tuple[int, str, str]] = []  # where a bare number's scaled amount is in ``out``, its digits, currency
+    scaled_at: set[int] = set()  # where any scaled amount is in ``out``
     for (_, _, how), numbers in zip(spans, _stated_spans(text, [b for _, b, _ in spans[:-1]], reading)):
         for value, unit in numbers:
             if how is None or unit is not None:  # undeclared, or a unit's or a label's number: read as it is
@@ -1655,13 +1656,17 @@ def _passage_numbers(text: str, reading: _Reading) -> list[tuple[str, str | None
             else:
                 scale, currency = how
                 out += [(value, _BARE_ONLY), (format((number * scale).normalize(), "f"), currency or _BARE_ONLY)]
+                scaled_at.add(len(out) - 1)
                 if currency is not None and scale != 1:
                     scaled.append((len(out) - 1, value, currency))
     # a bare number whose digits the passage states in the declared currency, unscaled ("| Posten | TEUR |\n| Umsatz |
     # 9 |\n\nDie Gebühr beträgt 9 Euro pro Besuch."): an answer's scaled amount ("The fee is 9 thousand euros.") may be
     # that amount with a scale added, so the scaled one states nothing (its row's own words are not read against the
-    # answer's across languages: a review, R09, held at be4c44d, where the "TEUR" cell was not read)
-    unscaled = {(value, unit) for value, unit in out if unit is not None and unit != _BARE_ONLY}
+    # answer's across languages: a review, R09, held at be4c44d, where the "TEUR" cell was not read). Only what the
+    # passage states unscaled counts, not another row's scaled amount ("| Share capital | 12 |" under "\u20ac thousands"
+    # is 12000 euro, which dropped "| Revenue | 12,000 |"'s \u20ac12 million: a second review, F15)
+    unscaled = {(value, unit) for i, (value, unit) in enumerate(out)
+                if unit is not None and unit != _BARE_ONLY and i not in scaled_at}
     dropped = {i for i, value, currency in scaled if (value, currency) in unscaled}
     return [figure for i, figure in enumerate(out) if i not in dropped] if dropped else out
 
