@@ -2874,6 +2874,30 @@ def test_another_languages_unit_alone_names_no_period(answer, context):
     # the passage's other figure of that unit is about something else: no premise of the question contradicted
     ("I paid $100 for the item; what refund do I get?", "You paid $100 and refunds are issued up to $50.",
      "Refunds of up to $50 are issued within 14 days.", []),
+    # a review: the passage's figure is a threshold or a choice, not the value of what the question's figure is; and an
+    # answer that corrects the premise denies the figure it names
+    ("My balance is $3,000; what minimum payment applies?",
+     "The minimum payment is 2% of your $3,000 balance or $25, whichever is greater.",
+     "The minimum payment is 2% of the balance or $25, whichever is greater.", []),
+    ("Since I paid a $500 deposit, how much of it is refundable?",
+     "All of your $500 deposit is refundable if you cancel more than 30 days before arrival.",
+     "Deposits are fully refundable if cancelled more than 30 days before arrival. Deposits above $1,000 are split.", []),
+    ("I am claiming $1,200 in travel expenses; what receipts are needed?",
+     "For your $1,200 claim, receipts are required for every item over $75.",
+     "Receipts are required for every travel expense item over $75.", []),
+    ("Given my $2,000 salary, what is the contribution?",
+     "Employees contribute 5% of salary; on your $2,000 salary the plan applies.",
+     "Employees contribute 5% of salary. The plan covers salaries up to $5,000.", []),
+    ("Since the late fee is $40, what happens if I pay late?", "The late fee is $25 rather than $40.",
+     "The late fee is $25.", []),
+    ("Since the late fee is $40, what happens if I pay late?", "The late fee is $25 instead of the $40 you mention.",
+     "The late fee is $25.", []),
+    # the trial's pattern in standard drafting: "thirty (30) days'" is one figure of the clause, not cut at its bracket
+    ("Since the notice period is 90 days, when can I terminate?", "You can terminate on 90 days' written notice.",
+     "Either party may terminate this agreement upon thirty (30) days' prior written notice.", ["90 day"]),
+    # a limit's own value is the value of the limit the question names
+    ("Given the $2,000 annual contribution limit, how much can I put in?", "You can contribute up to $2,000 per year.",
+     "The annual contribution limit is $6,500.", ["2000 dollar/year"]),
 ])
 def test_a_figure_the_answer_takes_from_the_question_is_held_where_the_passage_states_another_of_its_unit(
         question, answer, context, held):

@@ -1193,28 +1193,42 @@ def premise_numbers(answer: str, context: str, question: str) -> list[tuple[str,
     if not exempted:
         return []
 
-    def clauses(text: str) -> list[tuple[list[tuple[str, str | None]], frozenset[str]]]:
-        return [(stated_numbers(c), _about(c)) for c in _CLAUSE.split(text) if c and any(ch.isalnum() for ch in c)]
+    def clauses(text: str) -> list[tuple[str, list[tuple[str, str | None]], frozenset[str]]]:
+        return [(c, stated_numbers(c), _about(c)) for c in _CLAUSE.split(text) if c and any(ch.isalnum() for ch in c)]
 
-    asked, stated = clauses(question), clauses(context)
-    found = []
-    for value, unit in dict.fromkeys(stated_numbers(answer, number_words=False)):
-        shown_as = _shown(value, unit)
-        if unit is None or shown_as not in exempted:
+    asked = clauses(question)
+    # the passage's figures of a bound or limit ("Orders over $50", "up to $5,000", "2% or $25, whichever is greater")
+    # are no value of the thing the question's figure is ("My order was $45")
+    stated = clauses(_LIMIT.sub(" ", context))
+    found: dict[str, list[str]] = {}
+    for clause, _, _ in clauses(answer):
+        if _NEGATION.search(clause):  # "$25 rather than $40", "not $40": the answer denies the question's figure
             continue
-        head = unit.split("/")[0]
-        subject = frozenset().union(*(about for said, about in asked if (value, unit) in said or any(
-            v == value and (u or "").split("/")[0] == head for v, u in said)))
-        others = [_shown(v, u) for said, about in stated if about & subject
-                  for v, u in said if u is not None and u.split("/")[0] == head and _shown(v, u) != shown_as]
-        if others:
-            found.append((shown_as, list(dict.fromkeys(others))))
-    return found
+        for value, unit in dict.fromkeys(stated_numbers(clause, number_words=False)):
+            shown_as = _shown(value, unit)
+            if unit is None or shown_as not in exempted or shown_as in found:
+                continue
+            head = unit.split("/")[0]
+            subject = frozenset().union(*(about for _, said, about in asked if (value, unit) in said or any(
+                v == value and (u or "").split("/")[0] == head for v, u in said)))
+            others = [_shown(v, u) for _, said, about in stated if about & subject
+                      for v, u in said if u is not None and u.split("/")[0] == head and _shown(v, u) != shown_as]
+            if others:
+                found[shown_as] = list(dict.fromkeys(others))
+    return list(found.items())
 
 
-# where `premise_numbers` cuts a text into clauses: a comma, semicolon or colon before a space, a bracket, a spaced
-# dash, a sentence's end, a line (not "1,500" or "12:30")
-_CLAUSE = re.compile(r"[,;:](?=\s)|[()\[\]]|\s[-\u2013\u2014]\s|(?<=[.!?])\s+|\n")
+# where `premise_numbers` cuts a text into clauses: a comma, semicolon or colon before a space, a spaced dash, a
+# sentence's end, a line (not "1,500", "12:30" or "thirty (30) days")
+_CLAUSE = re.compile(r"[,;:](?=\s)|\s[-\u2013\u2014]\s|(?<=[.!?])\s+|\n")
+# a bound a passage states a figure as ("Orders over $50", "salaries up to $5,000", "more than 30 days", "mehr als 30
+# Tage"), blanked with the figure before `premise_numbers` reads the passage's figures: a threshold, not the value of
+# the thing a question's figure is ("My order was $45"); and a clause choosing between figures ("2% of the balance or
+# $25, whichever is greater"), blanked whole. A limit's own value ("a minimum balance of \u00a3500", "capped at $40") stays
+_LIMIT = re.compile(r"(?i)(?:\b(?:up\s+to|(?:more|less|fewer|greater|higher|lower)\s+than|at\s+(?:least|most)|over|above|under|"
+                    r"below|beyond|exceed(?:s|ing)?|not\s+exceed(?:ing)?|bis\s+zu|mehr\s+als|weniger\s+als|[uü]ber|unter|"
+                    r"jusqu['\u2019]\s*[aà]|plus\s+de|moins\s+de|hasta|m[aá]s\s+de|menos\s+de)\s+[^\s;]+(?:\s+[^\s,;.]+)?"
+                    r"|[^.;\n]*\bwhichever\b[^.;\n]*)")
 
 
 # a question put as a statement to confirm: "The fee is $15 a month, right?", "..., isn't it?", "..., is that correct?"
