@@ -1404,27 +1404,29 @@ class Guard(_Scoring, _Recording):
             raise self._refused(questions, InputError(
                 f"questions must be a list of strings, got {type(questions).__name__}: {questions!r:.80}"), given=given)
         n = len(questions)
+        # one question is recorded as its text, as a refusal of its own input records it (not "['q?']", a list's text)
+        asked: Any = questions[0] if n == 1 else list(questions)
         passed = (("contexts", contexts), ("domains", domains), ("request_ids", request_ids), ("histories", histories),
                   ("systems", systems), ("problems", problems), ("runs", runs), ("answers", answers))
         named = [name for name, v in passed if v is not None]  # for the message below: what the caller passed
         for name, v in passed:
             if name in ("contexts", "domains", "request_ids", "systems", "runs", "answers") and isinstance(v, str):
                 # read as a list, a string's characters would be one entry each
-                raise self._refused(list(questions), InputError(
+                raise self._refused(asked, InputError(
                     f"{name} must be a list with one entry per question, got the string {v!r:.60}; pass "
                     + (f"[{{'run_id': {v!r:.40}}}] (one run mapping per question)" if name == "runs" else f"[{v!r:.40}]")
                     + (" (one list of passages per question, or one string each)" if name == "contexts" else "")),
                     given=given)
         if isinstance(runs, Mapping):  # one mapping, not a list of them: its keys were counted as runs
-            raise self._refused(list(questions), InputError(
+            raise self._refused(asked, InputError(
                 f"runs must be a list with one run mapping (or None) per question, got one mapping {dict(runs)!r:.80}; "
                 "use invoke(run=...) for one question, or pass a list of them"), given=given)
         if type(served) is not bool:  # "true", 1, numpy's True_: recorded as given, read otherwise by the monitor
-            raise self._refused(list(questions), InputError(
+            raise self._refused(asked, InputError(
                 f"served must be True or False, got {type(served).__name__} {served!r:.40}; pass True where the answers "
                 "are shown to users, False for an evaluation"), given=given)
         if answers is not None and not isinstance(answers, (list, tuple)):  # a generator's, a number's entries
-            raise self._refused(list(questions), InputError(
+            raise self._refused(asked, InputError(
                 f"answers must be a list of strings, one per question, got {type(answers).__name__} {answers!r:.60}"),
                 given=given)
         contexts = [None] * n if contexts is None else list(contexts)
@@ -1436,20 +1438,20 @@ class Guard(_Scoring, _Recording):
         given_answers: list[Any] | None = None if answers is None else list(answers)
         plain = next((p for p in problems or () if isinstance(p, str)), None) if not isinstance(problems, str) else problems
         if plain is not None:  # read as a list, a string's characters became 28 "scoring problem: c" reasons
-            raise self._refused(questions[0] if n == 1 else list(questions), InputError(
+            raise self._refused(asked, InputError(
                 f"problems must be a list of reasons (one list per question in batch), got the string {plain!r:.60}; "
                 f"pass [{plain!r:.40}]"), request_id=request_ids[0] if n == 1 and len(request_ids) == 1 else None,
                 run=run_list[0] if n == 1 and len(run_list) == 1 else None, given=given)
         if problems is not None and (not isinstance(problems, (list, tuple))
                                      or not all(p is None or isinstance(p, (list, tuple)) for p in problems)):
-            raise self._refused(questions[0] if n == 1 else list(questions), InputError(
+            raise self._refused(asked, InputError(
                 f"problems must be a list with one list of reasons per question, got {problems!r:.60}"),
                 request_id=request_ids[0] if n == 1 and len(request_ids) == 1 else None,
                 run=run_list[0] if n == 1 and len(run_list) == 1 else None, given=given)
         extra_problems = [[] for _ in range(n)] if problems is None else [list(p or ()) for p in problems]
         if not (len(contexts) == len(domains) == len(request_ids) == len(histories) == len(systems) == len(extra_problems)
                 == len(run_list) == n) or given_answers is not None and len(given_answers) != n:
-            raise self._refused(list(questions), InputError(
+            raise self._refused(asked, InputError(
                 f"got {n} questions and " + ", ".join(f"{len(v)} {name}" for name, v in (
                     ("contexts", contexts), ("domains", domains), ("request_ids", request_ids), ("histories", histories),
                     ("systems", systems), ("problems", extra_problems), ("runs", run_list),
@@ -1484,7 +1486,7 @@ class Guard(_Scoring, _Recording):
                                      "scored (answers=...); leave them out of check and check_batch")
         except (InputError, ValueError) as exc:
             err = exc if isinstance(exc, InputError) else InputError(str(exc))
-            raise self._refused(questions[0] if n == 1 else list(questions), err,
+            raise self._refused(asked, err,
                                 request_id=request_ids[0] if n == 1 else None, run=run_list[0] if n == 1 else None,
                                 given=given) from None
         ctxs: list[Any] = []
