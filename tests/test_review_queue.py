@@ -2176,6 +2176,38 @@ def test_cli_list_and_show_mark_an_evaluations_items(tmp_path, capsys):
     assert err.count("\n") == 1 and "--evaluation exclude needs the audit log" in err and "--audit LOG" in err
 
 
+def test_cli_list_evaluation_says_how_many_items_the_filter_leaves(tmp_path, capsys):
+    """An ops trial: `review list --evaluation only` printed the per-domain lines of the whole queue above the 2 items
+    it listed, and nothing said how many the filter left. A line says it ("1 of 4 pending: an evaluation's items only")
+    and that the counts above are unfiltered, in --json's stderr too; --decided alike."""
+    audit = AuditLog(tmp_path / "audit.jsonl")
+    queue = ReviewQueue(tmp_path / "q.sqlite3", audit=audit)
+    for name, domain, served in (("live", "geography", None), ("eval1", "geography", False),
+                                 ("eval2", "law", False), ("law1", "law", None), ("law2", "law", True)):
+        item = make_item(name, domain=domain)
+        rec = {k: item[k] for k in ("question", "context", "answer", "domain", "risk", "signals", "reasons")}
+        if served is not None:
+            rec.update(answer_source="given", given_answer={"tokens": 1, "own_tokens": 0, "served": served})
+        queue.enqueue({**item, "audit_id": audit.append({"route": "review", **rec}, kind="decision").id})
+    ids = {it.question: it.id for it in queue.pending(limit=None)}
+    queue.decide(ids[make_item("eval2")["question"]], verdict="correct", reviewer="r")
+    src = ["--queue", str(queue.path), "--audit", str(audit.path)]
+    said = "(the counts above are unfiltered)"
+    assert cli_main(["list", *src, "--evaluation", "only"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert f"1 of 4 pending: an evaluation's items only {said}" in out
+    assert out.index(f"1 of 4 pending: an evaluation's items only {said}") > out.index(
+        "law: 2 pending, 1 decided; of them an evaluation's, served to no user: 0 pending, 1 decided")
+    assert cli_main(["list", *src, "--evaluation", "exclude", "--limit", "1", "--json"]) == 0
+    got = capsys.readouterr()
+    assert f"3 of 4 pending: an evaluation's items left out {said}; the first 1 listed" in got.err.splitlines()
+    assert len(got.out.splitlines()) == 1
+    assert cli_main(["list", *src, "--evaluation", "only", "--decided", "--domain", "law"]) == 0
+    assert f"1 of 1 decided in law: an evaluation's items only {said}" in capsys.readouterr().out.splitlines()
+    assert cli_main(["list", *src]) == 0
+    assert "unfiltered" not in capsys.readouterr().out
+
+
 def test_cli_list_counts_an_evaluations_items_apart_per_domain(tmp_path, capsys):
     """A trial: `hguard review list` printed "geography: 3 pending, 1 decided" with an evaluation's items (no user
     waits on them) among them, so the counts read as a live backlog three long. Each domain's counts say how many of

@@ -1118,6 +1118,40 @@ def test_the_page_marks_an_evaluations_items_and_filters_them_as_the_cli_does(qu
     assert re.search(r'\[evaluation: served to no user\]</strong> <a href="/items/eval">', decided)
 
 
+def test_the_decided_page_filters_an_evaluations_items_and_headings_say_what_the_filter_leaves(queue, audit):
+    """An ops trial: /decided?evaluation=only listed every verdict (the filter ignored, none offered) while
+    /?evaluation=bogus was a 400 and `review list --decided --evaluation only` filtered; and under a filter the
+    pending page's heading said "Pending review (16)" above 2 rows. /decided filters as the pending page does (a bad
+    value refused alike), and each heading says how many rows the filter leaves of how many."""
+    enqueue_given(queue, "eval", False, risk=0.99, domain="medicine")
+    enqueue_given(queue, "served", True, risk=0.98)
+    c = client_for(queue)
+    login(c)
+    heading = lambda body: html.unescape(re.search(r"<h1>(.*?)</h1>", body, re.S).group(1))  # noqa: E731
+    assert heading(c.get("/").text) == 'Pending review <span class="muted count">(6)</span>'
+    assert heading(c.get("/?evaluation=only").text).endswith("(1 of 6: an evaluation's items only)</span>")
+    assert heading(c.get("/?evaluation=exclude").text).endswith("(5 of 6: an evaluation's items left out)</span>")
+    assert "The counts above are unfiltered" in c.get("/?evaluation=only").text
+    assert "The counts above are unfiltered" not in c.get("/").text
+    live_medicine = len(queue.pending("medicine", limit=None)) - 1  # all but "eval"
+    assert heading(c.get("/?domain=medicine&evaluation=exclude").text).endswith(
+        f"({live_medicine} of 6: an evaluation's items left out, in medicine)</span>")
+    assert heading(c.get("/?domain=geography").text).endswith(
+        f"({len(queue.pending('geography', limit=None))} of 6: in geography)</span>")
+    for item_id in ("eval", "served", "high"):
+        ReviewQueue(queue.path, audit=audit).decide(item_id, verdict="correct", reviewer="r")
+    decided = lambda q: re.findall(r'<a href="/items/([^"]+)">', c.get(f"/decided{q}").text)  # noqa: E731
+    assert sorted(decided("")) == ["eval", "high", "served"]
+    assert decided("?evaluation=only") == ["eval"]
+    assert sorted(decided("?evaluation=exclude")) == ["high", "served"]
+    body = c.get("/decided?evaluation=only").text
+    assert heading(body).endswith("(1 of 3: an evaluation's items only)</span>")
+    assert 'href="/decided?evaluation=exclude"' in body and 'id="evaluation-only"' in body
+    assert heading(c.get("/decided").text).endswith("(latest 3)</span>")
+    r = c.get("/decided?evaluation=bogus")
+    assert r.status_code == 400 and "evaluation must be &#39;exclude&#39; or &#39;only&#39;, got &#39;bogus&#39;" in r.text
+
+
 def test_the_page_without_the_audit_log_cannot_tell_an_evaluations_items_and_refuses_the_filter(tmp_path):
     """Without the audit log which items are an evaluation's cannot be told: none is marked, the item page says so and
     how to give the log, no filter is offered and one asked for is refused in one line naming the fix."""
@@ -1127,8 +1161,10 @@ def test_the_page_without_the_audit_log_cannot_tell_an_evaluations_items_and_ref
     login(c)
     page = c.get("/").text
     assert "[evaluation" not in page and 'id="evaluation-only"' not in page and "Of them an evaluation" not in page
-    r = c.get("/?evaluation=only")
-    assert r.status_code == 400 and "evaluation=only needs the audit log" in r.text and "--audit LOG" in r.text
+    for url in ("/?evaluation=only", "/decided?evaluation=only"):
+        r = c.get(url)
+        assert r.status_code == 400 and "evaluation=only needs the audit log" in r.text and "--audit LOG" in r.text
+    assert 'id="evaluation-only"' not in c.get("/decided").text
     assert ("cannot be told without the audit log (give --policy FILE or --audit LOG); take it as live: a user may "
             "wait") in c.get("/items/one").text
 
@@ -1151,4 +1187,5 @@ def test_the_list_whose_audit_log_cannot_be_read_takes_every_item_as_live_and_sa
     assert "Each is taken as live (a user may wait)." in shown and str(audit.path.parent) not in shown
     assert any("which items are an evaluation's not told" in x.message for x in caplog.records)
     assert_error_page(c.get("/?evaluation=exclude"), 503)
+    assert_error_page(c.get("/decided?evaluation=exclude"), 503)
     assert "[evaluation" not in c.get("/decided").text

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, cast
 from .._text import listed, shown_plainly
 from ..errors import HGuardError, InputError
 from ..review.queue import VERDICTS, ArchivedItem, ReviewItem, ReviewQueue, not_in_chain
-from ..review._items import EVALUATION_MARK, evaluation_said, shown_domain
+from ..review._items import EVALUATION_FILTER_SAID, EVALUATION_MARK, evaluation_said, shown_domain
 from ..review._pages import _fmt_risk, _fmt_value
 from ..review.web import DEFAULT_HOST, DEFAULT_PORT, TOKEN_ENV, _open_source, make_server
 
@@ -327,7 +327,14 @@ def main(argv: list[str]) -> int:
                 items = queue.pending(domain=args.domain, order=args.order, limit=limit)
             evaluation = queue.for_evaluation(items, records)
             if args.evaluation is not None:  # one that cannot be told is taken as live (a user may wait)
-                items = [it for it in items if bool(evaluation[it.id]) == (args.evaluation == "only")][:args.limit]
+                matched = [it for it in items if bool(evaluation[it.id]) == (args.evaluation == "only")]
+                # the per-domain lines above count the whole queue: how many items the filter leaves is said apart
+                where = "" if args.domain is None else f" in {shown_domain(args.domain)}"
+                print(f"{len(matched)} of {len(items)} {'decided' if args.decided else 'pending'}{where}: "
+                      f"{EVALUATION_FILTER_SAID[args.evaluation]} (the counts above are unfiltered)"
+                      + (f"; the {'latest' if args.decided else 'first'} {args.limit} listed" if len(matched) > args.limit else ""),
+                      file=sys.stderr if args.json else sys.stdout)  # fmt: skip
+                items = matched[:args.limit]
             if args.decided:
                 items = items[::-1]  # the newest N, oldest first
             # a pending item the queue file changed after the guard wrote it is marked, as the page marks it

@@ -13,7 +13,7 @@ from urllib.parse import quote, unquote, urlsplit
 from ..audit import AuditLog, append_written, sink_failed_after
 from ..errors import AuditError, HGuardError, InputError, ReviewQueueError, error_text
 from ._auth import _MAKE_TOKEN, SESSION_MAX_AGE_S, TOKEN_ENV, _Auth, _b64, _check_token, _GuardMiddleware
-from ._items import EVALUATION_MARK, evaluation_said, shown_domain
+from ._items import EVALUATION_FILTER_SAID, EVALUATION_MARK, evaluation_said, shown_domain
 from ._pages import _INSTALL_HINT, _jinja_env
 from .queue import NO_DOMAIN, AlreadyDecided, AuditLogUnavailable, ItemNotFound, ReviewItem, ReviewQueue, VerdictRefused
 
@@ -176,7 +176,7 @@ def create_app(
             params = dict(request.query_params)
             params.pop("done", None)
             params.update(changes)
-            return "/?" + "&".join(f"{quote(k)}={quote(v)}" for k, v in params.items())
+            return request.url.path + "?" + "&".join(f"{quote(k)}={quote(v)}" for k, v in params.items())
 
         ctx["message"] = _without_folders(ctx.get("message"), folders)
         ctx.setdefault("message_kind", "ok")
@@ -282,19 +282,26 @@ def create_app(
                 f"Which items are an evaluation's (served to no user) cannot be told: {e}. Each is taken as live (a "
                 "user may wait).")
 
+    def evaluation_filter(request: Request) -> tuple[str | None, Response | None]:
+        """``?evaluation=exclude|only`` of the pending and the decided page (None: every item), or the 400 refusing it."""
+        param = request.query_params.get("evaluation") or None
+        if param not in (None, "exclude", "only"):
+            return None, error(request, 400, f"evaluation must be 'exclude' or 'only', got {param!r}")
+        if param is not None and queue.audit is None:  # which are an evaluation's is in the log alone
+            return None, error(request, 400, f"evaluation={param} needs the audit log holding the guard's decisions "
+                               "(an item's decision says whether its answer was served): start hguard review serve "
+                               "with --policy FILE, or --audit LOG")  # fmt: skip
+        return param, None
+
     async def index(request: Request) -> Response:
         if (refusal := login_first(request)) is not None:
             return refusal
         order = request.query_params.get("order", "risk")
         if order not in ("risk", "time"):
             return error(request, 400, f"order must be 'risk' or 'time', got {order!r}")
-        evaluation_param = request.query_params.get("evaluation") or None
-        if evaluation_param not in (None, "exclude", "only"):
-            return error(request, 400, f"evaluation must be 'exclude' or 'only', got {evaluation_param!r}")
-        if evaluation_param is not None and queue.audit is None:  # which are an evaluation's is in the log alone
-            return error(request, 400, f"evaluation={evaluation_param} needs the audit log holding the guard's "
-                         "decisions (an item's decision says whether its answer was served): start hguard review serve "
-                         "with --policy FILE, or --audit LOG")  # fmt: skip
+        evaluation_param, refused = evaluation_filter(request)
+        if refused is not None:
+            return refused
         domain_param = request.query_params.get("domain") or None
         limit = 500
         checked_order = cast(Literal["risk", "time"], order)  # checked just above
@@ -302,10 +309,16 @@ def create_app(
                                         None if evaluation_param else limit + 1)  # the filter first, then the limit
         counts = await run_in_threadpool(queue.counts)
         evaluation, apart, unread = await run_in_threadpool(evaluation_of, items, True)
+        total_pending = sum(c["pending"] for c in counts.values())
+        shown_pending = total_pending  # how many the filters leave (the heading says both where they leave fewer)
         if evaluation_param is not None:
             if unread is not None:  # the filter cannot be applied: said, not a list that reads as filtered
                 return error(request, 503, unread)
             items = [it for it in items if bool(evaluation[it.id]) == (evaluation_param == "only")]
+            shown_pending = len(items)  # read without the limit: every item the filters leave
+        elif domain_param is not None:
+            shown_pending = sum(c["pending"] for d, c in counts.items()
+                                if d == domain_param or (d is None and domain_param == _NO_DOMAIN_PARAM))
         rows = [
             {"label": shown_domain(d), "param": d if d is not None else _NO_DOMAIN_PARAM,
              "pending": c["pending"], "decided": c["decided"], "state": state_of(d),
@@ -323,19 +336,35 @@ def create_app(
         return render(
             request, "index.html",
             items=items[:limit], truncated=len(items) > limit, counts=rows, order=order, domain_param=domain_param,
-            total_pending=sum(c["pending"] for c in counts.values()), message=message,
+            total_pending=total_pending, shown_pending=shown_pending, message=message,
             message_kind="error" if unread is not None else "ok", evaluation=evaluation,
             evaluation_param=evaluation_param, evaluation_mark=EVALUATION_MARK, has_audit=queue.audit is not None,
             evaluation_query=f"&evaluation={evaluation_param}" if evaluation_param else "",
+            filter_said=", ".join(x for x in (EVALUATION_FILTER_SAID.get(evaluation_param or ""),
+                                              None if domain_param is None else "in " + shown_domain(
+                                                  None if domain_param == _NO_DOMAIN_PARAM else domain_param)) if x),
         )  # fmt: skip
 
     async def decided_page(request: Request) -> Response:
         if (refusal := login_first(request)) is not None:
             return refusal
-        items = await run_in_threadpool(lambda: queue.decided(limit=1000, newest_first=True))
+        evaluation_param, refused = evaluation_filter(request)
+        if refused is not None:
+            return refused
+        limit = 1000  # the filter first, then the limit, as on the pending page
+        items = await run_in_threadpool(lambda: queue.decided(limit=None if evaluation_param else limit, newest_first=True))
         evaluation, _, unread = await run_in_threadpool(evaluation_of, items)
-        return render(request, "decided.html", items=items, evaluation=evaluation, evaluation_mark=EVALUATION_MARK,
-                      message=unread, message_kind="error")
+        total_decided = None
+        if evaluation_param is not None:
+            if unread is not None:  # the filter cannot be applied: said, not a list that reads as filtered
+                return error(request, 503, unread)
+            total_decided = len(items)
+            items = [it for it in items if bool(evaluation[it.id]) == (evaluation_param == "only")]
+        return render(request, "decided.html", items=items[:limit], shown_decided=len(items),
+                      total_decided=total_decided, evaluation=evaluation, evaluation_mark=EVALUATION_MARK,
+                      evaluation_param=evaluation_param, has_audit=queue.audit is not None,
+                      filter_said=EVALUATION_FILTER_SAID.get(evaluation_param or ""), message=unread,
+                      message_kind="error")  # fmt: skip
 
     async def item_page(request: Request, item: ReviewItem, status: int = 200, message: str | None = None,
                         kind: str = "ok", form: dict[str, str] | None = None,

@@ -47,6 +47,8 @@ def shown_domain(domain: str | None, none: str = "(no domain)") -> str:
 
 #: how a listing (``hguard review list``, the review page) marks an item of an evaluation, and why no user waits on it
 EVALUATION_MARK = "[evaluation: served to no user]"
+#: what a listing filtered by ``evaluation`` (``hguard review list --evaluation``, the page's ``?evaluation=``) shows
+EVALUATION_FILTER_SAID = {"only": "an evaluation's items only", "exclude": "an evaluation's items left out"}
 
 
 def evaluation_said(for_evaluation: bool | None, has_audit: bool) -> str:

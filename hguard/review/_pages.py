@@ -91,7 +91,7 @@ can read this queue and verdicts cannot be recorded. Set {{ token_env }} (16 cha
 
 _INDEX = """{% extends "base.html" %}
 {% block content %}
-<h1>Pending review <span class="muted count">({{ total_pending }})</span></h1>
+<h1>Pending review <span class="muted count">({% if filter_said %}{{ shown_pending }} of {{ total_pending }}: {{ filter_said }}{% else %}{{ total_pending }}{% endif %})</span></h1>
 <table class="counts" id="counts">
 <thead><tr><th>Domain</th><th>Pending</th><th>Decided</th><th>Monitor</th>
 {% if has_audit %}<th>Of them an evaluation's (served to no user)</th>{% endif %}</tr></thead>
@@ -106,6 +106,7 @@ _INDEX = """{% extends "base.html" %}
 {% endfor %}
 </tbody>
 </table>
+{% if filter_said %}<p class="muted" id="counts-unfiltered">The counts above are unfiltered: of the whole queue.</p>{% endif %}
 <p class="filters">
 Domain:
 <a href="/?order={{ order }}{{ evaluation_query }}" class="{{ 'active' if domain_param is none else '' }}">all</a>
@@ -212,7 +213,11 @@ right answer you would only word better, choose Correct and put your wording in 
 _DECIDED = """{% extends "base.html" %}
 {% block title %}Decided{% endblock %}
 {% block content %}
-<h1>Decided <span class="muted count">(latest {{ items|length }})</span></h1>
+<h1>Decided <span class="muted count">({% if filter_said %}{{ shown_decided }} of {{ total_decided }}: {{ filter_said }}{% if shown_decided > items|length %}, the latest {{ items|length }} shown{% endif %}{% else %}latest {{ items|length }}{% endif %})</span></h1>
+{% if has_audit %}<p class="filters">Evaluation items (served to no user):
+<a href="{{ self_url(evaluation='') }}" class="{{ 'active' if evaluation_param is none else '' }}" id="evaluation-all">all</a>
+<a href="{{ self_url(evaluation='exclude') }}" class="{{ 'active' if evaluation_param == 'exclude' else '' }}" id="evaluation-exclude">leave out</a>
+<a href="{{ self_url(evaluation='only') }}" class="{{ 'active' if evaluation_param == 'only' else '' }}" id="evaluation-only">only</a></p>{% endif %}
 <table id="decided">
 <thead><tr><th>When</th><th>Verdict</th><th>By</th><th>Risk</th><th>Domain</th><th>Question</th></tr></thead>
 <tbody>
@@ -222,7 +227,7 @@ _DECIDED = """{% extends "base.html" %}
 <td>{{ item.domain|domain_name }}</td>
 <td>{% if evaluation[item.id] %}<strong class="evaluation">{{ evaluation_mark }}</strong> {% endif %}<a href="/items/{{ item.id|urlencode }}">{{ item.question|truncate(140) }}</a></td></tr>
 {% else %}
-<tr><td colspan="6" class="muted">No verdicts yet.</td></tr>
+<tr><td colspan="6" class="muted">No verdicts yet{{ {"only": " among an evaluation's items", "exclude": " but on an evaluation's items"}.get(evaluation_param, "") }}.</td></tr>
 {% endfor %}
 </tbody>
 </table>
