@@ -112,12 +112,13 @@ def _wait(h: float | None) -> str:
     return f"{h:.1f} h"
 
 
-def _longer_than(h: float, limit: float) -> tuple[str, str]:
+def _longer_than(h: float, limit: float, digits_from: int = 1) -> tuple[str, str]:
     """A wait ``h`` longer than ``limit`` (hours) and the limit, as the warning writes them: the wait with as many
-    decimals as it takes for the comparison shown to be true ("waited 0.0 h, longer than 0.01" read as false), the
-    limit as the policy's key is written (``:g``), or in full where that rounds it up past the wait."""
+    decimals as it takes for the comparison shown to be true ("waited 0.0 h, longer than 0.01" read as false), at
+    least ``digits_from``, the limit as the policy's key is written (``:g``), or in full where that rounds it up past
+    the wait."""
     shown = f"{limit:g}"
-    for digits in range(1, 16):
+    for digits in range(digits_from, 16):
         wait = f"{h:.{digits}f}"
         if float(wait) > float(shown):
             return f"{wait} h", shown
@@ -152,7 +153,14 @@ def _backlog_lines(backlog: Mapping[str, Any] | None) -> list[str]:
         return [line]
     late = [d for d, f in by if f["over_max_age"]]
     oldest, limit = o["oldest_pending_age_hours"], backlog["max_age_hours"]
-    waited, max_age = _longer_than(oldest, limit) if oldest is not None and oldest > limit else (None, f"{limit:g}")
+    waited, max_age = (None, f"{limit:g}")
+    if oldest is not None and oldest > limit:
+        said = _wait(oldest)
+        if said.endswith(" h"):  # an hour or more: in hours, as the backlog line writes it
+            waited, max_age = _longer_than(oldest, limit)
+        else:  # the line's minutes, beside the hours the key is compared with (to the minute: "3 min (0.06 h)")
+            waited, max_age = _longer_than(oldest, limit, digits_from=2)
+            waited = f"{said} ({waited})"
     why = f"the oldest pending review item has waited {waited}, longer than " if waited is not None else ""
     if o["pending_age_unknown"]:
         why += (("; " if why else "") + f"{o['pending_age_unknown']} pending review item(s) have a time that cannot be "

@@ -2679,9 +2679,9 @@ def test_the_backlog_warning_writes_the_wait_so_that_the_comparison_shown_holds(
     review_backlog_max_age_hours 0.01" (the wait rounded to one decimal), a comparison that reads false."""
     policy = _one_item_deployment(tmp_path, 2, review_backlog_max_age_hours=0.01)  # 2 minutes: 0.0333 h
     (warning,) = [x for x in summary(run_monitor(policy, act=False, now=NOW)).splitlines() if "WARNING" in x]
-    assert "the oldest pending review item has waited 0.03 h, longer than [monitor] review_backlog_max_age_hours " \
-           "0.01 (in geo)" in warning
-    waited, limit = re.search(r"waited ([0-9.e-]+) h, longer than \[monitor\] review_backlog_max_age_hours ([0-9.e-]+)",
+    assert "the oldest pending review item has waited 2 min (0.03 h), longer than [monitor] " \
+           "review_backlog_max_age_hours 0.01 (in geo)" in warning
+    waited, limit = re.search(r"waited 2 min \(([0-9.e-]+) h\), longer than \[monitor\] review_backlog_max_age_hours ([0-9.e-]+)",
                               warning).groups()
     assert float(waited) > float(limit)
     from hguard._monitor_report import _longer_than
@@ -2694,6 +2694,24 @@ def test_the_backlog_warning_writes_the_wait_so_that_the_comparison_shown_holds(
         w, shown = _longer_than(h, lim)
         assert float(w.removesuffix(" h")) > float(shown), (h, lim, w, shown)
     assert _longer_than(100.0, 72.0) == ("100.0 h", "72")  # as before where one decimal holds
+
+
+def test_the_backlog_warning_writes_the_wait_in_the_backlog_lines_unit_beside_the_keys_hours(tmp_path):
+    """An ops trial: one output read "oldest waited 3 min" and then "WARNING: ... has waited 0.1 h, longer than ...
+    0.05". Under an hour the warning writes the line's minutes, with the hours beside them that the key is compared
+    with (the comparison shown true); from an hour on, hours alone, as the line writes them."""
+    for minutes_ago, limit, waited in ((3.4, 0.05, "3 min (0.06 h)"), (0.5, 0.005, "under 1 min (0.01 h)"),
+                                       (0.8, 0.012, "1 min (0.013 h)"), (6, 0.05, "6 min (0.10 h)"),
+                                       (90, 1.0, "1.5 h")):
+        folder = tmp_path / f"{minutes_ago}-{limit}"
+        folder.mkdir()
+        text = summary(run_monitor(_one_item_deployment(folder, minutes_ago, review_backlog_max_age_hours=limit),
+                                   act=False, now=NOW))
+        (line,) = [x for x in text.splitlines() if x.startswith("  review queue:")]
+        (warning,) = [x for x in text.splitlines() if "WARNING" in x]
+        assert f"oldest waited {waited.split(' (')[0]}," in line, line
+        assert (f"the oldest pending review item has waited {waited}, longer than [monitor] "
+                f"review_backlog_max_age_hours {limit:g} (in geo)") in warning, warning
 
 
 def test_the_backlog_line_writes_a_wait_under_an_hour_in_minutes(tmp_path):
