@@ -1598,6 +1598,38 @@ def test_without_matplotlib_the_monitor_still_estimates_and_leaves_the_html_repo
     assert not (tmp_path / "monitor-report.html").exists()
 
 
+def test_monitor_help_says_every_exit_status_the_command_gives(tmp_path, capsys):
+    """An ops trial: `hguard monitor --help` said --exit-code exits 3 on an alarm, "0 otherwise", but a log that does
+    not verify exits 1 and an invalid policy 2, so a cron wrapper keyed on 3 missed a tampered log. The help says each
+    status, as the command gives it, and that a scheduled job must alarm on any non-zero one."""
+    from hguard.cli import main
+    from hguard.cli.monitor import build_parser
+
+    said = " ".join(build_parser().format_help().split())
+    assert "0 otherwise" not in said
+    for words in ("0 the run completed and, with --exit-code, found nothing to alarm on",
+                  "1 the audit log does not verify", "2 a usage error (a bad flag, an invalid policy",
+                  "3 the alarm above", "A scheduled job must alarm on any non-zero status, not on 3 alone"):
+        assert words in said, words
+    policy = _policy_file(tmp_path, 60, 'on_breach = "review"\n')
+    path = str(tmp_path / "policy.toml")
+    assert main(["monitor", "--policy", path, "--dry-run", "--exit-code"]) == 3
+    log = Path(policy.audit.path)
+    whole = log.read_text()
+    log.write_text(whole.replace('"hallucinated"', '"correct"', 1) if '"hallucinated"' in whole
+                   else whole.replace('"kind":"decision"', '"kind":"note"', 1))
+    for flags in ([], ["--exit-code"]):  # 1 with or without --exit-code: a status a cron job keyed on 3 misses
+        assert main(["monitor", "--policy", path, "--dry-run", *flags]) == 1
+        assert "hguard monitor: " in capsys.readouterr().err
+    log.write_text(whole)
+    (tmp_path / "bad.toml").write_text("version = 1\n[monitor]\nreview_backlog_max_age_hours = 0\n")
+    assert main(["monitor", "--policy", str(tmp_path / "bad.toml"), "--exit-code"]) == 2
+    with pytest.raises(SystemExit) as bad_flag:  # argparse's own exit
+        main(["monitor", "--policy", path, "--exit-code", "--bogus"])
+    assert bad_flag.value.code == 2
+    assert main(["monitor", "--policy", path, "--dry-run"]) == 0  # in breach, without --exit-code
+
+
 def test_cli_prints_the_estimate_writes_the_report_and_lifts(tmp_path, capsys):
     from hguard.cli import main
 

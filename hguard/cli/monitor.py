@@ -15,7 +15,7 @@ from ..monitor import lift, public_report, run_monitor, summary, write_html
 __all__ = ["ALARM", "build_parser", "main"]
 
 #: ``--exit-code``'s status when a domain is in breach, has drifted or is tightened, or the review backlog is warned
-#: of (1 is a log that does not verify, 2 misuse)
+#: of (1 is a log that does not verify or an unexpected error, 2 misuse: the --exit-code help says each)
 ALARM = 3
 
 
@@ -50,7 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exit-code", action="store_true",
                    help=f"exit {ALARM} when a domain is in breach, has drifted or is tightened, or the review backlog "
                         "is warned of (an item pending longer than [monitor] review_backlog_max_age_hours): a scheduled "
-                        "job's alarm without parsing --json; 0 otherwise")
+                        "job's alarm without parsing --json. Every exit status, with or without it: 0 the run "
+                        "completed and, with --exit-code, found nothing to alarm on; 1 the audit log does not verify "
+                        "(an edited, removed or forged record: no decision taken) or an unexpected error; 2 a usage "
+                        "error (a bad flag, an invalid policy, a file that cannot be read); "
+                        f"{ALARM} the alarm above. A scheduled job must alarm on any non-zero status, not on "
+                        f"{ALARM} alone")
     p.add_argument("--lift", metavar="DOMAIN", help="lift a domain's tightening (audited; needs --by and --reason)")
     p.add_argument("--by", help="who lifts it")
     p.add_argument("--reason", help="why")
