@@ -9,6 +9,7 @@ import time
 import uuid
 import warnings
 from collections import OrderedDict
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, TypeVar
 
 from ._guard_result import GuardResult, _join_context
@@ -415,7 +416,8 @@ class _Recording:
             "reasons": ([f"{SPOT_CHECK_REASON}{spot['selected_because']}"] if spot else []) + result.reasons,
             "model_fingerprint": self.lm.fingerprint,
             "probe_id": result.probe_id,
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            # to the microsecond, as the decision record and the queue's own times are (not cut to the second)
+            "time": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
         }
         try:
             self.review_queue.enqueue(item)

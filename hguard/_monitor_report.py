@@ -137,7 +137,7 @@ def _backlog_lines(backlog: Mapping[str, Any] | None) -> list[str]:
     if backlog.get("outside_domains") and backlog["outside_domains"]["pending"]["total"]:
         by.append(("outside the policy's domains", backlog["outside_domains"]))
     line = (f"  review queue: {p['total']} pending ({p['held_for_review']} held for review, {p['spot_checks']} "
-            f"spot-checks); oldest waited {_wait(o['oldest_pending_age_hours'])}, median "
+            f"spot-check{'' if p['spot_checks'] == 1 else 's'}); oldest waited {_wait(o['oldest_pending_age_hours'])}, median "
             f"{_wait(o['median_pending_age_hours'])} (since the guard decided each"
             + (f"; {o['pending_put_back']} put back in the queue since, from then" if o.get("pending_put_back") else "")
             + ")"

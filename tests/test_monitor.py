@@ -2634,7 +2634,7 @@ def test_the_monitor_reports_the_review_queues_backlog_per_domain_and_overall(tm
     assert every["decided"] == {"total": 3, "last_24h": 1, "last_7d": 2, "time_unknown": 0}
     assert (geo["over_max_age"], law["over_max_age"], every["over_max_age"]) == (True, False, True)
     text = summary(rep)
-    assert ("  review queue: 6 pending (5 held for review, 1 spot-checks); oldest waited 100.0 h, median 7.5 h"
+    assert ("  review queue: 6 pending (5 held for review, 1 spot-check); oldest waited 100.0 h, median 7.5 h"
             in text)
     assert "decided 1 in the last 24 h, 2 in the last 7 days (3 in all)" in text
     assert ("  WARNING: the oldest pending review item has waited 100.0 h, longer than [monitor] "

@@ -51,3 +51,26 @@ def test_reviewed_items_flow_back_into_calibration(tiny_calibrated, tmp_path):
     assert alpha["reviewed_items_used"] == 12
     assert alpha["reviewer_disagreements"] == summary.n_disagreements
     assert "Human review feedback" in (tmp_path / "probes2" / "report.md").read_text()
+
+
+def test_the_guard_queues_an_item_at_its_time_to_the_microsecond_as_review_show_prints_it(tiny_calibrated, tmp_path):
+    """An ops trial: `hguard review show` printed "decided by the guard: ...:32:29.000000": the guard queued the item
+    at a time cut to the second, its decision record's to the microsecond, so the queue's time read as before the
+    decision's. The item's time is the guard's to the microsecond, not before its decision record's, and printed so."""
+    from datetime import datetime
+
+    from hguard.cli.review import _shown_item
+
+    lm, root = tiny_calibrated
+    policy = Policy.model_validate({
+        "version": 1, "probes": str(root / "probes"), "audit": {"path": str(tmp_path / "audit.jsonl")},
+        "review": {"queue": str(tmp_path / "queue.sqlite3")}, "generation": {"max_new_tokens": 4},
+        "domains": {"alpha": {"accept_below": 0.0, "abstain_above": 1.0}},
+    })
+    guard = Guard.from_policy(policy, lm=lm)
+    r = guard.invoke("what capital of the book ?", domain="alpha")
+    assert r.route == "review"
+    item = guard.review_queue.get(r.audit_id)
+    decided = datetime.fromisoformat(AuditLog(tmp_path / "audit.jsonl").find(r.audit_id)["time"])
+    assert datetime.fromisoformat(item.time) >= decided, (item.time, decided)
+    assert f"decided by the guard: {item.time};" in _shown_item(guard.review_queue, r.audit_id)
