@@ -1246,7 +1246,8 @@ class Guard(_Scoring, _Recording):
         value for all): as for :meth:`check`. ``problems``: as for :meth:`batch` (an adapter's "nothing retrieved":
         the answer goes to review)."""
         if answers is None:
-            raise self._refused(questions if isinstance(questions, str) else list(questions or []), InputError(
+            asked = questions if isinstance(questions, str) else list(questions or [])
+            raise self._refused(asked[0] if isinstance(asked, list) and len(asked) == 1 else asked, InputError(
                 "answers must be a list of strings, one per question, got None; pass the answers to score"), given={})
         return self.batch(questions, contexts, domains, request_ids=request_ids, histories=histories, systems=systems,
                           runs=runs, answers=answers, served=served, problems=problems)
