@@ -2244,3 +2244,21 @@ def test_the_rag_report_never_counts_a_reply_that_declines_as_accepted(monkeypat
     assert (m["targets"]["supporting_accepted"]["k"], m["targets"]["supporting_accepted"]["n"]) == (5, 10)
     assert m["all"]["knowledge_conflict_held"]["k"] == 0  # no conflict is read into a reply that declines
     assert [a["route_at_thresholds"] for a in m["answers"]] == ["abstain"] * 5 + ["accept"] * 5
+
+
+def test_an_unread_yes_no_is_said_as_the_questions_not_as_the_passages():
+    """A clinical team's trial: a PubMedQA row left out for no yes_no was told a grounding signal was missing and to
+    give its passage as plain text (its grounding was 0.93), and the held answer's reason said the question "reads as
+    English and hguard lists no question words of it", which contradicts itself."""
+    from hguard.calibrate._rag_report import unscorable_said
+    from hguard.signals.relevance import _opens_yes_no, unread_yes_no
+
+    question = "Chronic progressive cervical myelopathy with HTLV-I infection: Variant form of HAM/TSP?"
+    assert _opens_yes_no(question, "The study found a variant form.") is None
+    why = unread_yes_no(question)
+    assert "reads as English and hguard lists no question words" not in why
+    assert "English by its words but as another language by its function words" in why
+    said = unscorable_said({"n": 1, "first_id": "pq15477551", "signal": "yes_no"})
+    assert "grounding" not in said and "plain text" not in said and "question" in said and "calibrate again" in said
+    grounding = unscorable_said({"n": 1, "first_id": "r1", "signal": "grounding_lexical"})
+    assert "grounding reader" in grounding and "plain text" in grounding

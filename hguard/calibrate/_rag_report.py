@@ -60,10 +60,15 @@ def unscorable_rows(rows: Sequence[dict], names: Sequence[str]) -> list[tuple[st
 
 def unscorable_said(u: Mapping[str, Any]) -> str:
     """The line calibrate-rag and report.md give of a domain's unscorable rows (its report entry's ``unscorable``)."""
+    if u["signal"] == "yes_no":  # the question's, not the passage's: whether it asks for yes or no is not read
+        why, fix = ("yes_no is missing where the question is not read as asking for yes or no nor for content (it "
+                    "reads as a language whose question words hguard does not list, or none of them opens it) and the "
+                    "answer opens with no yes or no"), "word those questions as your users ask them (\"Is ...?\", \"What ...?\")"
+    else:
+        why, fix = ("a grounding signal is missing where the passage or the answer has no word the grounding reader can "
+                    "read, e.g. letters it does not know or only punctuation"), "give those rows their passage as plain text"
     return (f"{u['n']} row(s) left out of every fit and figure, their signals could not be computed (first "
-            f"{u['first_id']!r}: no {u['signal']}; a grounding signal is missing where the passage or the answer has no "
-            "word the grounding reader can read, e.g. letters it does not know or only punctuation): give those rows "
-            "their passage as plain text, or drop them, and calibrate again")
+            f"{u['first_id']!r}: no {u['signal']}; {why}): {fix}, or drop them, and calibrate again")
 
 
 def conflict_at_chance(kc: Mapping[str, Any]) -> str | None:

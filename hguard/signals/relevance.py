@@ -76,8 +76,12 @@ def unread_yes_no(question: str) -> str:
 
     key = asked_in(words_of(question))
     named = key.title() if key.islower() else f"{key} script"
-    listed = ("none of its question words opens it" if key in _CONTENT_QUESTION_WORDS or key in _CONTENT_QUESTION_CHARACTERS
-              else "hguard lists no question words of it")
+    if key == "english":  # English by its words, another language's by its function words: neither rule reads it
+        named, listed = ("English by its words but as another language by its function words (as many or more of "
+                         "them)"), "no English auxiliary or question word opens it"
+    else:
+        listed = ("none of its question words opens it" if key in _CONTENT_QUESTION_WORDS or key in _CONTENT_QUESTION_CHARACTERS
+                  else "hguard lists no question words of it")
     return (f"whether the question asks for yes or no is not read: it reads as {named} and {listed} (the auxiliary rule "
             "that reads an English question is English's), and the answer opens with no yes or no word, so the relevance "
             "signal yes_no is unread: the merger calibrated with it cannot score the answer, and the knowledge-conflict "
