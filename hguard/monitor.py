@@ -551,10 +551,11 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
     ``monitor_tighten`` / ``monitor_lift``) records and rewrites the state file when ``act``. ``now``: the report's
     time (ISO, UTC unless it names a zone; default the clock's), up to which the review queue's backlog
     (``review_backlog``: pending items and their ages, items decided lately) is counted."""
-    from .review.queue import (SHOWN, ReviewQueue, chain_verdicts, newest_file_from, not_put_back, same_risk, same_text,
-                               verdict_in_chain)
+    from .review.queue import (SHOWN, ReviewQueue, chain_verdicts, newest_file_from, not_put_back, refuse_missing_queue,
+                               same_risk, same_text, verdict_in_chain)
 
     audit_path = Path(audit_path or policy.audit.path)
+    given_queue = queue_path is not None
     queue_path = Path(queue_path or policy.review.queue)
     given_now = period(now, "now")  # checked before anything is read or appended
     if not audit_path.is_file():
@@ -585,6 +586,9 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
             f"domain {with_pid[-1].get('domain')!r} is not this policy's ({pid}, {policy.source}); monitor a log with "
             "the policy it was written under"
         )
+    if queue is None:  # a mistyped path read as an empty queue ("0 pending", no alarm) while items wait in the real one
+        refuse_missing_queue(queue_path, records, audit_path,
+                             "--queue" if given_queue else f"in {policy.source or 'the policy'}")
     # a tightening only the state file holds is recorded in this chain before anything below may refuse the run
     lifts: dict[str, str] = {}  # each domain's latest lift: its evidence counts from then on, whatever its state now
     lift_seqs: dict[str, int] = {}  # ... and where each stands in the chain: the evidence is what comes after it

@@ -740,6 +740,7 @@ def test_similarity_drift_is_tested_on_requests_that_named_their_domain(tmp_path
     """Requests with domain= (as the adapters' README advises) record their similarity to the named domain, not the
     router's similarities: the monitor read only the latter, so such traffic left the drift untested for ever."""
     policy = _pol(tmp_path, drift_window=20)
+    ReviewQueue(policy.review.queue)  # the guard's queue: the monitor refuses a log promising items without it
     log = AuditLog(policy.audit.path)
     for i in range(40):  # the second window's questions lie much further from the domain
         log.append({"policy_id": policy_id(policy), "domain": "geo", "route": "review", "risk": 0.5,
@@ -755,6 +756,7 @@ def test_similarity_drift_reads_only_numbers_a_router_of_ones_own_recorded(tmp_p
     """A router of one's own records its similarities as it likes: "0.6" or True were read as numbers by the drift
     test (float() of them); only real numbers are similarities, the rest is not measured."""
     policy = _pol(tmp_path, drift_window=20)
+    ReviewQueue(policy.review.queue)  # the guard's queue: the monitor refuses a log promising items without it
     log = AuditLog(policy.audit.path)
     for i in range(40):
         sims = {"geo": 0.6 + 0.001 * i if i < 20 else ("0.2" if i % 2 else True)}
@@ -772,6 +774,7 @@ def test_the_monitor_says_which_probe_decides_a_domain_now_and_which_decided_bef
     from hguard.domain import CalibratedDomain
 
     policy = _pol(tmp_path, spot_check_rate=0.5)
+    ReviewQueue(policy.review.queue)  # the guard's queue: the monitor refuses a log promising items without it
     log = AuditLog(policy.audit.path)
     for pid in ("p-old",) * 3 + ("p-new",) * 2:
         log.append({"policy_id": policy_id(policy), "domain": "geo", "route": "review", "probe_id": pid, "risk": 0.5},
@@ -816,6 +819,7 @@ def test_a_domain_calibrated_closed_book_and_with_context_is_watched_per_calibra
     closed, rag = probe("p-closed", "closed_book", 0.5), probe("p-rag", "rag", 0.2)
     monkeypatch.setattr(monitor, "_probe_meta", lambda policy, problems=None: {"geo": [closed, rag]})
     policy = _pol(tmp_path, spot_check_rate=0.5, on_breach="stricter", breach_rule="upper_bound", drift_window=30)
+    ReviewQueue(policy.review.queue)  # the guard's queue: the monitor refuses a log promising items without it
     log = AuditLog(policy.audit.path)
     for i in range(60):  # closed-book answers as in their first window; answers with context far riskier later on
         log.append({"policy_id": policy_id(policy), "domain": "geo", "route": "review", "probe_id": "p-closed",
@@ -2544,6 +2548,7 @@ def test_given_answers_served_to_users_are_live_traffic_to_the_monitor(tmp_path)
     literally false is an evaluation: any other shape ("true", 1, missing, no mapping) counts as live (a review: left
     out, a served answer's hallucination was hidden from the estimate and the selection audit)."""
     policy = _pol(tmp_path, drift_window=20, spot_check_rate=1.0)
+    ReviewQueue(policy.review.queue)  # the guard's queue: the monitor refuses a log promising items without it
     log = AuditLog(policy.audit.path)
     odd = [{"tokens": 1, "served": "true"}, {"tokens": 1, "served": 1}, {"tokens": 1}, [1, 1], None]
     for i, given in enumerate([{"tokens": 1, "own_tokens": 1, "served": s} for s in [True] * 30 + [False] * 5] + odd):
@@ -2871,3 +2876,35 @@ def test_cli_json_carries_the_review_backlog(tmp_path, capsys):
     assert b["domains"]["geo"]["decided"]["total"] == len(ReviewQueue(tmp_path / "queue.sqlite3").decided()) > 0
     assert main(["monitor", "--policy", str(tmp_path / "policy.toml"), "--dry-run"]) == 0
     assert "  review queue: 0 pending (0 held for review, 0 spot-checks); oldest waited -, median -" in capsys.readouterr().out
+
+
+def test_a_mistyped_review_queue_path_is_refused_not_read_as_an_empty_queue(tmp_path, capsys):
+    """A bad-input trial: a typo in `[review] queue` gave "review queue: 0 pending" and `--exit-code` 0 while the log
+    held live items (the right path alarms), and `hguard review list` created an empty queue there, "holds no
+    items". A reading command refuses a queue file that does not exist while the log promises review items; it
+    creates none."""
+    from hguard.cli import main
+    from hguard.cli.review import main as review_main
+
+    _policy_file(tmp_path, 60, 'on_breach = "review"\naccept_below = 0.3\n')
+    text = (tmp_path / "policy.toml").read_text()
+    (tmp_path / "typo.toml").write_text(text.replace('queue = "queue.sqlite3"', 'queue = "qeueu.sqlite3"'))
+    typo, said = str(tmp_path / "typo.toml"), f"no review queue at {tmp_path / 'qeueu.sqlite3'}, but the audit log"
+    for argv in (["--dry-run", "--exit-code"], ["--dry-run", "--json"], []):
+        assert main(["monitor", "--policy", typo, *argv]) == 2
+        err = capsys.readouterr().err
+        assert said in err and f"check the [review] queue path (in {typo})" in err and len(err.splitlines()) == 1
+    assert main(["monitor", "--policy", str(tmp_path / "policy.toml"), "--queue", str(tmp_path / "q.sqlite3"),
+                 "--dry-run"]) == 2
+    assert "check the [review] queue path (--queue)" in capsys.readouterr().err
+    for argv in (["list"], ["list", "--json"], ["show", "some-item"]):
+        assert review_main([argv[0], "--policy", typo, *argv[1:]]) == 2
+        assert said in capsys.readouterr().err
+    assert not (tmp_path / "qeueu.sqlite3").exists() and not (tmp_path / "q.sqlite3").exists()  # none created
+    assert not any(r["kind"].startswith("monitor") for r in AuditLog(tmp_path / "audit.jsonl"))  # nothing appended
+    # a log that holds no item promised to review: nothing to refuse, said, and still no queue created
+    (tmp_path / "fresh").mkdir()
+    (tmp_path / "fresh" / "policy.toml").write_text(text)
+    assert review_main(["list", "--policy", str(tmp_path / "fresh" / "policy.toml")]) == 0
+    assert "holds no decision routed to review" in capsys.readouterr().out
+    assert not (tmp_path / "fresh" / "queue.sqlite3").exists()

@@ -9,9 +9,11 @@ import os
 import sys
 import warnings
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from .._text import listed, shown_plainly
+from ..audit import AuditLog
 from ..errors import HGuardError, InputError
 from ..review.queue import VERDICTS, ArchivedItem, ReviewItem, ReviewQueue, not_in_chain
 from ..review._items import EVALUATION_FILTER_SAID, EVALUATION_MARK, evaluation_said, shown_domain
@@ -226,6 +228,23 @@ def _shown_item(queue: ReviewQueue, item_id: str) -> str:
     return "\n".join(lines)
 
 
+def _absent_queue(policy, policy_file: str, audit: str | None) -> str | None:
+    """``hguard review list`` and ``show`` with a policy whose queue file does not exist (in a folder that does: a
+    missing folder is refused on opening): why nothing is listed, when its audit log holds no item promised to review;
+    refused when it holds some (a mistyped ``[review] queue`` path was created as a new, empty queue and listed "holds
+    no items"). None when the queue file exists. A reading command creates no queue (the guard does)."""
+    from ..review.queue import refuse_missing_queue
+
+    queue_path = Path(policy.review.queue)
+    if queue_path.is_file() or not queue_path.parent.is_dir():
+        return None
+    log = AuditLog(audit if audit is not None else policy.audit.path, key=None)  # read only: no key needed
+    refuse_missing_queue(queue_path, log.history(), log.path, f"in {policy_file}")
+    return (f"no review queue at {queue_path} yet, and its audit log {log.path} holds no decision routed to review: "
+            "nothing has been held for review under this policy (the guard creates the queue on the first answer it "
+            "holds)")
+
+
 def _known_domain(domain: str | None, counts: dict, archived: Iterable[ArchivedItem] = ()) -> None:
     """--domain checked against the queue's domains: its items' (``counts``) and those the queue kept of its
     ``archived`` items (a domain whose items are all archived is still the queue's: the export reads them, or with
@@ -296,6 +315,15 @@ def main(argv: list[str]) -> int:
                   file=sys.stderr)  # fmt: skip
             server.run()
             return 0
+        if args.command in ("list", "show") and policy is not None:  # reading: never creates the queue
+            absent = _absent_queue(policy, args.policy, args.audit)
+            if absent is not None:
+                if args.command == "show":
+                    raise InputError(f"no item {args.item!r}: {absent}")
+                if args.evaluation is not None:
+                    raise InputError(f"--evaluation {args.evaluation}: {absent}")
+                print(f"hguard review: {absent}", file=sys.stderr if args.json else sys.stdout)
+                return 0
         queue = _open_source(source, getattr(args, "audit", None), policy)
         if args.command == "list":
             if args.limit < 0:
