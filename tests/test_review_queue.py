@@ -2176,6 +2176,27 @@ def test_cli_list_and_show_mark_an_evaluations_items(tmp_path, capsys):
     assert err.count("\n") == 1 and "--evaluation exclude needs the audit log" in err and "--audit LOG" in err
 
 
+def test_cli_list_evaluation_is_refused_when_the_audit_log_is_not_there(tmp_path, capsys):
+    """A bad-input trial: `review list --evaluation only` with a policy (or --audit LOG) whose log does not exist listed
+    nothing, exit 0 (`--json`: empty output), and `exclude` listed every item as live: which items are an evaluation's
+    is in the log alone. Refused in one line naming the missing log, before anything is printed."""
+    queue = ReviewQueue(tmp_path / "review.sqlite3")
+    queue.enqueue(make_item("held"))
+    (tmp_path / "policy.toml").write_text('version = 1\n[audit]\npath = "audit.jsonl"\n[review]\nqueue = '
+                                          '"review.sqlite3"\n[domains.geography]\n')
+    for src in (["--policy", str(tmp_path / "policy.toml")],
+                ["--queue", str(queue.path), "--audit", str(tmp_path / "audit.jsonl")]):
+        for choice in ("only", "exclude"):
+            for json_flag in ([], ["--json"]):
+                assert cli_main(["list", *src, "--evaluation", choice, *json_flag]) == 2
+                out = capsys.readouterr()
+                assert out.out == "" and out.err.count("\n") == 1
+                assert (f"--evaluation {choice} needs the audit log holding the guard's decisions" in out.err
+                        and f"there is none at {tmp_path / 'audit.jsonl'}" in out.err)
+    assert cli_main(["list", "--policy", str(tmp_path / "policy.toml")]) == 0  # without the filter: listed, unmarked
+    assert "What is the capital of held?" in capsys.readouterr().out
+
+
 def test_cli_list_evaluation_says_how_many_items_the_filter_leaves(tmp_path, capsys):
     """An ops trial: `review list --evaluation only` printed the per-domain lines of the whole queue above the 2 items
     it listed, and nothing said how many the filter left. A line says it ("1 of 4 pending: an evaluation's items only")

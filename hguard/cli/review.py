@@ -328,6 +328,14 @@ def main(argv: list[str]) -> int:
         if args.command == "list":
             if args.limit < 0:
                 raise InputError(f"--limit must be >= 0, got {args.limit}")
+            # which items are an evaluation's is in the log alone: without it, "only" listed nothing and "exclude"
+            # everything as live, exit 0 (checked before anything is printed)
+            if args.evaluation is not None and (queue.audit is None or not queue.audit.path.is_file()):
+                raise InputError(f"--evaluation {args.evaluation} needs the audit log holding the guard's decisions (an "
+                                 "item's decision says whether its answer was served)"
+                                 + (f", and there is none at {queue.audit.path}: check the policy's audit.path or "
+                                    "--audit LOG" if queue.audit is not None else
+                                    ": pass --audit LOG with --queue, or --policy FILE"))
             counts = queue.counts()
             archived = queue.archived()
             _known_domain(args.domain, counts, archived.values())
@@ -344,10 +352,6 @@ def main(argv: list[str]) -> int:
             if not counts and not n_archived:  # said, not an empty output that reads as a failed command
                 print(f"hguard review: the queue {queue.path} holds no items (nothing has been held for review "
                       "since it was started or emptied)", file=sys.stderr if args.json else sys.stdout)
-            if args.evaluation is not None and queue.audit is None:  # which are an evaluation's is in the log alone
-                raise InputError(f"--evaluation {args.evaluation} needs the audit log holding the guard's decisions (an "
-                                 "item's decision says whether its answer was served): pass --audit LOG with --queue, "
-                                 "or --policy FILE")
             limit = None if args.evaluation is not None else args.limit  # the filter first, then the limit
             if args.decided:
                 items = queue.decided(domain=args.domain, limit=limit, newest_first=True)
