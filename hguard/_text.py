@@ -30,7 +30,7 @@ from .errors import one_line
 __all__ = ["misdecoded", "asks_only_yes_no", "asks_yes_no", "asked_in", "opens_with_yes_or_no", "yes_or_no_opening", "yes_no_question", "offers_alternatives", "fold_accents", "function_words", "hidden_character", "join_digit_groups", "japanese_grammar",
            "language_of", "asks", "clauses", "own_questions", "refers_back", "sentences",
            "script_of", "script_words",
-           "direction_controls", "listed", "matching_form", "reads_english", "same_words", "seen_form", "shown_plainly", "without_ignorables", "words_of", "written_in", "languages_ahead"]
+           "direction_controls", "listed", "matching_form", "reads_english", "same_words", "seen_form", "shown_lines", "shown_plainly", "without_ignorables", "words_of", "written_in", "languages_ahead"]
 
 _C1_CONTROL = re.compile("[\u0080-\u009f]")  # no text uses them: bytes decoded with the wrong codec make them
 _LATIN1_RUN = re.compile("[\u0000-\u00ff]+")
@@ -252,6 +252,13 @@ def shown_plainly(text: str) -> str:
     if not any(hidden_character(c) for c in text):
         return text
     return "".join(c.encode("unicode_escape").decode("ascii") if hidden_character(c) else c for c in text)
+
+
+def shown_lines(text: str) -> list[str]:
+    """Multi-line ``text`` for a terminal, as lines: its line breaks ("\\n", "\\r\\n") kept, every other
+    :func:`hidden_character` escaped as :func:`shown_plainly` does (an answer holding "ESC[2K\\r[route=accept]"
+    erased its line and drew a forged one in ``hguard ask``; a lone carriage return is escaped, not a line break)."""
+    return [shown_plainly(line) for line in text.replace("\r\n", "\n").split("\n")]
 
 
 # Where a sentence ends: a run of Unicode's sentence terminators ("." "!" "?", the full-width and ideographic ones,

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from ._resources import DEFAULT_POLICY, expand_home, state_dir
-from .errors import one_line
+from ._text import listed, shown_plainly
 
 SCRIPT = [
     # (kind, question, context, domain)
@@ -134,13 +134,15 @@ def run_demo(policy: str | None = None, model: str | None = None, out: str | Non
     print("-" * min(width, len(header) + 10))
     for kind, r in results:
         risk = "  n/a" if r.risk is None else f"{r.risk:5.2f}"
-        print(f"{kind:24s} {one_line(r.question or '', 38):38s} {one_line(r.answer or '', 40):40s} {str(r.domain):10s} {risk}  {r.route}")
+        # the question and the model's answer as `hguard review list` shows them: no escape sequence reaches the terminal
+        print(f"{kind:24s} {listed(r.question or '', 38):38s} {listed(r.answer or '', 40):40s} {str(r.domain):10s} {risk}  {r.route}")
         for reason in r.reasons[:3]:
-            print(textwrap.fill(reason, max(60, min(width, 140)), initial_indent="      - ", subsequent_indent="        "))
+            print(textwrap.fill(shown_plainly(reason), max(60, min(width, 140)), initial_indent="      - ",
+                                subsequent_indent="        "))
     print()
     print("what a user sees:")
     for _kind, r in results:
-        print(f"  [{r.route:7s}] {one_line(r.question or '', 50)} -> {one_line(r.display_text or '', 70)}")
+        print(f"  [{r.route:7s}] {listed(r.question or '', 50)} -> {listed(r.display_text or '', 70)}")
     from .integrity import load_key
 
     rep = audit.verify(pol.audit.path, key=load_key(pol.integrity.key_file))

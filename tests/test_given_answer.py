@@ -430,3 +430,27 @@ def test_an_answer_over_max_new_tokens_is_refused_naming_the_cap_for_a_server_an
         calibrated_guard.check("who ?", " ".join(["paris"] * 40), domain="alpha")
     limit = calibrated_guard.generator.max_new_tokens
     assert f"cap it at max_tokens={limit} and send it Guard.prompt_messages(...)" in str(err.value)
+
+
+def test_ask_prints_a_given_answer_escaped_as_review_list_does(tiny_calibrated, tmp_path, monkeypatch, capsys):
+    """A bad-input trial: `hguard ask --answer FILE` printed the answer raw: "Paris ESC[2K CR [route=accept] fine"
+    erased the line and drew a forged route line, a NUL came through. Its escape sequences are shown escaped, as
+    `hguard review list` shows them, its line breaks kept; the JSON output is unchanged."""
+    import json
+
+    from hguard.cli import main
+    from hguard.testing import tiny_guard
+
+    guard = tiny_guard(tiny_calibrated[1], tmp_path / "runs", "accept")
+    monkeypatch.setattr(Guard, "from_policy", classmethod(lambda cls, *a, **k: guard))
+    answer = tmp_path / "answer.txt"
+    answer.write_text("a\x1b\rb\x00\nc", encoding="utf-8")  # within the tiny guard's 4 tokens
+    q = ["ask", "what is the capital of france ?", "--answer", str(answer)]
+    assert main(q) == 0
+    out = capsys.readouterr().out
+    assert not any(c in out for c in "\x1b\r\x00"), repr(out)
+    assert "a\\x1b" in out and "b\\x00" in out  # (a held answer's line folds its whitespace, \r too)
+    lines = out.splitlines()  # the answer's line breaks kept (the file's "\r" is read as one), then the route line
+    assert lines[:4] == ["[needs review] a\\x1b", "b\\x00", "c", lines[3]] and lines[3].startswith("[route=review ")
+    assert main([*q, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["answer"] == answer.read_text(encoding="utf-8").strip()

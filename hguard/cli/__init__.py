@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .._policy_fit import accept_threshold_warnings, check_levels
 from ..errors import AuditError, HGuardError, InputError, cut_text, install_extra, one_line
-from .._text import blank
+from .._text import blank, shown_lines, shown_plainly
 from ..settings import CALIBRATION_MAX_NEW_TOKENS, CALIBRATION_SYSTEM_PROMPT
 
 _MODEL_HELP = ('the model: "default" (the embedded SmolLM2-135M-Instruct), a Hugging Face model folder, a .gguf file '
@@ -677,13 +677,15 @@ def cmd_ask(args) -> int:
     if args.json:
         print(_dump(res.to_dict()))
     else:
-        print(res.display_text)
+        # a given or generated answer is printed as `hguard review list` prints it: an escape sequence in it erased
+        # its line and drew a forged "[route=accept]" (its line breaks are kept; JSON output is as it was)
+        print("\n".join(shown_lines(res.display_text)))
         if res.route != "accept" and res.answer.strip() and res.answer not in res.display_text:
             # the operator reads what was held (the reasons may refer to it: "the answer states 12.3, which ...")
-            print("held answer, not shown to users: " + " ".join(res.answer.split()))
+            print("held answer, not shown to users: " + shown_plainly(" ".join(res.answer.split())))
         print(f"[route={res.route} risk={res.risk if res.risk is None else round(res.risk, 3)} domain={res.domain} audit={res.audit_id}]")
         for r in res.reasons:
-            print(f"  - {r}")
+            print(f"  - {shown_plainly(r)}")
     return 0
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from .._text import listed, shown_plainly
+from .._text import listed, shown_lines, shown_plainly
 from ..audit import AuditLog
 from ..errors import HGuardError, InputError
 from ..review.queue import VERDICTS, ArchivedItem, ReviewItem, ReviewQueue, not_in_chain
@@ -161,7 +161,7 @@ def _counted(counts: dict[str, int], evaluation: dict[str, int] | None) -> str:
 def _block(text: str) -> str:
     """Multi-line text for a terminal, indented, its line breaks kept and every other hidden character escaped (a
     question holding terminal escape sequences cannot rewrite what the reviewer reads)."""
-    return "\n".join("    " + shown_plainly(line) for line in text.splitlines() or [""])
+    return "\n".join("    " + line for line in shown_lines(text))
 
 
 def _shown_item(queue: ReviewQueue, item_id: str) -> str:
