@@ -89,6 +89,30 @@ def test_bad_input_is_refused_in_one_line_naming_it_and_on_record(make_guard, ca
     assert rec["kind"] == "error" and rec["source"] == "HGuardEvaluator" and rec["answer_source"] == "given"
 
 
+@pytest.mark.parametrize("response", ["paris", None, ["paris"]])
+def test_evaluate_response_of_text_is_refused_in_one_line_and_on_record(make_guard, response):
+    """A bad-input trial: `evaluate_response(query=Q, response="paris")` raised LlamaIndex's AttributeError ('str'
+    object has no attribute 'response'), and no `error` record was written, as for every other refused call."""
+    guard = make_guard("accept")
+    for call in (lambda ev: ev.evaluate_response(query=Q, response=response, domain="alpha"),
+                 lambda ev: asyncio.run(ev.aevaluate_response(query=Q, response=response, domain="alpha"))):
+        with pytest.raises(InputError) as err:
+            call(HGuardEvaluator(guard))
+        said = str(err.value)
+        assert "\n" not in said and f"needs the query engine's Response, got {type(response).__name__}: " in said
+        assert "evaluate(query=q, response=text, contexts=[...])" in said
+        rec = AuditLog(guard.audit.path).find(err.value.audit_id)
+        assert (rec["kind"], rec["source"], rec["question"], rec["domain"]) == ("error", "HGuardEvaluator", Q, "alpha")
+
+
+@pytest.mark.parametrize("domain", [["alpha"], 5, "", " "])
+def test_a_domain_that_names_none_is_refused_when_the_evaluator_is_made(make_guard, domain):
+    """A bad-input trial: `HGuardEvaluator(g, domain=["alpha"])` was made, and refused only at each evaluation."""
+    with pytest.raises(InputError, match=r"HGuardEvaluator domain must be a domain name or None, got "
+                                         rf"{type(domain).__name__}: .*; name a domain of the policy"):
+        HGuardEvaluator(make_guard("accept"), domain=domain)
+
+
 def test_an_answer_not_the_models_own_has_no_score_whatever_its_risk(make_guard, tmp_path):
     """score = 1 - risk was given to an answer that is not the model's own, whose risk is not calibrated: a cut-off
     edit held for review scored above an accepted own answer. Its score is None, said in the feedback; the model's

@@ -11,7 +11,7 @@ from llama_index.core.prompts.mixin import PromptDictType
 
 from hguard._guard_scoring import given_answer_problem
 from hguard.errors import InputError
-from hguard.guard import Guard, GuardResult
+from hguard.guard import Guard, GuardResult, _is_domain_name
 from hguard.streaming import blanks_emptied, in_thread, nothing_retrieved
 
 _SOURCE = "HGuardEvaluator"
@@ -50,6 +50,10 @@ class HGuardEvaluator(BaseEvaluator):
     def __init__(self, guard: Guard, domain: Optional[str] = None) -> None:
         if not isinstance(guard, Guard):
             raise TypeError(f"HGuardEvaluator needs an hguard Guard, got {type(guard).__name__}: HGuardEvaluator(guard)")
+        if domain is not None and not _is_domain_name(domain):  # refused here, not at each evaluation
+            raise InputError(f"HGuardEvaluator domain must be a domain name or None, got {type(domain).__name__}: "
+                             f"{domain!r:.80}; name a domain of the policy (domain='mine'), or leave it out to choose "
+                             "one by similarity")
         self._guard = guard
         self._domain = domain
 
@@ -118,12 +122,27 @@ class HGuardEvaluator(BaseEvaluator):
         """LlamaIndex's ``evaluate_response``; a ``Response`` whose ``metadata`` holds hguard's decision (a guarded
         engine's) gets that decision, without a new check."""
         decided = _decided(query, response)
-        return decided if decided is not None else super().evaluate_response(query, response, **kwargs)
+        return decided if decided is not None else super().evaluate_response(
+            query, self._response(query, response, kwargs), **kwargs)
 
     async def aevaluate_response(self, query: Optional[str] = None, response: Any = None,
                                  **kwargs: Any) -> EvaluationResult:
         decided = _decided(query, response)
-        return decided if decided is not None else await super().aevaluate_response(query, response, **kwargs)
+        return decided if decided is not None else await super().aevaluate_response(
+            query, self._response(query, response, kwargs), **kwargs)
+
+    def _response(self, query: Any, response: Any, kwargs: dict[str, Any]) -> Any:
+        """``response`` when it is a query engine's ``Response`` (its text and source nodes, as LlamaIndex reads them);
+        anything else (the answer's text: LlamaIndex raised AttributeError on it) refused in one line and recorded as
+        :meth:`_read` records a refused call."""
+        if hasattr(response, "response") and hasattr(response, "source_nodes"):
+            return response
+        exc = InputError(f"HGuardEvaluator.evaluate_response needs the query engine's Response, got "
+                         f"{type(response).__name__}: {response!r:.80}; pass engine.query(q), or the answer's text as "
+                         "evaluate(query=q, response=text, contexts=[...])")
+        self._guard.record_failure(query if isinstance(query, str) else repr(query), exc,
+                                   domain=kwargs.get("domain") or self._domain, source=_SOURCE, given={"answer": response})
+        raise exc
 
     async def aevaluate(self, query: Optional[str] = None, response: Optional[str] = None,
                         contexts: Optional[Sequence[str]] = None, **kwargs: Any) -> EvaluationResult:
