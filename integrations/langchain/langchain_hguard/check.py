@@ -120,12 +120,14 @@ class HGuardCheck(RunnableSerializable[dict, AIMessage]):
 
     def _refused(self, value: Any, exc: InputError, domain: Optional[str], run_id: Optional[str]) -> InputError:
         """``exc`` after writing the refused input to the guard's audit log (an ``error`` record of this adapter's,
-        its id on the error as ``audit_id``, the answer given in it)."""
+        its id on the error as ``audit_id``, the answer given in it). An input with no 'question' (not a dict, or a
+        dict of other keys: ``{"query": q, "response": a}``) is recorded whole as the question, as given: the record
+        held 'None', the input lost."""
         got = value if isinstance(value, dict) else {}
         answer = got.get("answer")
         named = got.get("domain")
         self.guard.record_failure(
-            got.get("question", value if not isinstance(value, dict) else None), exc,
+            got.get("question", value), exc,
             domain=named if isinstance(named, str) and named.strip() else domain, source=_SOURCE, run_id=run_id,
             given={"answer": answer.content if isinstance(answer, BaseMessage) else answer})
         return exc
@@ -162,6 +164,9 @@ class HGuardCheck(RunnableSerializable[dict, AIMessage]):
             raise InputError(f"HGuardCheck 'question' must be a string, got {type(question).__name__}: {question!r:.80}")
         answer = value["answer"]
         if isinstance(answer, BaseMessage):
+            if not isinstance(answer, AIMessage):  # a HumanMessage was scored as the model's answer
+                raise InputError(f"HGuardCheck 'answer' is a {type(answer).__name__}, not the model's answer; pass the "
+                                 "chat model's AIMessage (its output) or the answer's text")
             if getattr(answer, "tool_calls", None):
                 raise InputError("HGuardCheck 'answer' is a message with tool calls; the guard scores a free-text "
                                  "answer: pass the final answer's message or its text")
@@ -224,7 +229,7 @@ class HGuardCheck(RunnableSerializable[dict, AIMessage]):
             _, served = self._settings(kwargs)
         except InputError as exc:  # the call's, not an input's: refused whatever return_exceptions says
             raise self._refused(inputs[0] if len(inputs) == 1 else {"question": [
-                x.get("question") if isinstance(x, dict) else x for x in inputs]}, exc, None, None) from None
+                x.get("question", x) if isinstance(x, dict) else x for x in inputs]}, exc, None, None) from None
         n = len(inputs)
         read: list[Any] = []
         for i, (x, cfg) in enumerate(zip(inputs, configs)):

@@ -181,7 +181,10 @@ def read_passages(value: dict[str, Any], who: str, source_key: str = "source", *
                 add(c, i, "context")
         else:
             raise InputError(f"{who} 'context' must be a string or a list of strings"
-                             + (" or Documents" if documents_in_context else "") + f", got {type(context).__name__}")
+                             + (" or Documents" if documents_in_context else "") + f", got {type(context).__name__}"
+                             + ((": pass a single Document in a list, [doc]" if documents_in_context else
+                                 ": pass a single Document in a list under 'documents', [doc]")
+                                if isinstance(context, Document) else ""))
     passages = blanks_emptied(passages)  # a blank one among others is named by the guard, as for ChatHGuard
     # a dict that carries 'documents' or 'context' asks for an answer from passages, even when retrieval
     # found none (None, [], ""): never read as a closed-book request, which a domain may accept

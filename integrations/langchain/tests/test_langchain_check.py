@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 from langchain_core.documents import Document
-from langchain_core.messages import AIMessage
+from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.runnables import RunnableLambda, RunnableParallel
 
@@ -101,6 +101,10 @@ def test_an_answer_as_another_chat_model_returns_it_and_documents_as_a_retriever
     ({"question": Q, "answer": "x", "context": [3]}, "'context' must be a string or a list of strings or Documents; item 0 is int"),
     ({"question": Q, "answer": AIMessage(content="", tool_calls=[{"name": "f", "args": {}, "id": "1"}])}, "tool calls"),
     ("just a question", "takes a dict with 'question' and 'answer'"),
+    ({"question": Q, "answer": HumanMessage("x")}, "'answer' is a HumanMessage, not the model's answer; pass the chat "
+                                                   "model's AIMessage"),
+    ({"question": Q, "answer": "x", "context": Document(page_content="gold")},
+     "got Document: pass a single Document in a list, [doc]"),
 ])
 def test_bad_input_is_refused_in_one_line_naming_the_key_and_on_record(make_guard, value, words):
     guard = make_guard("accept")
@@ -109,6 +113,20 @@ def test_bad_input_is_refused_in_one_line_naming_the_key_and_on_record(make_guar
     assert words in str(err.value) and "\n" not in str(err.value)
     rec = AuditLog(guard.audit.path).find(err.value.audit_id)
     assert rec["kind"] == "error" and rec["source"] == "HGuardCheck" and rec["answer_source"] == "given"
+
+
+@pytest.mark.parametrize("value", [{"query": Q, "response": "paris"}, {"answer": "paris"}, "paris"])
+def test_a_refused_input_is_recorded_as_given(make_guard, value):
+    """A bad-input trial: `invoke({"query": q, "response": "paris"})` was refused but its `error` record held the
+    question 'None' and no answer: the input was lost. An input with no 'question' is recorded whole, as given."""
+    guard = make_guard("accept")
+    check = HGuardCheck(guard=guard)
+    for call in (lambda: check.invoke(value), lambda: check.batch([value])):
+        with pytest.raises(InputError) as err:
+            call()
+        rec = AuditLog(guard.audit.path).find(err.value.audit_id)
+        assert rec["question"] == (repr(value) if isinstance(value, dict) else value)
+        assert rec.get("answer") == (value.get("answer") if isinstance(value, dict) else None)
 
 
 def test_batch_is_one_check_batch_and_each_input_its_own_run(make_guard, monkeypatch):
