@@ -643,10 +643,9 @@ def load_model(source: str | os.PathLike = "default", *, use_cache: bool = True,
             f"model source {text!r} is not \"default\", a .gguf file, a model folder or a hub id "
             f"(owner/name, or owner/name@revision); check the path"
         )
-    if at and not revision.strip():
-        raise ModelNotFoundError(
-            f"model source {text!r} names no revision after '@'; write owner/name@<branch, tag or commit>, or "
-            "owner/name for the repo's main")
+    problem = hub_revision_problem(text)
+    if problem is not None:
+        raise ModelNotFoundError(problem)
     if Path(text.split("/")[0]).is_dir():  # "models/hr-qwn": a typo in a local path, not a hub id to fetch
         raise ModelNotFoundError(
             f"no model folder {text!r}: the folder {text.split('/')[0]!r} exists here, so this reads as a local path "
@@ -659,9 +658,9 @@ def load_model(source: str | os.PathLike = "default", *, use_cache: bool = True,
         model = _from_pretrained(repo_id, f"model {text!r}", dtype=dtype, **pin)
         tokenizer = AutoTokenizer.from_pretrained(repo_id, **pin)
     except OSError as exc:
-        raise ModelNotFoundError(
-            f"could not load {text!r} from the Hugging Face hub ({exc}); without hub access, download it "
-            f"elsewhere and pass the local folder, or use \"default\""
+        raise ModelNotFoundError(  # transformers' message runs over several lines: one line of it
+            f"could not load {text!r} from the Hugging Face hub ({one_line(str(exc), 300)}); without hub access, "
+            f"download it elsewhere and pass the local folder, or use \"default\""
         ) from exc
     return _finish(
         model, tokenizer, name=text, source=f"hub:{text}",  # with its revision: model_argument loads the same again
@@ -670,6 +669,22 @@ def load_model(source: str | os.PathLike = "default", *, use_cache: bool = True,
                             + _dtype_suffix(model.dtype)),
         load_info={"seconds": time.perf_counter() - t0},
     )
+
+
+def hub_revision_problem(text: str) -> str | None:
+    """Why a hub id's revision (``owner/name@revision``) cannot be one, in one line naming it and the fix; None for an
+    id without '@' or with a revision that can be a branch, tag or commit (no '@', no whitespace: "rev@x" and " main"
+    were sent to the hub as revisions). Checked when a policy is validated and when a model is loaded."""
+    _, at, revision = text.partition("@")
+    if not at:
+        return None
+    if not revision.strip():
+        return (f"model source {text!r} names no revision after '@'; write owner/name@<branch, tag or commit>, or "
+                "owner/name for the repo's main")
+    if "@" in revision or any(c.isspace() for c in revision):
+        return (f"model source {text!r}: its revision {revision!r} holds '@' or whitespace, which no branch, tag or "
+                "commit name holds; write owner/name@<branch, tag or commit>, or owner/name for the repo's main")
+    return None
 
 
 def _hub_fingerprint(repo_id: str, model, revision: str | None = None) -> str:
@@ -742,6 +757,7 @@ __all__ = [
     "cache_dir",
     "default_gguf_path",
     "gguf_cache_status",
+    "hub_revision_problem",
     "load_model",
     "system_prompt_fingerprint",
 ]

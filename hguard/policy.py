@@ -604,6 +604,12 @@ class Policy(_Section):
             base is not None and (Path(base) / path).exists())
         if looks_like_path and base is not None and not path.is_absolute():
             path = Path(base) / path
+        if not looks_like_path:  # a hub id's revision checked here, not first when the model loads (a monitor run)
+            from hguard.models import hub_revision_problem
+
+            problem = hub_revision_problem(value)
+            if problem is not None:
+                raise ValueError(problem)
         return str(path) if looks_like_path else value
 
     @field_validator("probes", mode="before")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 
@@ -619,6 +620,44 @@ def test_a_hub_id_at_a_revision_loads_and_names_that_revision(tmp_path):
     assert tag[2] == pinned[2] != main[2]  # the old revision's weights, not main's
     assert "hguard-test/tiny-qwen2@nope" in got["hguard-test/tiny-qwen2@nope"]
     assert "names no revision after '@'" in got["hguard-test/tiny-qwen2@"]
+
+
+@pytest.mark.parametrize("source, words", [
+    ("owner/name@", "names no revision after '@'"),
+    ("owner/name@rev@x", "its revision 'rev@x' holds '@' or whitespace"),
+    ("owner/name@ main", "its revision ' main' holds '@' or whitespace"),
+])
+def test_a_hub_revision_that_cannot_be_one_is_refused_by_the_policy_and_the_load(tmp_path, monkeypatch, source, words):
+    """A bad-input trial: "owner/name@rev@x" and "owner/name@ main" were sent to the hub as revisions ('rev@x',
+    ' main': retries, then a hub error), and "owner/name@" passed policy validation (`hguard monitor` ran on it),
+    refused only when the model loaded."""
+    import hguard.models as models
+    from hguard.errors import ModelNotFoundError, PolicyError
+    from hguard.policy import load_policy
+
+    monkeypatch.setattr(models, "_from_pretrained", lambda *a, **k: pytest.fail("sent to the hub"))
+    with pytest.raises(ModelNotFoundError, match=re.escape(words)) as err:
+        models.load_model(source)
+    assert "\n" not in str(err.value) and "write owner/name@<branch, tag or commit>" in str(err.value)
+    (tmp_path / "policy.toml").write_text(f'version = 1\nmodel = "{source}"\n[domains.geo]\n')
+    with pytest.raises(PolicyError, match=re.escape(words)):
+        load_policy(tmp_path / "policy.toml")
+
+
+def test_a_hub_load_that_fails_is_said_in_one_line(monkeypatch):
+    """A bad-input trial: with no hub, transformers' message (several lines) made hguard's error two lines."""
+    import hguard.models as models
+    from hguard.errors import ModelNotFoundError
+
+    def unreachable(*a, **k):
+        raise OSError("We couldn't connect to 'https://huggingface.co' to load the files.\nCheck your connection.")
+
+    monkeypatch.setattr(models, "_from_pretrained", unreachable)
+    with pytest.raises(ModelNotFoundError) as err:
+        models.load_model("owner/name@rev")
+    said = str(err.value)
+    assert "\n" not in said and "couldn't connect to 'https://huggingface.co' to load the files. Check your" in said
+    assert "without hub access, download it elsewhere and pass the local folder" in said
 
 
 def test_a_typo_in_a_local_model_path_is_not_fetched_from_the_hub(tmp_path, monkeypatch):
