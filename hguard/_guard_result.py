@@ -194,7 +194,7 @@ def left_out_passages(context) -> list[str]:
 
 def _check_text(name: str, value) -> None:
     if not isinstance(value, str):
-        raise InputError(f"{name} must be a string, got {type(value).__name__}; pass text")
+        raise InputError(f"{name} must be a string, got {type(value).__name__} {value!r:.60}; pass text")  # the value named
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:  # lone surrogates: undecodable bytes from argv or a bad decode

@@ -565,7 +565,7 @@ class Generator:
         """The chat: system prompt (``system`` replaces the policy's for this call), earlier turns
         (``history``), then the question with the context, if any."""
         if not isinstance(question, str):
-            raise InputError(f"question must be a string, got {type(question).__name__}")
+            raise InputError(f"question must be a string, got {type(question).__name__} {question!r:.60}; pass text")
         check_question(question)
         if context is not None and not isinstance(context, str):
             raise InputError(

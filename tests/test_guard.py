@@ -3076,3 +3076,13 @@ def test_the_start_up_generation_mismatch_names_the_requests_held_where_the_othe
         g.add_domain(replace(cd, prompt_mode=RAG, generation=replace(cd.generation, max_new_tokens=6, prompt_mode=RAG)))
     said = g.generation_mismatches()["alpha"]
     assert "(RAG): every answer with context of the domain goes to review" in said, said
+
+
+@pytest.mark.parametrize("question", [b"what is the capital of france ?", ["what is it ?"], None])
+def test_a_question_that_is_not_text_is_refused_naming_the_value(guard, question):
+    """A bad-input trial: `check(b"what is ...", "paris")` said "question must be a string, got bytes; pass text"
+    without the value, where the answer's twin names it ("got bytes b'paris'")."""
+    for call in (lambda: guard.check(question, "paris", domain="alpha"), lambda: guard.invoke(question, domain="alpha")):
+        with pytest.raises(InputError) as err:
+            call()
+        assert f"question must be a string, got {type(question).__name__} {question!r:.60}; pass text" in str(err.value)
