@@ -255,6 +255,36 @@ def checked_policy(policy: Any) -> Policy:
     return checked
 
 
+def _set_twice(message: str, text: str) -> str | None:
+    """What TOML's "Cannot overwrite a value (at line N, ...)" means, naming the key and where it was set first
+    ("max_new_tokens at line 64 is set twice in its table (first at line 40); keep one"); "Cannot declare ('x',)
+    twice" as a table written twice. None for any other TOML error."""
+    import re
+
+    table = re.match(r"Cannot declare \((.*)\) twice \(at line (\d+)", message)
+    if table is not None:
+        name = ".".join(part.strip().strip("'\"") for part in table.group(1).split(",") if part.strip())
+        return (f"the table [{name}] is written twice (again at line {table.group(2)}); keep one [{name}] and put "
+                "its keys under it")
+    value = re.match(r"Cannot overwrite a value \(at line (\d+)", message)
+    lines = text.splitlines()
+    if value is None or not 0 < int(value.group(1)) <= len(lines):
+        return None
+    n = int(value.group(1))
+    key = lines[n - 1].split("=", 1)[0].strip()
+    if not key or "=" not in lines[n - 1]:
+        return None
+    first = None
+    for i in range(n - 2, -1, -1):  # back to the start of its table: where it was set first
+        line = lines[i].strip()
+        if line.startswith("["):
+            break
+        if "=" in line and line.split("=", 1)[0].strip() == key:
+            first = i + 1
+    return (f"the key {key} at line {n} is set twice in its table"
+            + (f" (first at line {first})" if first is not None else "") + "; keep one of them")
+
+
 def load_policy(path: str | Path) -> Policy:
     """Read and validate a policy file (``.toml``, ``.yaml`` or ``.yml``).
 
@@ -297,6 +327,9 @@ def load_policy(path: str | Path) -> Policy:
             data: Any = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             # The message carries "(at line N, column M)".
+            twice = _set_twice(str(exc), text)
+            if twice is not None:
+                raise PolicyError(f"policy file {str(path)!r} is not valid TOML: {twice}") from None
             raise PolicyError(f"policy file {str(path)!r} is not valid TOML: {exc}; fix the syntax there") from None
         except RecursionError:
             raise PolicyError(f"policy file {str(path)!r} nests its values more deeply than Python's TOML reader can "

@@ -1468,3 +1468,21 @@ def test_a_built_policys_domains_and_probes_refuse_init_called_again(tmp_path):
         assert again == p
         with pytest.raises(PolicyError):
             again.domains.__init__(z=dp)
+
+
+@pytest.mark.parametrize("body, words", [
+    ('[generation]\nmax_new_tokens = 32\nsystem_prompt = "a"\nmax_new_tokens = "32"\n',
+     "the key max_new_tokens at line 5 is set twice in its table (first at line 3); keep one of them"),
+    ('[domains.geo]\naccept_below = 0.1\n[domains.geo]\nabstain_above = 0.9\n',
+     "the table [domains.geo] is written twice (again at line 4); keep one [domains.geo] and put its keys under it"),
+])
+def test_a_key_or_table_set_twice_is_named(tmp_path, body, words):
+    """A bad-input trial: a second `max_new_tokens = "32"` was refused as "Cannot overwrite a value (at line 64,
+    column 20)": the line, not the key, nor that it is set twice."""
+    from hguard.errors import PolicyError
+    from hguard.policy import load_policy
+
+    (tmp_path / "policy.toml").write_text("version = 1\n" + body)
+    with pytest.raises(PolicyError) as err:
+        load_policy(tmp_path / "policy.toml")
+    assert words in str(err.value) and "\n" not in str(err.value)
