@@ -38,14 +38,14 @@ import warnings
 from contextlib import aclosing, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Iterator, Literal, Sequence, TypeVar, cast
+from typing import Any, AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Iterator, Literal, Mapping, Sequence, TypeVar, cast
 
 from hguard._decoding import _check_stop, cut_at_stop
 from hguard._json import json_safe
 from hguard.models import PLAIN_STOP
 from hguard._text import blank
 from hguard._guard_scoring import _near
-from hguard.errors import InputError, RouteError, error_text, route_error
+from hguard.errors import InputError, RouteError, error_text, one_line, route_error
 from hguard._guard_result import CUT_MARK, REVIEW_MARK
 from hguard.guard import Guard, GuardResult
 
@@ -474,6 +474,20 @@ def refuse_unknown_settings(cls: Any, data: Any, unused: Sequence[str] = ()) -> 
         raise ValueError(f"{cls.__name__} has no setting(s) {unknown}" + (f"; {hints}" if hints else "")
                          + f" (its settings: {', '.join(sorted(n for n in cls.model_fields if not n.startswith('_')))})")
     return {k: v for k, v in data.items() if k not in unused}
+
+
+def settings_error(cls_name: str, exc: Any, fixes: Mapping[str, str]) -> InputError:
+    """An adapter's construction refused by pydantic (``exc``, a ValidationError: four lines, a URL, no fix) as one
+    line naming each bad setting, its value and the fix (``fixes``: by setting name) -- as a call's own settings are
+    refused (``invoke(..., served=1)``)."""
+    said = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err.get("loc", ())) or "settings"
+        msg = str(err.get("msg", "")).removeprefix("Value error, ")
+        head = f"{field}={err['input']!r:.60}: " if field != "settings" and "input" in err else ""
+        said.append(head + msg + (f"; {fixes[field]}" if field in fixes else ""))
+    text = "; ".join(one_line(s, 400) for s in said)
+    return InputError(text if text.startswith(cls_name) else f"{cls_name}: {text}")
 
 
 def with_text(passages: Sequence[str]) -> list[str]:
@@ -1365,6 +1379,7 @@ async def aguard_stream(
 
 __all__ = [
     "asks_for_actions",
+    "settings_error",
     "DECISION_KEYS",
     "CONTEXT_NOT_IDENTIFIED",
     "GuardedText",

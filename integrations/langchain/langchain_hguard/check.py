@@ -10,11 +10,11 @@ from langchain_core.callbacks import AsyncCallbackManagerForChainRun, CallbackMa
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables import RunnableConfig, RunnableSerializable
 from langchain_core.runnables.config import get_config_list
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from hguard.errors import InputError
 from hguard.guard import Guard, GuardResult, _join_context
-from hguard.streaming import (decided_here, delivering, in_thread, refuse_unknown_settings,
+from hguard.streaming import (decided_here, delivering, in_thread, refuse_unknown_settings, settings_error,
                               until_delivered)
 
 from .chat_models import batch_failed_why, decided_by, message_text, response_metadata, run_ids, say_undelivered
@@ -26,6 +26,10 @@ _INPUT_KEYS = ("question", "answer", "context", "documents", "domain")
 #: the keyword arguments a call takes (``invoke(x, domain=...)``, ``batch(xs, served=False)``, ``.bind(...)``)
 _CALL_KEYWORDS = ("domain", "served")
 _SOURCE = "HGuardCheck"
+#: the fix named when a setting is refused at construction
+_SETTING_FIXES = {"guard": "pass the hguard Guard that scores the answers (Guard.from_policy(...))",
+                  "domain": "name a domain of the policy, or leave it out (None) to choose one by similarity",
+                  "served": "pass True where the answers are shown to users, False for an evaluation"}
 
 Parsed = tuple[str, str, Optional[list[str]], Optional[str], list[str]]
 
@@ -97,6 +101,12 @@ class HGuardCheck(RunnableSerializable[dict, AIMessage]):
     @classmethod
     def _known_settings(cls, data: Any) -> Any:
         return refuse_unknown_settings(cls, data)  # HGuardCheck(domian=...) would be ignored, the domain chosen by similarity
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:  # pydantic's four lines and a URL: one line naming the setting and the fix
+            raise settings_error(type(self).__name__, exc, _SETTING_FIXES) from None
 
     # -------------------------------------------------------------------------------- parsing
 

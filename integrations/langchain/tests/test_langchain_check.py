@@ -129,6 +129,21 @@ def test_a_refused_input_is_recorded_as_given(make_guard, value):
         assert rec.get("answer") == (value.get("answer") if isinstance(value, dict) else None)
 
 
+@pytest.mark.parametrize("settings, words", [
+    ({"served": "false"}, "HGuardCheck: served='false': Input should be a valid boolean; pass True where the answers "
+                          "are shown to users, False for an evaluation"),
+    ({"domain": 5}, "HGuardCheck: domain=5: Input should be a valid string; name a domain of the policy"),
+    ({"guard": None}, "HGuardCheck: guard=None: Input should be an instance of Guard; pass the hguard Guard"),
+    ({"domian": "alpha"}, "HGuardCheck has no setting(s) ['domian']; did you mean 'domain'"),
+])
+def test_a_bad_setting_is_refused_in_one_line_naming_it_and_the_fix(make_guard, settings, words):
+    """A bad-input trial: `HGuardCheck(guard=g, served="false")`, `domain=5`, `guard=None` raised pydantic's four-line
+    ValidationError with a URL and no fix, where a call's `served=1` gets hguard's one line."""
+    with pytest.raises(InputError) as err:
+        HGuardCheck(**{"guard": make_guard("accept"), **settings})
+    assert str(err.value).startswith(words) and "\n" not in str(err.value)
+
+
 def test_batch_is_one_check_batch_and_each_input_its_own_run(make_guard, monkeypatch):
     guard = make_guard("accept")
     own = guard.invoke(Q, domain="alpha")
