@@ -2197,14 +2197,13 @@ def test_cli_list_evaluation_is_refused_when_the_audit_log_is_not_there(tmp_path
     assert "What is the capital of held?" in capsys.readouterr().out
 
 
-def test_cli_list_evaluation_says_how_many_items_the_filter_leaves(tmp_path, capsys):
-    """An ops trial: `review list --evaluation only` printed the per-domain lines of the whole queue above the 2 items
-    it listed, and nothing said how many the filter left. A line says it ("1 of 4 pending: an evaluation's items only")
-    and that the counts above are unfiltered, in --json's stderr too; --decided alike."""
+def _queue_of_given_answers(tmp_path, eval2_domain: str):
+    """A queue (and its audit log) of five held answers: one generated ("live", geography), two an evaluation's
+    ("eval1" in geography, "eval2" in ``eval2_domain``, decided), one generated and one served ("law1", "law2" in law)."""
     audit = AuditLog(tmp_path / "audit.jsonl")
     queue = ReviewQueue(tmp_path / "q.sqlite3", audit=audit)
     for name, domain, served in (("live", "geography", None), ("eval1", "geography", False),
-                                 ("eval2", "law", False), ("law1", "law", None), ("law2", "law", True)):
+                                 ("eval2", eval2_domain, False), ("law1", "law", None), ("law2", "law", True)):
         item = make_item(name, domain=domain)
         rec = {k: item[k] for k in ("question", "context", "answer", "domain", "risk", "signals", "reasons")}
         if served is not None:
@@ -2212,6 +2211,14 @@ def test_cli_list_evaluation_says_how_many_items_the_filter_leaves(tmp_path, cap
         queue.enqueue({**item, "audit_id": audit.append({"route": "review", **rec}, kind="decision").id})
     ids = {it.question: it.id for it in queue.pending(limit=None)}
     queue.decide(ids[make_item("eval2")["question"]], verdict="correct", reviewer="r")
+    return audit, queue
+
+
+def test_cli_list_evaluation_says_how_many_items_the_filter_leaves(tmp_path, capsys):
+    """An ops trial: `review list --evaluation only` printed the per-domain lines of the whole queue above the 2 items
+    it listed, and nothing said how many the filter left. A line says it ("1 of 4 pending: an evaluation's items only")
+    and that the counts above are unfiltered, in --json's stderr too; --decided alike."""
+    audit, queue = _queue_of_given_answers(tmp_path, "law")
     src = ["--queue", str(queue.path), "--audit", str(audit.path)]
     said = "(the counts above are unfiltered)"
     assert cli_main(["list", *src, "--evaluation", "only"]) == 0
@@ -2234,17 +2241,7 @@ def test_cli_list_counts_an_evaluations_items_apart_per_domain(tmp_path, capsys)
     waits on them) among them, so the counts read as a live backlog three long. Each domain's counts say how many of
     them are an evaluation's (by the same test as the marks); a domain without any, and a queue without the audit log
     (where it cannot be told), print as before."""
-    audit = AuditLog(tmp_path / "audit.jsonl")
-    queue = ReviewQueue(tmp_path / "q.sqlite3", audit=audit)
-    for name, domain, served in (("live", "geography", None), ("eval1", "geography", False),
-                                 ("eval2", "geography", False), ("law1", "law", None), ("law2", "law", True)):
-        item = make_item(name, domain=domain)
-        rec = {k: item[k] for k in ("question", "context", "answer", "domain", "risk", "signals", "reasons")}
-        if served is not None:
-            rec.update(answer_source="given", given_answer={"tokens": 1, "own_tokens": 0, "served": served})
-        queue.enqueue({**item, "audit_id": audit.append({"route": "review", **rec}, kind="decision").id})
-    ids = {it.question: it.id for it in queue.pending(limit=None)}
-    queue.decide(ids[make_item("eval2")["question"]], verdict="correct", reviewer="r")
+    audit, queue = _queue_of_given_answers(tmp_path, "geography")
     src = ["--queue", str(queue.path), "--audit", str(audit.path)]
     assert cli_main(["list", *src]) == 0
     out = capsys.readouterr().out.splitlines()
