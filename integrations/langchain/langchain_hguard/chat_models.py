@@ -20,7 +20,7 @@ from langchain_core.messages import (AIMessage, AIMessageChunk, BaseMessage, Bas
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import ensure_config, get_config_list
-from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from hguard._guard_records import request_error
 from hguard.errors import InputError
@@ -61,6 +61,7 @@ from hguard.streaming import (  # DECISION_KEYS: keys of AIMessage.response_meta
     nothing_retrieved,
     raise_if_routed,
     refuse_unknown_settings,
+    settings_error,
     to_thread_awake,
     until_delivered,
     with_text,
@@ -99,6 +100,13 @@ _CANCEL = "_hguard_cancel"  # an async call's cancel event: set when the caller 
 # langchain-core does not), nor is the call's own metadata read from its parent run; read by the entry points
 _THREAD = "_hguard_thread"
 _CHUNK_HAS_POSITION = "chunk_position" in AIMessageChunk.model_fields
+#: the fix named when a setting is refused at construction (a validator's own message names its fix already)
+_SETTING_FIXES = {"guard": "pass the hguard Guard that answers (Guard.from_policy(...)), or use ChatHGuard.from_policy",
+                  "domain": "name a domain of the policy, or leave it out (None) to choose one by similarity",
+                  "stream_mode": "pass 'hold' (nothing unchecked reaches the user) or 'passthrough'",
+                  "early_stop": "pass True or False",
+                  "system_as_context": "pass True or False",
+                  "stop": "pass a list of stop strings, or leave it out"}
 
 
 def message_text(message: BaseMessage) -> str:
@@ -599,6 +607,12 @@ class ChatHGuard(BaseChatModel):
     """Routes (``"abstain"``, ``"review"``) that raise a typed ``hguard.errors.RouteError`` instead of returning."""
     cache: BaseCache | bool | None = Field(default=False, exclude=True)
     """Always ``False``: no LangChain cache (``set_llm_cache`` included) answers for the guard."""
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:  # pydantic's four lines and a URL: one line naming the setting and the fix
+            raise settings_error(type(self).__name__, exc, _SETTING_FIXES) from None
 
     async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                          run_manager: Any = None, **kwargs: Any) -> ChatResult:

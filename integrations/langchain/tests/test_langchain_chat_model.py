@@ -618,6 +618,20 @@ def test_a_hold_stream_left_once_its_decision_arrived_is_joined_to_that_decision
     assert last["status"] == "ok" and "_streamed" not in last and "decision_streamed" not in last
 
 
+@pytest.mark.parametrize("settings, words", [
+    ({"domain": 5}, "ChatHGuard: domain=5: Input should be a valid string; name a domain of the policy"),
+    ({"guard": None}, "ChatHGuard: guard=None: Input should be an instance of Guard; pass the hguard Guard"),
+    ({"raise_on": "reviews"}, "ChatHGuard: raise_on='reviews': raise_on may hold 'abstain' and 'review', got ['reviews']"),
+    ({"stream_mode": "held"}, "ChatHGuard: stream_mode='held': Input should be 'hold' or 'passthrough'; pass 'hold'"),
+])
+def test_a_bad_setting_is_refused_in_one_line_naming_it_and_the_fix(make_guard, settings, words):
+    """A bad-input trial: `ChatHGuard(guard=g, domain=5)`, `guard=None`, `raise_on="reviews"` raised pydantic's
+    four-line ValidationError with a URL and no fix, where HGuardCheck's settings get hguard's one line."""
+    with pytest.raises(ValueError) as err:  # an InputError, a ValueError still (existing `except ValueError` code)
+        ChatHGuard(**{"guard": make_guard("accept"), **settings})
+    assert isinstance(err.value, InputError) and str(err.value).startswith(words) and "\n" not in str(err.value)
+
+
 def test_a_misspelt_setting_is_refused_not_ignored(make_guard):
     """ChatHGuard(domian=...) was ignored (the domain then chosen by similarity), raise_ons= left raise_on empty, and
     model="gpt-4o" was taken; the settings hosted models take and a local one does not use are still accepted."""
@@ -629,7 +643,7 @@ def test_a_misspelt_setting_is_refused_not_ignored(make_guard):
     for kwargs, said in (({"domian": "alpha"}, "ChatHGuard has no setting(s) ['domian']; did you mean 'domain' for 'domian'?"),
                          ({"raise_ons": {"review"}}, "did you mean 'raise_on' for 'raise_ons'?"),
                          ({"model": "gpt-4o"}, "got model='gpt-4o'; leave model out")):
-        with pytest.raises(ValidationError, match=re.escape(said)):
+        with pytest.raises(InputError, match=re.escape(said)):  # one line (a ValueError still), not pydantic's four
             ChatHGuard(guard=guard, **kwargs)
     with pytest.raises(ValidationError, match=re.escape("GuardedRAG has no setting(s) ['domian']; did you mean 'domain'")):
         GuardedRAG(llm=ChatHGuard(guard=guard), domian="alpha")

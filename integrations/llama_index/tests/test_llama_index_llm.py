@@ -197,6 +197,20 @@ def test_a_misspelt_setting_is_refused_not_ignored(make_guard):
     assert HGuardLLM(guard, domain="alpha").domain == "alpha"
 
 
+@pytest.mark.parametrize("guard, settings, words", [
+    ("ok", {"domain": 5}, "HGuardLLM: domain=5: Input should be a valid string; name a domain of the policy"),
+    (None, {}, "HGuardLLM: guard=None is not an hguard Guard; pass the hguard Guard"),
+    ("ok", {"system_as_context": "maybe"}, "HGuardLLM: system_as_context='maybe': Input should be a valid boolean, unable to "
+                                           "interpret input; pass True or False"),
+])
+def test_a_bad_setting_is_refused_in_one_line_naming_it_and_the_fix(make_guard, guard, settings, words):
+    """A bad-input trial: `HGuardLLM(guard, domain=5)` raised pydantic's four-line ValidationError with a URL and no
+    fix, and `HGuardLLM(None)` was taken (it failed at the first question)."""
+    with pytest.raises(ValueError) as err:  # an InputError, a ValueError still (existing `except ValueError` code)
+        HGuardLLM(make_guard("accept") if guard == "ok" else guard, **settings)
+    assert isinstance(err.value, InputError) and str(err.value).startswith(words) and "\n" not in str(err.value)
+
+
 def test_a_stream_left_early_names_its_span_beside_the_decision_it_never_delivered(make_guard):
     """A passthrough stream closed after its first tokens: the audit handler writes the call's llm_call record as
     failed (GeneratorExit) before the guard has decided, so it cannot name the decision; the answer_not_delivered

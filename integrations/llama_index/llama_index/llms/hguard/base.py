@@ -21,7 +21,7 @@ from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.events.exception import ExceptionEvent
 from llama_index.core.llms import CustomLLM
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, ValidationError
 
 from hguard.errors import InputError
 from hguard.generation import check_system
@@ -53,6 +53,7 @@ from hguard.streaming import (
     raise_if_routed,
     blank,
     refuse_unknown_settings,
+    settings_error,
     to_thread_awake,
     with_text,
 )
@@ -169,6 +170,13 @@ def split_chat(messages: Sequence[ChatMessage], *, system_as_context: bool = Tru
     return question, with_text(context)
 
 
+#: the fix named when a setting is refused at construction
+_SETTING_FIXES = {"guard": "pass the hguard Guard that answers (Guard.from_policy(...)), or use HGuardLLM.from_policy",
+                  "domain": "name a domain of the policy, or leave it out (None) to choose one by similarity",
+                  "early_stop": "pass True or False",
+                  "system_as_context": "pass True or False"}
+
+
 class HGuardLLM(CustomLLM):
     """A local Hugging Face chat model guarded by hguard, as a LlamaIndex LLM.
 
@@ -205,11 +213,16 @@ class HGuardLLM(CustomLLM):
     _window: Optional[tuple[Any, int]] = PrivateAttr(default=None)
 
     def __init__(self, guard: Guard, **kwargs: Any) -> None:
+        if not isinstance(guard, Guard):  # HGuardLLM(None) was taken, and failed at the first question
+            raise InputError(f"HGuardLLM: guard={guard!r:.60} is not an hguard Guard; {_SETTING_FIXES['guard']}")
         kwargs = refuse_unknown_settings(type(self), kwargs)  # HGuardLLM(g, domian=...) was ignored
         if "raise_on" in kwargs:
             kwargs["raise_on"] = check_raise_on(kwargs["raise_on"])
         check_stream_mode(kwargs.get("stream_mode", "hold"), kwargs.get("raise_on", frozenset()))
-        super().__init__(**kwargs)
+        try:
+            super().__init__(**kwargs)
+        except ValidationError as exc:  # pydantic's four lines and a URL: one line naming the setting and the fix
+            raise settings_error(type(self).__name__, exc, _SETTING_FIXES) from None
         self._guard = guard
         install_decision_metadata()
 
