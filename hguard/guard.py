@@ -81,6 +81,22 @@ def _named(domain: object) -> str:
     return domain.name
 
 
+def batch_refused(refused: Sequence[tuple[int, InputError]], n: int) -> InputError:
+    """The error a batch of ``n`` inputs raises when some are refused (``refused``: each one's index and its recorded
+    error, :meth:`Guard._refused`) before anything is generated: the first refusal, naming how many and which when
+    more than one, with the audit ids of all and ``refused`` (index -> its recorded error), for a caller that answers
+    the others alone (LangChain's batch with return_exceptions). An adapter that checks its inputs itself before the
+    batch (:meth:`Guard._check_input`) raises the same."""
+    first = refused[0][1]
+    if len(refused) > 1:
+        first = InputError(f"{first}; {len(refused)} of the {n} inputs are refused (questions "
+                           f"{', '.join(str(i) for i, _ in refused)}); nothing was generated")
+    first.audit_id = refused[0][1].audit_id  # type: ignore[attr-defined]
+    first.audit_ids = [e.audit_id for _, e in refused]  # type: ignore[attr-defined]
+    first.refused = dict(refused)  # type: ignore[attr-defined]
+    return first
+
+
 class Guard(_Scoring, _Recording):
     """Guards one local chat model under a policy.
 
@@ -1516,14 +1532,7 @@ class Guard(_Scoring, _Recording):
                 raise
             ctxs.append(c)
         if refused:  # a batch is answered whole or not at all: nothing was generated
-            first = refused[0][1]
-            if len(refused) > 1:
-                first = InputError(f"{first}; {len(refused)} of the {n} inputs are refused (questions "
-                                   f"{', '.join(str(i) for i, _ in refused)}); nothing was generated")
-            first.audit_id = refused[0][1].audit_id  # type: ignore[attr-defined]
-            first.audit_ids = [e.audit_id for _, e in refused]  # type: ignore[attr-defined]
-            first.refused = dict(refused)  # type: ignore[attr-defined]  # index -> its recorded error, for a caller
-            raise first from None  # that answers the others alone (LangChain's batch with return_exceptions)
+            raise batch_refused(refused, n) from None
         started = time.perf_counter()
         plans: list[tuple[str | None, dict]] = []
         results: list[GuardResult | None] = [None] * n

@@ -25,7 +25,7 @@ from pydantic import Field, PrivateAttr, ValidationError, field_validator, model
 from hguard._guard_records import request_error
 from hguard.errors import InputError
 from hguard.generation import check_system
-from hguard.guard import Guard, GuardResult, _join_context
+from hguard.guard import Guard, GuardResult, _join_context, batch_refused
 
 from hguard.streaming import (  # DECISION_KEYS: keys of AIMessage.response_metadata with the guard's decision
     DECISION_KEYS,
@@ -1172,7 +1172,28 @@ class ChatHGuard(BaseChatModel):
             c.run_id = str(cfg["run_id"])
         return calls
 
+    def _check_inputs(self, calls: list[_Call]) -> None:
+        """Each call checked as the guard's batch checks it (:meth:`Guard._check_input`: a prompt longer than the model's
+        window, a system prompt it refuses, ...), before the batch: each refusal recorded as ChatHGuard's, not as a
+        call of the API's (source "api"), and the batch refused whole, as the guard's own batch refuses it."""
+        n = len(calls)
+        refused: list[tuple[int, InputError]] = []
+        for i, c in enumerate(calls):
+            context = None
+            try:
+                context = _join_context(c.context)
+                self.guard._check_input(c.question, context, c.history, c.system, c.domain,
+                                        max_new_tokens=calls[0].max_new_tokens or None)
+            except InputError as exc:
+                err = InputError(f"question {i} of {n} (counting from 0): {exc}") if n > 1 else exc
+                refused.append((i, self.guard._refused(c.question, err, context=context if context is not None
+                                                       else c.context, domain=c.domain, run=c.run(),
+                                                       source="ChatHGuard")))
+        if refused:  # nothing generated
+            raise batch_refused(refused, n)
+
     def _guard_batch(self, calls: list[_Call], cancel: Any = None) -> list[GuardResult]:
+        self._check_inputs(calls)
         per_call = any(c.history or c.system is not None or c.problems for c in calls)
         return self.guard.batch(
             [c.question for c in calls], [c.context for c in calls], [c.domain for c in calls],

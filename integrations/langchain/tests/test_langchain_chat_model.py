@@ -232,6 +232,34 @@ def test_batch_with_a_bad_input_answers_nothing_without_return_exceptions(make_g
 
 
 @pytest.mark.parametrize("how", ["batch", "abatch"])
+def test_a_refusal_the_guard_makes_in_a_batch_is_recorded_as_chathguards(make_guard, how):
+    """A refusal made inside Guard.batch (an empty question, a prompt longer than the model's window) was recorded
+    with source "api", as if the guard had been called directly, where the same refusal of an invoke reads
+    "ChatHGuard" (a bad-input trial); its record names the input's run. Otherwise as before: with
+    return_exceptions the others are answered, without it nothing is."""
+    guard = make_guard("accept")
+    chat = ChatHGuard(guard=guard, domain="alpha")
+    long = " ".join(["gold"] * (guard.generator.context_limit + 1))
+    inputs, rid = [Q, "", long], uuid.uuid4()
+    configs = [{}, {"run_id": rid}, {}]
+    out = chat.batch(inputs, configs, return_exceptions=True) if how == "batch" else asyncio.run(
+        chat.abatch(inputs, configs, return_exceptions=True))
+    assert out[0].response_metadata["route"] == "accept"
+    log = AuditLog(guard.audit.path)
+    for i, words in ((1, "question 1 of 3 (counting from 0): the question is empty"),
+                     (2, "question 2 of 3 (counting from 0): ")):
+        assert isinstance(out[i], InputError) and words in str(out[i]) and "\n" not in str(out[i])
+        rec = log.find(out[i].audit_id)
+        assert rec["kind"] == "error" and rec["source"] == "ChatHGuard", rec
+    assert "over the model's context" in str(out[2]) and log.find(out[1].audit_id)["run_id"] == str(rid)
+    before = len(list(log))
+    with pytest.raises(InputError, match=r"question 1 of 2 \(counting from 0\): the question is empty") as err:
+        chat.batch([Q, ""]) if how == "batch" else asyncio.run(chat.abatch([Q, ""]))
+    new = list(AuditLog(guard.audit.path))[before:]
+    assert [(r["kind"], r["source"]) for r in new] == [("error", "ChatHGuard")] and new[0]["id"] == err.value.audit_id
+
+
+@pytest.mark.parametrize("how", ["batch", "abatch"])
 def test_a_batch_that_raises_on_one_answer_says_its_other_decided_answers_were_never_delivered(make_guard, how):
     """raise_on in a batch: every answer is decided in one generation, then the first held one raises and the caller
     gets none of the others (new-user trial: an accept nobody received stood in the log as an ordinary decision)."""
