@@ -135,6 +135,18 @@ def period(value: str | None, flag: str) -> datetime | None:
     return t if t.tzinfo is not None else t.replace(tzinfo=timezone.utc)
 
 
+def periods(since: str | None, until: str | None) -> tuple[datetime | None, datetime | None]:
+    """``--since`` and ``--until`` as times (:func:`period`); a ``--since`` at or after the ``--until`` is refused in
+    one line naming both (records are those written in ``[since, until)``: none can be, and "no records" was said of
+    a log that holds them)."""
+    start, end = period(since, "--since"), period(until, "--until")
+    if start is not None and end is not None and start >= end:
+        raise InputError(f"--since {since} is not before --until {until}: no record can be written in that period "
+                         "(--since is when it starts, --until when it ends); swap them, or pass a --since before "
+                         "--until")
+    return start, end
+
+
 def _in_period(rec: Mapping[str, Any], since: datetime | None, until: datetime | None) -> bool:
     """Whether a record was written in ``[since, until)`` (always, with neither; never, with a time it lacks)."""
     if since is None and until is None:

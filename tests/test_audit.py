@@ -1335,6 +1335,24 @@ def test_show_and_export_check_their_options_before_verifying_the_log(tmp_path, 
     assert cli_main(["show", str(path), "--last", "1", "--no-key"]) == 0 and verified == [str(path)]
 
 
+def test_a_since_not_before_the_until_is_refused_naming_both(tmp_path, capsys):
+    """A bad-input trial: `hguard audit show --since 2026-12-05 --until 2026-12-01` said "no records in LOG" of a log
+    that holds records of those days (the two swapped): refused in one line naming both, before the log is read."""
+    path = tmp_path / "audit.jsonl"
+    AuditLog(path, key=None).append({"n": 1}, kind="decision")
+    out = str(tmp_path / "o.csv")
+    for argv, since, until in ((["show", str(path)], "2026-12-05", "2026-12-01"),
+                               (["show", str(path)], "2026-12-01T10:00", "2026-12-01T10:00"),  # [t, t) holds no time
+                               (["export", str(path), "--csv", out], "2026-12-05", "2026-12-01")):
+        assert cli_main([*argv, "--since", since, "--until", until, "--no-key"]) == 2
+        err = capsys.readouterr().err
+        assert f"--since {since} is not before --until {until}" in err and "swap them" in err and err.count("\n") == 1
+        assert "no records" not in err
+    assert not (tmp_path / "o.csv").exists()
+    assert cli_main(["show", str(path), "--since", "2000-01-01", "--until", "2999-01-01", "--no-key", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 1
+
+
 def test_verify_says_when_time_stamps_run_backwards(tmp_path, monkeypatch):
     """An SRE's trial: a clock set back (a VM restored from a snapshot) wrote records stamped before the ones above
     them, and `hguard audit verify` said only OK; a reader ordering the records by time misreads them."""

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any, Collection, Mapping
 
-from .._audit_export import last_checked, period
+from .._audit_export import last_checked, periods
 from .._numerics import finite_number
 from ..audit import Problem, VerifyReport, _repair, canonical_json, export_csv, show, verify
 from .._text import shown_plainly
@@ -338,7 +338,7 @@ def main(argv: list[str]) -> int:
             problems: list[Problem] = []
             n_shown = 0
             # the options first (a usage error waited for the whole chain to verify: 5.8 s on 50,000 records)
-            since, until = period(args.since, "--since"), period(args.until, "--until")
+            since, until = periods(args.since, args.until)
             last_checked(args.last)
             # verified first: a line that is not a record is said as verify says it (with the anchor: a torn last
             # line whose head it holds was acknowledged and cut, which `repair` must not move aside)
@@ -368,7 +368,7 @@ def main(argv: list[str]) -> int:
             return 1 if problems or not holds else 0  # a torn line printed above is not all that may be wrong with it
         if args.command == "export":
             columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
-            since, until = period(args.since, "--since"), period(args.until, "--until")  # before the chain is verified
+            since, until = periods(args.since, args.until)  # before the chain is verified
             report = _check(args.path, args)  # before writing: each row is marked with what it found on its line
             own = _policy_of(args).own_files() if args.policy else None  # the queue, the policy file, the key...
             to_stdout = args.csv == "-"  # standard output, as "-" names it for other tools (it wrote a file named "-")
