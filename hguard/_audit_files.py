@@ -281,9 +281,23 @@ def _existing(path: Any) -> Path:
     p = Path(path)
     if not p.exists():
         raise InputError(f"no audit log at {p}: the file does not exist; check the path (logs are .jsonl files)")
+    if p.is_dir():
+        raise folder_as_log(p)
     if not p.is_file():
         raise InputError(f"audit log path {p} is not a regular file; pass the .jsonl file itself")
     return p
+
+
+def folder_as_log(p: Path) -> InputError:
+    """A folder named as an audit log (``[audit] path``, a command's LOG), refused saying it is a folder and to name a
+    file in it (its .jsonl files, if any: a folder was read as "no audit log")."""
+    try:
+        logs = sorted(q.name for q in p.glob("*.jsonl") if q.is_file())
+    except OSError:  # a folder it may not list
+        logs = []
+    eg = ", ".join(str(p / name) for name in logs[:3]) if logs else str(p / "audit.jsonl")
+    return InputError(f"audit log path {p} is a folder, not a log file; name the log file in it (e.g. {eg}) "
+                      "as the policy's [audit] path or the command's log")
 
 
 def _repair_advice(path: Path, anchor: Any = None, keyed: bool = False) -> str:

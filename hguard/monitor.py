@@ -558,6 +558,10 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
     given_queue = queue_path is not None
     queue_path = Path(queue_path or policy.review.queue)
     given_now = period(now, "now")  # checked before anything is read or appended
+    if audit_path.is_dir():  # said as "no audit log at FOLDER"
+        from ._audit_files import folder_as_log
+
+        raise folder_as_log(audit_path)
     if not audit_path.is_file():
         raise InputError(f"no audit log at {audit_path}; pass the log the guard writes (the policy's audit.path)")
     from .integrity import load_key

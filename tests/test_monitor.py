@@ -1634,6 +1634,25 @@ def test_monitor_help_says_every_exit_status_the_command_gives(tmp_path, capsys)
     assert main(["monitor", "--policy", path, "--dry-run"]) == 0  # in breach, without --exit-code
 
 
+def test_a_folder_given_as_the_audit_log_is_said_to_be_one(tmp_path, capsys):
+    """A bad-input trial: `[audit] path = "logs"` (the folder the log is in) was reported as "no audit log at logs";
+    the monitor and `hguard audit` say it is a folder and to name the log file in it."""
+    from hguard.cli import main
+
+    _policy_file(tmp_path, 0)
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "guard.jsonl").write_text("")
+    (tmp_path / "folder.toml").write_text((tmp_path / "policy.toml").read_text().replace('"audit.jsonl"', '"logs"'))
+    for argv in (["monitor", "--policy", str(tmp_path / "folder.toml"), "--dry-run"],
+                 ["monitor", "--policy", str(tmp_path / "policy.toml"), "--audit", str(tmp_path / "logs"), "--dry-run"],
+                 ["audit", "show", str(tmp_path / "logs")], ["audit", "verify", str(tmp_path / "logs")]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert f"audit log path {tmp_path / 'logs'} is a folder, not a log file; name the log file in it (e.g. " \
+               f"{tmp_path / 'logs' / 'guard.jsonl'})" in err and err.count("\n") == 1, err
+        assert "no audit log" not in err
+
+
 def test_cli_prints_the_estimate_writes_the_report_and_lifts(tmp_path, capsys):
     from hguard.cli import main
 
