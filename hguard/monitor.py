@@ -697,6 +697,9 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
     report: dict[str, Any] = {
         "policy": str(policy.source) if policy.source else None, "policy_id": pid, "audit_log": str(audit_path),
         "review_queue": str(queue_path), "time": now, "chain": {"ok": ver.ok, "n_records": ver.n_records,
+                                                       # no record but the monitor's own: a guard has written nothing
+                                                       "no_records_yet": all(r.get("kind") in (CHECK, TIGHTEN, LIFT)
+                                                                             for r in records),
                                                        # a keyed log read without its key: its MACs went unchecked
                                                        "macs_checked": ver.key_id is not None, "n_macs": ver.n_macs},
         "foreign_decisions_left_out": len(foreign), "dry_run": not act, "domains": {},

@@ -1653,6 +1653,24 @@ def test_a_folder_given_as_the_audit_log_is_said_to_be_one(tmp_path, capsys):
         assert "no audit log" not in err
 
 
+def test_an_empty_audit_log_is_said_to_hold_no_records_yet(tmp_path, capsys):
+    """A bad-input trial: `hguard monitor --exit-code` on a 0-byte log (a guard that has written nothing yet, or the
+    wrong path) exited 0 without a word of it. One line says so; the run completes (0, as the README's table says)."""
+    from hguard.cli import main
+
+    policy = _policy_file(tmp_path, 0)
+    Path(policy.audit.path).write_text("")
+    said = f"hguard monitor: {policy.audit.path} holds no records yet (none but the monitor's own): a guard that has " \
+           "written nothing, or the wrong path"
+    for flags in (["--exit-code"], ["--exit-code", "--json"], ["--exit-code"]):  # the third: after the monitor's own
+        assert main(["monitor", "--policy", str(tmp_path / "policy.toml"), *flags]) == 0
+        err = capsys.readouterr().err
+        assert said in err and err.count("\n") == 1, err
+    _policy_file(tmp_path, 60, 'on_breach = "review"\n')  # a guard's decisions: not said
+    assert main(["monitor", "--policy", str(tmp_path / "policy.toml"), "--dry-run"]) == 0
+    assert "holds no records yet" not in capsys.readouterr().err
+
+
 def test_cli_prints_the_estimate_writes_the_report_and_lifts(tmp_path, capsys):
     from hguard.cli import main
 

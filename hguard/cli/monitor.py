@@ -114,6 +114,10 @@ def main(argv: list[str]) -> int:
     else:
         print(summary(report))
         print(f"report: {out}" if out else f"report: none (matplotlib is not installed; {install_extra('plots')})")
+    if report["chain"]["no_records_yet"]:  # a 0-byte log (or the monitor's records alone) was reported silently
+        print(f"hguard monitor: {report['audit_log']} holds no records yet (none but the monitor's own): a guard that "
+              "has written nothing, or the wrong path (the policy's [audit] path, or --audit); nothing to estimate",
+              file=sys.stderr)
     alarmed = _alarmed(report) if args.exit_code else []
     backlog = _backlog_alarm(report) if args.exit_code else None
     if alarmed or backlog:
