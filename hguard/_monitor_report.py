@@ -131,6 +131,10 @@ def _backlog_lines(backlog: Mapping[str, Any] | None) -> list[str]:
     without it (one written before it was reported)."""
     if not backlog:
         return []
+    if backlog.get("unreadable"):  # its figures are an empty queue's, not the backlog's
+        return [f"  review queue: UNREADABLE: {backlog['unreadable']}",
+                "  WARNING: the review backlog cannot be read: held answers may wait unreviewed (an alarm under "
+                "--exit-code)"]
     o = backlog["overall"]
     p, dec = o["pending"], o["decided"]
     by = [(d, f) for d, f in backlog["domains"].items() if f["pending"]["total"]]

@@ -485,7 +485,7 @@ def _put_back_times(records: Sequence[Mapping[str, Any]]) -> dict[str, datetime]
 
 def _review_backlog(policy, items: Sequence[Any], archived: Sequence[Any], recorded: Mapping[str, Mapping[str, Any]],
                     now: datetime, evaluation: frozenset[str] = frozenset(),
-                    put_back: Mapping[str, datetime] | None = None) -> dict[str, Any]:
+                    put_back: Mapping[str, datetime] | None = None, unreadable: str | None = None) -> dict[str, Any]:
     """The review queue's backlog (:func:`_backlog_figures`) over the whole queue and per domain of the policy (and of
     the items outside its domains, when there are any), as the queue holds it: ``items`` its pending and decided items
     (all of them: an answer of another model, or held after the log was read, waits for a reviewer too), ``archived``
@@ -494,7 +494,9 @@ def _review_backlog(policy, items: Sequence[Any], archived: Sequence[Any], recor
     ``[monitor] review_backlog_max_age_hours``. Items whose decisions are in ``evaluation`` (answers given to
     Guard.check for an evaluation, :func:`given_answer`) are counted apart (``evaluation_items``), in no figure nor
     the warning: they served no one, and an evaluation alone warned of a backlog in a deployment whose live items were
-    all reviewed. ``put_back``: when items were put back in the queue (:func:`_put_back_times`), which they wait from."""
+    all reviewed. ``put_back``: when items were put back in the queue (:func:`_put_back_times`), which they wait from.
+    ``unreadable``: why the queue could not be read (its file missing while the log holds items routed to review): its
+    figures are then not the backlog's, which is warned of (``over_max_age``) as unknown."""
     from .review._archive import _decided_at as _utc_time
 
     max_age = policy.monitor.review_backlog_max_age_hours
@@ -519,12 +521,15 @@ def _review_backlog(policy, items: Sequence[Any], archived: Sequence[Any], recor
                                 [t for d in names for t in decided.get(d, [])], now, max_age, put_back)
 
     outside = [d for d in {*pending, *decided} if d not in policy.domains]
-    return {"max_age_hours": max_age, "age_unit": "hours",
+    overall = figures([*pending.keys() | decided.keys()])
+    if unreadable is not None:  # its wait is not shown within the key: warned of, as a pending item's unread time is
+        overall["over_max_age"] = True
+    return {"max_age_hours": max_age, "age_unit": "hours", "unreadable": unreadable,
             "age_from": "the time the guard decided each item, or put it back in the queue (a review_requeued record)",
             "decided_periods_hours": dict(BACKLOG_PERIODS), "until": now.isoformat(),
             "evaluation_items": {"pending": sum(it.status == "pending" for it in apart),
                                  "decided": sum(it.status != "pending" for it in apart) + len(archived_apart)},
-            "overall": figures([*pending.keys() | decided.keys()]),
+            "overall": overall,
             "domains": {name: figures([name]) for name in policy.domains},
             "outside_domains": figures(outside) if outside else None}
 
@@ -532,7 +537,8 @@ def _review_backlog(policy, items: Sequence[Any], archived: Sequence[Any], recor
 def _domain_backlog(backlog: Mapping[str, Any], name: str) -> dict[str, Any]:
     """Domain ``name``'s review backlog (:func:`_review_backlog`) as its ``monitor_check`` record holds it: its figures,
     with the key they were judged against and the time they were counted up to (the warning is ``over_max_age``)."""
-    return {**backlog["domains"][name], "max_age_hours": backlog["max_age_hours"], "until": backlog["until"]}
+    return {**backlog["domains"][name], "max_age_hours": backlog["max_age_hours"], "until": backlog["until"],
+            **({"unreadable": backlog["unreadable"]} if backlog.get("unreadable") else {})}
 
 
 def _record_not_in_chain(record_id: str | None) -> str:
@@ -551,7 +557,7 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
     ``monitor_tighten`` / ``monitor_lift``) records and rewrites the state file when ``act``. ``now``: the report's
     time (ISO, UTC unless it names a zone; default the clock's), up to which the review queue's backlog
     (``review_backlog``: pending items and their ages, items decided lately) is counted."""
-    from .review.queue import (SHOWN, ReviewQueue, chain_verdicts, newest_file_from, not_put_back, refuse_missing_queue,
+    from .review.queue import (SHOWN, ReviewQueue, chain_verdicts, missing_queue, newest_file_from, not_put_back,
                                same_risk, same_text, verdict_in_chain)
 
     audit_path = Path(audit_path or policy.audit.path)
@@ -590,9 +596,10 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
             f"domain {with_pid[-1].get('domain')!r} is not this policy's ({pid}, {policy.source}); monitor a log with "
             "the policy it was written under"
         )
-    if queue is None:  # a mistyped path read as an empty queue ("0 pending", no alarm) while items wait in the real one
-        refuse_missing_queue(queue_path, records, audit_path,
-                             "--queue" if given_queue else f"in {policy.source or 'the policy'}")
+    # a mistyped path, read as an empty queue ("0 pending", no alarm) while items wait in the real one: the backlog is
+    # said unreadable (an alarm), and all the log alone decides (estimate, tightening, drift) is still done
+    unread_queue = None if queue is not None else missing_queue(
+        queue_path, records, audit_path, "--queue" if given_queue else f"in {policy.source or 'the policy'}")
     # a tightening only the state file holds is recorded in this chain before anything below may refuse the run
     lifts: dict[str, str] = {}  # each domain's latest lift: its evidence counts from then on, whatever its state now
     lift_seqs: dict[str, int] = {}  # ... and where each stands in the chain: the evidence is what comes after it
@@ -723,7 +730,7 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
         "outside_domains": _outside(served, verdict_of, policy),
         "tightenings_carried_from_state_file": carried,
         "review_backlog": _review_backlog(policy, queued, archived, recorded, at,
-                                          evaluation, _put_back_times(records)),
+                                          evaluation, _put_back_times(records), unread_queue),
     }  # fmt: skip
     for name, dp in policy.domains.items():
         m = meta.get(name, [])

@@ -2915,30 +2915,56 @@ def test_cli_json_carries_the_review_backlog(tmp_path, capsys):
     assert "  review queue: 0 pending (0 held for review, 0 spot-checks); oldest waited -, median -" in capsys.readouterr().out
 
 
-def test_a_mistyped_review_queue_path_is_refused_not_read_as_an_empty_queue(tmp_path, capsys):
+def test_a_mistyped_review_queue_path_is_an_alarm_and_the_log_is_still_acted_on(tmp_path, capsys):
     """A bad-input trial: a typo in `[review] queue` gave "review queue: 0 pending" and `--exit-code` 0 while the log
-    held live items (the right path alarms), and `hguard review list` created an empty queue there, "holds no
-    items". A reading command refuses a queue file that does not exist while the log promises review items; it
-    creates none."""
+    held live items (the right path alarms). Refused then before the log was replayed, a breach in it was not
+    tightened and `--exit-code` gave 2 (a usage error), not 3. The monitor runs all the log decides (estimate,
+    tightening, drift), reports the backlog unreadable naming the path and the fix, and alarms on it; no queue is
+    created."""
     from hguard.cli import main
+    from hguard.policy import load_policy
+
+    _policy_file(tmp_path, 60, 'on_breach = "review"\naccept_below = 0.3\n')
+    text = (tmp_path / "policy.toml").read_text()
+    (tmp_path / "typo.toml").write_text(text.replace('queue = "queue.sqlite3"', 'queue = "qeueu.sqlite3"'))
+    typo, said = str(tmp_path / "typo.toml"), f"no review queue at {tmp_path / 'qeueu.sqlite3'}, but the audit log"
+    fix = f"check the [review] queue path (in {typo})"
+    assert main(["monitor", "--policy", typo, "--dry-run", "--json"]) == 0
+    backlog = json.loads(capsys.readouterr().out)["review_backlog"]
+    assert said in backlog["unreadable"] and fix in backlog["unreadable"] and backlog["overall"]["over_max_age"]
+    assert main(["monitor", "--policy", typo, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert f"review queue: UNREADABLE: {said}" in out and "0 pending" not in out and "WOULD TIGHTEN" in out
+    assert main(["monitor", "--policy", typo, "--exit-code"]) == 3
+    (alarm,) = capsys.readouterr().err.splitlines()
+    assert alarm.startswith("hguard monitor: alarm (exit 3): geo in breach") and said in alarm and fix in alarm
+    records = list(AuditLog(tmp_path / "audit.jsonl"))
+    assert [r["domain"] for r in records if r["kind"] == "monitor_tighten"] == ["geo"]  # the breach acted on
+    check = next(r for r in records if r["kind"] == "monitor_check")
+    assert said in check["review_backlog"]["unreadable"]
+    assert json.loads((tmp_path / "state.json").read_text())["domains"]["geo"]["state"] == "tightened"
+    assert main(["monitor", "--policy", str(tmp_path / "policy.toml"), "--queue", str(tmp_path / "q.sqlite3"),
+                 "--dry-run", "--exit-code"]) == 3
+    assert "check the [review] queue path (--queue)" in capsys.readouterr().err
+    assert not (tmp_path / "qeueu.sqlite3").exists() and not (tmp_path / "q.sqlite3").exists()  # none created
+    # the right path: the queue's own backlog, no word of an unreadable one
+    assert run_monitor(load_policy(tmp_path / "policy.toml"), act=False)["review_backlog"]["unreadable"] is None
+
+
+def test_a_mistyped_review_queue_path_is_refused_by_review_list_and_show(tmp_path, capsys):
+    """A bad-input trial: with a typo in `[review] queue`, `hguard review list` created an empty queue there, "holds
+    no items". A reading command refuses a queue file that does not exist while the log promises review items; it
+    creates none."""
     from hguard.cli.review import main as review_main
 
     _policy_file(tmp_path, 60, 'on_breach = "review"\naccept_below = 0.3\n')
     text = (tmp_path / "policy.toml").read_text()
     (tmp_path / "typo.toml").write_text(text.replace('queue = "queue.sqlite3"', 'queue = "qeueu.sqlite3"'))
     typo, said = str(tmp_path / "typo.toml"), f"no review queue at {tmp_path / 'qeueu.sqlite3'}, but the audit log"
-    for argv in (["--dry-run", "--exit-code"], ["--dry-run", "--json"], []):
-        assert main(["monitor", "--policy", typo, *argv]) == 2
-        err = capsys.readouterr().err
-        assert said in err and f"check the [review] queue path (in {typo})" in err and len(err.splitlines()) == 1
-    assert main(["monitor", "--policy", str(tmp_path / "policy.toml"), "--queue", str(tmp_path / "q.sqlite3"),
-                 "--dry-run"]) == 2
-    assert "check the [review] queue path (--queue)" in capsys.readouterr().err
     for argv in (["list"], ["list", "--json"], ["show", "some-item"]):
         assert review_main([argv[0], "--policy", typo, *argv[1:]]) == 2
         assert said in capsys.readouterr().err
-    assert not (tmp_path / "qeueu.sqlite3").exists() and not (tmp_path / "q.sqlite3").exists()  # none created
-    assert not any(r["kind"].startswith("monitor") for r in AuditLog(tmp_path / "audit.jsonl"))  # nothing appended
+    assert not (tmp_path / "qeueu.sqlite3").exists()  # none created
     # a log that holds no item promised to review: nothing to refuse, said, and still no queue created
     (tmp_path / "fresh").mkdir()
     (tmp_path / "fresh" / "policy.toml").write_text(text)

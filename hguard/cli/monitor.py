@@ -27,8 +27,11 @@ def _alarmed(report: dict) -> list[str]:
 
 def _backlog_alarm(report: dict) -> str | None:
     """What a scheduled job must hear of the review queue's backlog: its warning (the oldest pending live item has
-    waited longer than ``[monitor] review_backlog_max_age_hours``, or a pending item's wait cannot be read), else None."""
+    waited longer than ``[monitor] review_backlog_max_age_hours``, or a pending item's wait cannot be read; or the
+    queue cannot be read: its file missing while the log holds items routed to review), else None."""
     backlog = report.get("review_backlog") or {}
+    if backlog.get("unreadable"):  # the queue file is missing while the log holds items routed to review
+        return f"the review backlog cannot be read: {backlog['unreadable']}"
     overall = backlog.get("overall") or {}
     if not overall.get("over_max_age"):
         return None
@@ -49,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="report only: append nothing, change no state")
     p.add_argument("--exit-code", action="store_true",
                    help=f"exit {ALARM} when a domain is in breach, has drifted or is tightened, or the review backlog "
-                        "is warned of (an item pending longer than [monitor] review_backlog_max_age_hours): a scheduled "
+                        "is warned of (an item pending longer than [monitor] review_backlog_max_age_hours, or no "
+                        "queue file while the audit log holds items routed to review): a scheduled "
                         "job's alarm without parsing --json. Every exit status, with or without it: 0 the run "
                         "completed and, with --exit-code, found nothing to alarm on; 1 the audit log does not verify "
                         "(an edited, removed or forged record: no decision taken) or an unexpected error; 2 a usage "

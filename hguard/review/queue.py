@@ -171,20 +171,30 @@ def item_wanted(record: Mapping[str, Any]) -> tuple[str, str | None] | None:
     return None
 
 
-def refuse_missing_queue(queue_path: str | os.PathLike[str], records: Iterable[Mapping[str, Any]], log: Any,
-                         where: str) -> None:
-    """Refuse to read a review queue file that does not exist while the audit log ``log`` holds records promising
-    review items (:func:`item_wanted`): a mistyped ``[review] queue`` path read as an empty queue ("0 pending", no
-    alarm) while answers wait in the real one. ``where``: the fix (the policy file, or the flag) named in the refusal.
-    A reading command never creates the queue: the guard does, on the first answer it holds."""
+def missing_queue(queue_path: str | os.PathLike[str], records: Iterable[Mapping[str, Any]], log: Any,
+                  where: str) -> str | None:
+    """What is wrong when a review queue file does not exist while the audit log ``log`` holds records promising
+    review items (:func:`item_wanted`): a mistyped ``[review] queue`` path, read as an empty queue ("0 pending", no
+    alarm) while answers wait in the real one. None when the file exists or the log promises none. ``where``: the
+    fix (the policy file, or the flag) named. A reading command never creates the queue: the guard does, on the
+    first answer it holds."""
     path = Path(queue_path)
     if path.is_file():
-        return
+        return None
     n = len(dict.fromkeys(w[0] for r in records if (w := item_wanted(r)) is not None))
-    if n:
-        raise InputError(f"no review queue at {path}, but the audit log {log} holds {n} decision(s) routed to review "
-                         f"or picked for a spot-check: check the [review] queue path ({where}); the guard's queue "
-                         "holds those items")
+    if not n:
+        return None
+    return (f"no review queue at {path}, but the audit log {log} holds {n} decision(s) routed to review or picked "
+            f"for a spot-check: check the [review] queue path ({where}); the guard's queue holds those items")
+
+
+def refuse_missing_queue(queue_path: str | os.PathLike[str], records: Iterable[Mapping[str, Any]], log: Any,
+                         where: str) -> None:
+    """Refuse to read a review queue file that does not exist while the audit log holds records promising review
+    items (:func:`missing_queue`, which says why)."""
+    said = missing_queue(queue_path, records, log, where)
+    if said is not None:
+        raise InputError(said)
 
 
 def same_risk(a: Any, b: Any) -> bool:
