@@ -128,7 +128,7 @@ def test_enqueue_same_audit_id_twice_is_refused(queue):
 
 
 def test_queue_path_that_is_a_directory_raises(tmp_path):
-    with pytest.raises(ReviewQueueError, match="is a directory") as info:
+    with pytest.raises(ReviewQueueError, match="is a folder; name the queue file") as info:
         ReviewQueue(tmp_path)
     assert str(tmp_path) in str(info.value)
 
@@ -2255,3 +2255,20 @@ def test_cli_list_counts_an_evaluations_items_apart_per_domain(tmp_path, capsys)
     assert {"geography: 2 pending, 1 decided", "law: 2 pending, 0 decided"} <= set(capsys.readouterr().out.splitlines())
     assert queue.evaluation_counts() == {"geography": {"pending": 1, "decided": 1}}
     assert ReviewQueue(queue.path).evaluation_counts() is None
+
+
+def test_cli_a_policys_queue_path_that_is_a_folder_is_refused_in_one_line(tmp_path, capsys):
+    """A review of the bad-input fixes: a `[review] queue` path that exists as a folder was read as no queue yet, and
+    `review list` said "nothing has been held", exit 0 (with held answers, refused as "no review queue"). Refused in
+    one line naming the path, its setting and a file inside it; nothing is created."""
+    (tmp_path / "runs" / "review.sqlite3").mkdir(parents=True)
+    (tmp_path / "policy.toml").write_text('version = 1\n[audit]\npath = "audit.jsonl"\n[review]\nqueue = '
+                                          '"runs/review.sqlite3"\n[domains.geography]\n')
+    policy = str(tmp_path / "policy.toml")
+    for argv in (["list"], ["list", "--json"], ["list", "--evaluation", "exclude"], ["show", "some-item"]):
+        assert cli_main([*argv, "--policy", policy]) == 2
+        out = capsys.readouterr()
+        assert out.out == "" and out.err.count("\n") == 1, out
+        assert (f"review queue path {tmp_path / 'runs' / 'review.sqlite3'} (review.queue in {policy}) is a folder; "
+                "name the queue file" in out.err) and "no review queue" not in out.err
+    assert list((tmp_path / "runs" / "review.sqlite3").iterdir()) == [] and not (tmp_path / "audit.jsonl").exists()

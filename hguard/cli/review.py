@@ -233,10 +233,11 @@ def _absent_queue(policy, policy_file: str, audit: str | None) -> str | None:
     missing folder is refused on opening): why nothing is listed, when its audit log holds no item promised to review;
     refused when it holds some (a mistyped ``[review] queue`` path was created as a new, empty queue and listed "holds
     no items"). None when the queue file exists. A reading command creates no queue (the guard does)."""
-    from ..review.queue import refuse_missing_queue
+    from ..review.queue import refuse_folder, refuse_missing_queue
 
     queue_path = Path(policy.review.queue)
-    if queue_path.is_file() or not queue_path.parent.is_dir():
+    refuse_folder(queue_path, f"review.queue in {policy_file}")  # not a queue yet to be created: a wrong path
+    if queue_path.exists() or not queue_path.parent.is_dir():
         return None
     log = AuditLog(audit if audit is not None else policy.audit.path, key=None)  # read only: no key needed
     refuse_missing_queue(queue_path, log.history(), log.path, f"in {policy_file}")

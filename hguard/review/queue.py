@@ -171,6 +171,15 @@ def item_wanted(record: Mapping[str, Any]) -> tuple[str, str | None] | None:
     return None
 
 
+def refuse_folder(queue_path: str | os.PathLike[str], where: str | None = None) -> None:
+    """Refuse a review queue path that is a folder, in one line naming it (``where``: the setting it came from) and a
+    file inside it: read as no queue yet, it was listed as "nothing has been held"."""
+    path = Path(queue_path)
+    if path.is_dir():
+        raise ReviewQueueError(f"review queue path {path}{f' ({where})' if where else ''} is a folder; name the queue "
+                               f"file, e.g. {path / 'hguard-review.sqlite3'}")
+
+
 def missing_queue(queue_path: str | os.PathLike[str], records: Iterable[Mapping[str, Any]], log: Any,
                   where: str) -> str | None:
     """What is wrong when a review queue file does not exist while the audit log ``log`` holds records promising
@@ -423,11 +432,7 @@ class ReviewQueue:
             conn.close()
 
     def _initialise(self) -> None:
-        if self.path.is_dir():
-            raise ReviewQueueError(
-                f"review queue path {self.path} is a directory; pass a file path inside it, "
-                f"e.g. {self.path / 'hguard-review.sqlite3'}"
-            )
+        refuse_folder(self.path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # Created here rather than by sqlite so the mode is ours (sqlite copies it to -wal and -shm).
