@@ -2272,3 +2272,27 @@ def test_cli_a_policys_queue_path_that_is_a_folder_is_refused_in_one_line(tmp_pa
         assert (f"review queue path {tmp_path / 'runs' / 'review.sqlite3'} (review.queue in {policy}) is a folder; "
                 "name the queue file" in out.err) and "no review queue" not in out.err
     assert list((tmp_path / "runs" / "review.sqlite3").iterdir()) == [] and not (tmp_path / "audit.jsonl").exists()
+
+
+def test_cli_list_evaluation_on_an_empty_or_absent_queue_lists_as_without_it(tmp_path, capsys):
+    """A review of the bad-input fixes: `review list --evaluation only|exclude` was refused (exit 2) on a queue with no
+    item, or where none exists yet (a fresh deployment, the default policy after `make demo`), where nothing can be
+    listed wrongly; the refusal is for items whose log is missing. Listed as without the filter, exit 0."""
+    (tmp_path / "policy.toml").write_text('version = 1\n[audit]\npath = "audit.jsonl"\n[review]\nqueue = '
+                                          '"review.sqlite3"\n[domains.geography]\n')
+    policy = str(tmp_path / "policy.toml")
+    for made in (False, True):  # no queue yet; then the queue a guard or `review serve` creates, empty
+        if made:
+            ReviewQueue(tmp_path / "review.sqlite3")
+        for json_flag in ([], ["--json"]):
+            assert cli_main(["list", "--policy", policy, *json_flag]) == 0
+            plain = capsys.readouterr()
+            for choice in ("only", "exclude"):
+                assert cli_main(["list", "--policy", policy, "--evaluation", choice, *json_flag]) == 0
+                out = capsys.readouterr()
+                assert out.out == plain.out and out.err.startswith(plain.err) and "error" not in out.err
+                assert ("no review queue at" if not made else "holds no items") in (out.err if json_flag else out.out)
+    assert not (tmp_path / "audit.jsonl").exists()
+    ReviewQueue(tmp_path / "review.sqlite3").enqueue(make_item("held"))  # an item, and no log: refused, as before
+    assert cli_main(["list", "--policy", policy, "--evaluation", "only"]) == 2
+    assert "--evaluation only needs the audit log" in capsys.readouterr().err

@@ -321,23 +321,22 @@ def main(argv: list[str]) -> int:
             if absent is not None:
                 if args.command == "show":
                     raise InputError(f"no item {args.item!r}: {absent}")
-                if args.evaluation is not None:
-                    raise InputError(f"--evaluation {args.evaluation}: {absent}")
                 print(f"hguard review: {absent}", file=sys.stderr if args.json else sys.stdout)
                 return 0
         queue = _open_source(source, getattr(args, "audit", None), policy)
         if args.command == "list":
             if args.limit < 0:
                 raise InputError(f"--limit must be >= 0, got {args.limit}")
+            counts = queue.counts()
             # which items are an evaluation's is in the log alone: without it, "only" listed nothing and "exclude"
-            # everything as live, exit 0 (checked before anything is printed)
-            if args.evaluation is not None and (queue.audit is None or not queue.audit.path.is_file()):
+            # everything as live, exit 0 (checked before anything is printed). A queue with no item lists nothing
+            # wrongly: listed as without the filter
+            if args.evaluation is not None and counts and (queue.audit is None or not queue.audit.path.is_file()):
                 raise InputError(f"--evaluation {args.evaluation} needs the audit log holding the guard's decisions (an "
                                  "item's decision says whether its answer was served)"
                                  + (f", and there is none at {queue.audit.path}: check the policy's audit.path or "
                                     "--audit LOG" if queue.audit is not None else
                                     ": pass --audit LOG with --queue, or --policy FILE"))
-            counts = queue.counts()
             archived = queue.archived()
             _known_domain(args.domain, counts, archived.values())
             shown = counts if args.domain is None else {d: c for d, c in counts.items() if d == args.domain}
@@ -359,7 +358,7 @@ def main(argv: list[str]) -> int:
             else:
                 items = queue.pending(domain=args.domain, order=args.order, limit=limit)
             evaluation = queue.for_evaluation(items, records)
-            if args.evaluation is not None:  # one that cannot be told is taken as live (a user may wait)
+            if args.evaluation is not None and counts:  # one that cannot be told is taken as live (a user may wait)
                 matched = [it for it in items if bool(evaluation[it.id]) == (args.evaluation == "only")]
                 # the per-domain lines above count the whole queue: how many items the filter leaves is said apart
                 where = "" if args.domain is None else f" in {shown_domain(args.domain)}"
