@@ -2965,9 +2965,17 @@ def test_a_mistyped_review_queue_path_is_refused_by_review_list_and_show(tmp_pat
         assert review_main([argv[0], "--policy", typo, *argv[1:]]) == 2
         assert said in capsys.readouterr().err
     assert not (tmp_path / "qeueu.sqlite3").exists()  # none created
-    # a log that holds no item promised to review: nothing to refuse, said, and still no queue created
-    (tmp_path / "fresh").mkdir()
-    (tmp_path / "fresh" / "policy.toml").write_text(text)
-    assert review_main(["list", "--policy", str(tmp_path / "fresh" / "policy.toml")]) == 0
-    assert "holds no decision routed to review" in capsys.readouterr().out
-    assert not (tmp_path / "fresh" / "queue.sqlite3").exists()
+    # the policy copied to another folder (its relative paths resolve there): neither the queue nor the log exists,
+    # said so (it said the log "holds no decision routed to review"), naming both; nothing refused, nothing created
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / "policy.toml").write_text(text)
+    assert review_main(["list", "--policy", str(fresh / "policy.toml")]) == 0
+    out = capsys.readouterr().out
+    assert (f"no review queue at {fresh / 'queue.sqlite3'} and no audit log at {fresh / 'audit.jsonl'} either" in out
+            and f"from its own folder, {fresh.resolve()}" in out and "holds no decision" not in out)
+    # a log that holds no item promised to review: nothing to refuse, said so, and still no queue created
+    AuditLog(fresh / "audit.jsonl").append({"route": "accept", "domain": "geo"}, kind="decision")
+    assert review_main(["list", "--policy", str(fresh / "policy.toml")]) == 0
+    assert f"its audit log {fresh / 'audit.jsonl'} holds no decision routed to review" in capsys.readouterr().out
+    assert not (fresh / "queue.sqlite3").exists()

@@ -240,6 +240,11 @@ def _absent_queue(policy, policy_file: str, audit: str | None) -> str | None:
     if queue_path.exists() or not queue_path.parent.is_dir():
         return None
     log = AuditLog(audit if audit is not None else policy.audit.path, key=None)  # read only: no key needed
+    if not log.path.is_file():  # it holds nothing: said so, not that it holds no decision routed to review
+        return (f"no review queue at {queue_path} and no audit log at {log.path} either: nothing has been held for "
+                "review under this policy yet, or these are not the deployment's files (a policy's relative paths "
+                f"resolve from its own folder, {Path(policy_file).resolve().parent}, so a copied policy names files "
+                f"beside the copy): check review.queue and audit.path in {policy_file}")
     refuse_missing_queue(queue_path, log.history(), log.path, f"in {policy_file}")
     return (f"no review queue at {queue_path} yet, and its audit log {log.path} holds no decision routed to review: "
             "nothing has been held for review under this policy (the guard creates the queue on the first answer it "
