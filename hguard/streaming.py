@@ -484,7 +484,10 @@ def settings_error(cls_name: str, exc: Any, fixes: Mapping[str, str]) -> InputEr
     for err in exc.errors():
         field = ".".join(str(p) for p in err.get("loc", ())) or "settings"
         msg = str(err.get("msg", "")).removeprefix("Value error, ")
-        head = f"{field}={err['input']!r:.60}: " if field != "settings" and "input" in err else ""
+        if err.get("type") == "missing":  # pydantic's input of a missing setting is all the others: not its value
+            head, msg = "", f"{field} is required"
+        else:
+            head = f"{field}={err['input']!r:.60}: " if field != "settings" and "input" in err else ""
         said.append(head + msg + (f"; {fixes[field]}" if field in fixes else ""))
     text = "; ".join(one_line(s, 400) for s in said)
     return InputError(text if text.startswith(cls_name) else f"{cls_name}: {text}")

@@ -135,13 +135,17 @@ def test_a_refused_input_is_recorded_as_given(make_guard, value):
     ({"domain": 5}, "HGuardCheck: domain=5: Input should be a valid string; name a domain of the policy"),
     ({"guard": None}, "HGuardCheck: guard=None: Input should be an instance of Guard; pass the hguard Guard"),
     ({"domian": "alpha"}, "HGuardCheck has no setting(s) ['domian']; did you mean 'domain'"),
+    ({"guard": ...}, "HGuardCheck: guard is required; pass the hguard Guard"),  # left out
 ])
 def test_a_bad_setting_is_refused_in_one_line_naming_it_and_the_fix(make_guard, settings, words):
     """A bad-input trial: `HGuardCheck(guard=g, served="false")`, `domain=5`, `guard=None` raised pydantic's four-line
-    ValidationError with a URL and no fix, where a call's `served=1` gets hguard's one line."""
+    ValidationError with a URL and no fix, where a call's `served=1` gets hguard's one line. A guard left out was
+    said as "guard={'domain': 'alpha', ...}: Field required" (pydantic's input of a missing field is all the others)."""
+    given = {k: v for k, v in {"guard": make_guard("accept"), **settings}.items() if v is not ...}
     with pytest.raises(InputError) as err:
-        HGuardCheck(**{"guard": make_guard("accept"), **settings})
+        HGuardCheck(**given, **({"domain": "alpha"} if "guard" not in given else {}))
     assert str(err.value).startswith(words) and "\n" not in str(err.value)
+    assert "alpha" not in str(err.value) or "domian" in settings  # no other setting's value shown as the guard's
 
 
 def test_batch_is_one_check_batch_and_each_input_its_own_run(make_guard, monkeypatch):
