@@ -105,6 +105,29 @@ def test_evaluate_response_of_text_is_refused_in_one_line_and_on_record(make_gua
         assert (rec["kind"], rec["source"], rec["question"], rec["domain"]) == ("error", "HGuardEvaluator", Q, "alpha")
 
 
+@pytest.mark.parametrize("streamed", ["StreamingResponse", "AsyncStreamingResponse"])
+def test_evaluate_response_of_a_streamed_response_names_get_response_not_the_query(make_guard, streamed):
+    """A review of the bad-input fixes: a StreamingResponse was refused with "pass engine.query(q)", the very call
+    that returned it (an engine built with streaming=True). The fix said: its text by response.get_response() (a
+    Response; awaited for an AsyncStreamingResponse), or an engine without streaming."""
+    from llama_index.core.base.response import schema
+
+    async def agen():
+        yield "paris"
+
+    response = getattr(schema, streamed)(response_gen=iter(["paris"]) if streamed == "StreamingResponse" else agen())
+    guard = make_guard("accept")
+    with pytest.raises(InputError) as err:
+        HGuardEvaluator(guard).evaluate_response(query=Q, response=response, domain="alpha")
+    said = str(err.value)
+    assert "\n" not in said and f"got {streamed}: " in said and "engine.query(q)" not in said
+    assert "response.get_response(), a Response, which pass here" in said and "without streaming" in said
+    assert AuditLog(guard.audit.path).find(err.value.audit_id)["kind"] == "error"
+    if streamed == "StreamingResponse":  # the fix given works: its Response is evaluated
+        got = HGuardEvaluator(guard).evaluate_response(query=Q, response=response.get_response(), domain="alpha")
+        assert got.response == "paris" and got.passing is not None
+
+
 @pytest.mark.parametrize("domain", [["alpha"], 5, "", " "])
 def test_a_domain_that_names_none_is_refused_when_the_evaluator_is_made(make_guard, domain):
     """A bad-input trial: `HGuardEvaluator(g, domain=["alpha"])` was made, and refused only at each evaluation."""

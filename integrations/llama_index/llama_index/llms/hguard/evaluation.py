@@ -137,8 +137,13 @@ class HGuardEvaluator(BaseEvaluator):
         :meth:`_read` records a refused call."""
         if hasattr(response, "response") and hasattr(response, "source_nodes"):
             return response
+        kind = type(response).__name__
+        # a streaming engine's query() returned it: "pass engine.query(q)" named the call that gave it
+        fix = ("its text is read by response.get_response(), a Response, which pass here (`await "
+               "response.get_response()` of an AsyncStreamingResponse), or build the engine without streaming"
+               if kind in ("StreamingResponse", "AsyncStreamingResponse") else "pass engine.query(q)")
         exc = InputError(f"HGuardEvaluator.evaluate_response needs the query engine's Response, got "
-                         f"{type(response).__name__}: {response!r:.80}; pass engine.query(q), or the answer's text as "
+                         f"{kind}: {response!r:.80}; {fix}, or the answer's text as "
                          "evaluate(query=q, response=text, contexts=[...])")
         self._guard.record_failure(query if isinstance(query, str) else repr(query), exc,
                                    domain=kwargs.get("domain") or self._domain, source=_SOURCE, given={"answer": response})
