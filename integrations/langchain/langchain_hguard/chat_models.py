@@ -23,6 +23,7 @@ from langchain_core.runnables.config import ensure_config, get_config_list
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from hguard._guard_records import request_error
+from hguard._decoding import _check_stop
 from hguard.errors import InputError
 from hguard.generation import check_system
 from hguard.guard import Guard, GuardResult, _join_context, batch_refused
@@ -1022,6 +1023,8 @@ class ChatHGuard(BaseChatModel):
         if call.query_step is not None:
             return ChatResult(generations=[ChatGeneration(message=self._search_text(call))], llm_output={"model_name": self.model_name})
         self._raise_held_again(call)
+        if call.precomputed is None:  # a refusal the guard would make, recorded as ChatHGuard's (it read "api")
+            self._check_inputs([call])
         result = self._take(call.precomputed) or guarded_invoke(
             self.guard, call.question, call.context, call.domain, early_stop=call.early_stop, **call.guard_kwargs()
         )
@@ -1092,6 +1095,7 @@ class ChatHGuard(BaseChatModel):
             yield settled
             return
         self._raise_held_again(call)
+        self._check_inputs([call])  # a refusal the guard would make, recorded as ChatHGuard's (it read "api")
         for piece in guard_stream(
             self.guard, call.question, call.context, call.domain, call.stream_mode, early_stop=call.early_stop,
             run_id=call.run_id, **call.guard_kwargs(),
@@ -1118,6 +1122,9 @@ class ChatHGuard(BaseChatModel):
             yield settled
             return
         self._raise_held_again(call)
+        # as _stream's, on the loop (a prompt tokenized): in a worker, a stream cancelled while it waited for one
+        # left no record of its run (aguard_stream records that)
+        self._check_inputs([call])
         async for piece in aguard_stream(
             self.guard, call.question, call.context, call.domain, call.stream_mode, early_stop=call.early_stop,
             run_id=call.run_id, **call.guard_kwargs(),
@@ -1174,13 +1181,15 @@ class ChatHGuard(BaseChatModel):
 
     def _check_inputs(self, calls: list[_Call]) -> None:
         """Each call checked as the guard's batch checks it (:meth:`Guard._check_input`: a prompt longer than the model's
-        window, a system prompt it refuses, ...), before the batch: each refusal recorded as ChatHGuard's, not as a
-        call of the API's (source "api"), and the batch refused whole, as the guard's own batch refuses it."""
+        window, a system prompt it refuses, ...; its stop sequences), before the batch: each refusal recorded as
+        ChatHGuard's, not as a call of the API's (source "api"), and the batch refused whole, as the guard's own batch
+        refuses it. A single call (invoke, stream) is checked so too, before the guard is called."""
         n = len(calls)
         refused: list[tuple[int, InputError]] = []
         for i, c in enumerate(calls):
             context = None
             try:
+                _check_stop(c.stop)
                 context = _join_context(c.context)
                 self.guard._check_input(c.question, context, c.history, c.system, c.domain,
                                         max_new_tokens=calls[0].max_new_tokens or None)

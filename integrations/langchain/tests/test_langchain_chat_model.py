@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
+from typing import Any
 
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
@@ -124,11 +125,12 @@ def test_bad_calls_raise_before_anything_is_generated(make_guard):
             chat.invoke([HumanMessage(content=content)])
     with pytest.raises(InputError, match="max_tokens must be a whole number of at least 1, got nan"):
         chat.invoke(Q, max_tokens=float("nan"))
-    # nothing was answered; every refused call is on record (error records: the stop sequence refused by the guard),
-    # the wrong keyword, stream mode, tools and JSON mode too: a chain's with_fallbacks catches every error, and such
-    # a call sent each question to the fallback model with no trace in the guard's log (a finance firm's trial)
+    # nothing was answered; every refused call is on record (error records: the stop sequence, checked by ChatHGuard
+    # as the guard checks it, so recorded as ChatHGuard's, not "api"), the wrong keyword, stream mode, tools and JSON
+    # mode too: a chain's with_fallbacks catches every error, and such a call sent each question to the fallback model
+    # with no trace in the guard's log (a finance firm's trial)
     records = list(AuditLog(guard.audit.path))
-    assert [(r["kind"], r["source"]) for r in records] == [("error", "api")] + [("error", "ChatHGuard")] * 9
+    assert [(r["kind"], r["source"]) for r in records] == [("error", "ChatHGuard")] * 10
     assert [r["error_type"] for r in records[2:5]] == ["NotImplementedError", "NotImplementedError", "TypeError"]
     assert records[6]["error_type"] == "ValueError" and "stream_mode" in records[6]["error"]
     assert chat.invoke([HumanMessage(content=[{"type": "text", "text": Q}])]).response_metadata["route"] == "accept"
@@ -229,6 +231,38 @@ def test_batch_with_a_bad_input_answers_nothing_without_return_exceptions(make_g
             asyncio.run(chat.abatch([Q, "", "what is gold ?"]))
     new = list(AuditLog(guard.audit.path))[before:]
     assert [r["kind"] for r in new] == ["error"], [(r["kind"], r.get("question")) for r in new]
+
+
+@pytest.mark.parametrize("how", ["invoke", "ainvoke", "stream", "astream"])
+def test_a_refusal_the_guard_makes_of_a_single_call_is_recorded_as_chathguards(make_guard, how):
+    """A single call the guard itself refuses (a stop sequence it refuses, an empty question, a prompt longer than the
+    model's window) was recorded with source "api", as if the guard had been called directly, where a batch's same
+    refusal reads "ChatHGuard"; its record names the call's run. Nothing is generated."""
+    guard = make_guard("accept")
+    chat = ChatHGuard(guard=guard, domain="alpha")
+    long = " ".join(["gold"] * (guard.generator.context_limit + 1))
+
+    def call(q: str, **kw: Any) -> Any:
+        if how == "invoke":
+            return chat.invoke(q, **kw)
+        if how == "ainvoke":
+            return asyncio.run(chat.ainvoke(q, **kw))
+        if how == "stream":
+            return list(chat.stream(q, **kw))
+
+        async def chunks() -> list[Any]:
+            return [c async for c in chat.astream(q, **kw)]
+        return asyncio.run(chunks())
+
+    for q, kw, words in ((Q, {"stop": [""]}, "stop must be a list of non-empty strings"),
+                         ("", {}, "the question is empty"), (long, {}, "over the model's context")):
+        rid = uuid.uuid4()
+        before = len(list(AuditLog(guard.audit.path)))
+        with pytest.raises(InputError, match=words) as err:
+            call(q, config={"run_id": rid}, **kw)
+        new = list(AuditLog(guard.audit.path))[before:]
+        assert [(r["kind"], r["source"]) for r in new] == [("error", "ChatHGuard")], new
+        assert new[0]["id"] == err.value.audit_id and new[0]["run_id"] == str(rid)
 
 
 @pytest.mark.parametrize("how", ["batch", "abatch"])
