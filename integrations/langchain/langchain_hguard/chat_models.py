@@ -594,9 +594,9 @@ class ChatHGuard(BaseChatModel):
     domain: str | None = None
     """Domain of every question; ``None`` lets the guard choose by embedding similarity."""
     stream_mode: Literal["hold", "passthrough"] = "hold"
-    early_stop: bool = False
+    early_stop: bool = Field(default=False, strict=True)  # strict: "no" is not read as True (pydantic's coercion)
     """Stop generating once the running risk passes the abstain threshold (hold mode and invoke)."""
-    system_as_context: bool = False
+    system_as_context: bool = Field(default=False, strict=True)
     """Treat system messages as retrieved context instead of instructions."""
     stop: list[str] | None = None
     """Stop sequences of every call (a call's ``stop=`` replaces them); the answer is cut before the first."""

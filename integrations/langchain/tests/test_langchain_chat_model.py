@@ -685,6 +685,10 @@ def test_a_hold_stream_left_once_its_decision_arrived_is_joined_to_that_decision
     ({"guard": None}, "ChatHGuard: guard=None: Input should be an instance of Guard; pass the hguard Guard"),
     ({"raise_on": "reviews"}, "ChatHGuard: raise_on='reviews': raise_on may hold 'abstain' and 'review', got ['reviews']"),
     ({"stream_mode": "held"}, "ChatHGuard: stream_mode='held': Input should be 'hold' or 'passthrough'; pass 'hold'"),
+    # a bool setting given as text was coerced (early_stop="yes" taken as True, "1" too): strict, as HGuardCheck's served
+    ({"early_stop": "yes"}, "ChatHGuard: early_stop='yes': Input should be a valid boolean; pass True or False"),
+    ({"early_stop": 1}, "ChatHGuard: early_stop=1: Input should be a valid boolean; pass True or False"),
+    ({"system_as_context": "false"}, "ChatHGuard: system_as_context='false': Input should be a valid boolean; pass True"),
 ])
 def test_a_bad_setting_is_refused_in_one_line_naming_it_and_the_fix(make_guard, settings, words):
     """A bad-input trial: `ChatHGuard(guard=g, domain=5)`, `guard=None`, `raise_on="reviews"` raised pydantic's

@@ -200,8 +200,11 @@ def test_a_misspelt_setting_is_refused_not_ignored(make_guard):
 @pytest.mark.parametrize("guard, settings, words", [
     ("ok", {"domain": 5}, "HGuardLLM: domain=5: Input should be a valid string; name a domain of the policy"),
     (None, {}, "HGuardLLM: guard=None is not an hguard Guard; pass the hguard Guard"),
-    ("ok", {"system_as_context": "maybe"}, "HGuardLLM: system_as_context='maybe': Input should be a valid boolean, unable to "
-                                           "interpret input; pass True or False"),
+    ("ok", {"system_as_context": "maybe"}, "HGuardLLM: system_as_context='maybe': Input should be a valid boolean; "
+                                           "pass True or False"),
+    # a bool setting given as text was coerced (early_stop="yes" taken as True, "false" as False): strict
+    ("ok", {"early_stop": "yes"}, "HGuardLLM: early_stop='yes': Input should be a valid boolean; pass True or False"),
+    ("ok", {"system_as_context": "false"}, "HGuardLLM: system_as_context='false': Input should be a valid boolean; pass True"),
 ])
 def test_a_bad_setting_is_refused_in_one_line_naming_it_and_the_fix(make_guard, guard, settings, words):
     """A bad-input trial: `HGuardLLM(guard, domain=5)` raised pydantic's four-line ValidationError with a URL and no

@@ -204,8 +204,11 @@ class HGuardLLM(CustomLLM):
 
     domain: Optional[str] = Field(default=None, description="Domain of every question; None lets the guard choose.")
     stream_mode: Literal["hold", "passthrough"] = Field(default="hold", description="How streaming treats unchecked tokens.")
-    early_stop: bool = Field(default=False, description="Stop once the running risk passes the abstain threshold.")
-    system_as_context: bool = Field(default=False, description="Treat system messages as retrieved context instead of instructions.")
+    # strict: a string ("no", "false") is refused, not read as a bool (pydantic's coercion took early_stop="yes")
+    early_stop: bool = Field(default=False, strict=True,
+                             description="Stop once the running risk passes the abstain threshold.")
+    system_as_context: bool = Field(default=False, strict=True,
+                                    description="Treat system messages as retrieved context instead of instructions.")
     raise_on: frozenset = Field(default=frozenset(), description="Routes ('abstain', 'review') that raise hguard.errors.RouteError.")
 
     _guard: Guard = PrivateAttr()
