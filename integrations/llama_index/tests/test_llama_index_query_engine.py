@@ -207,6 +207,24 @@ def test_bad_queries_are_named_and_an_empty_retrieval_goes_to_review(make_guard,
     assert engine.query(AUSTRALIA).metadata["route"] == "accept"
 
 
+@pytest.mark.parametrize("domain", [5, "", "   ", "d" * 300, ["alpha"]])
+def test_a_bad_domain_is_refused_at_construction_in_one_line(make_guard, retriever, domain):
+    """HGuardQueryEngine(retriever, llm, domain=5) was taken: refused only at the first query, after its retrieval,
+    and a blank domain was read as none (the LLM's, or one chosen by similarity). Refused when the engine is built,
+    in one line naming the value and the fix, as HGuardLLM's and HGuardCheck's domain settings are."""
+    guard = make_guard("accept")
+    before = len(list(AuditLog(guard.audit.path)))
+    for build in (lambda: HGuardQueryEngine(retriever, HGuardLLM(guard), domain=domain),
+                  lambda: HGuardQueryEngine.from_guard(retriever, guard, domain=domain)):
+        with pytest.raises(InputError) as err:
+            build()
+        said = str(err.value)
+        assert said.startswith(f"HGuardQueryEngine: domain={domain!r:.60} is not a domain name") and "\n" not in said
+        assert said.endswith("name a domain of the policy, or leave it out (None) to choose one by similarity")
+    assert len(list(AuditLog(guard.audit.path))) == before  # nothing asked, nothing recorded
+    assert HGuardQueryEngine(retriever, HGuardLLM(guard), domain="alpha").query(AUSTRALIA).metadata["domain"] == "alpha"
+
+
 def test_a_refused_query_writes_an_error_record_whose_id_the_error_carries(make_guard, retriever):
     """As Guard.invoke refuses a bad question (new-user trial: the engine refused it with no record, audit_id None)."""
     guard = make_guard("accept")

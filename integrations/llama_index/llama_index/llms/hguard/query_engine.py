@@ -18,10 +18,10 @@ from llama_index.core.schema import NodeWithScore, QueryBundle, QueryType
 
 from hguard.errors import InputError
 from hguard.generation import check_question
-from hguard.guard import Guard
+from hguard.guard import Guard, _is_domain_name
 from hguard.streaming import GuardedText, blanks_emptied, nothing_retrieved
 
-from .base import HGuardLLM
+from .base import _SETTING_FIXES, HGuardLLM
 from .templates import note_decision
 
 dispatcher = get_dispatcher(__name__)
@@ -74,6 +74,10 @@ class HGuardQueryEngine(BaseQueryEngine):
     ) -> None:
         if not isinstance(llm, HGuardLLM):
             raise TypeError(f"HGuardQueryEngine needs an HGuardLLM, got {type(llm).__name__}; wrap the Guard: HGuardLLM(guard)")
+        if domain is not None and not _is_domain_name(domain):  # domain=5 was refused at the first query, after its
+            # retrieval, and a blank one was read as none (the LLM's domain, or one chosen by similarity)
+            raise InputError(f"HGuardQueryEngine: domain={domain!r:.60} is not a domain name (a non-blank string); "
+                             f"{_SETTING_FIXES['domain']}")
         self._retriever = retriever
         self._llm = llm
         self._domain = domain
