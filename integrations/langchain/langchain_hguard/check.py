@@ -7,7 +7,7 @@ import uuid
 from typing import Any, Optional
 
 from langchain_core.callbacks import AsyncCallbackManagerForChainRun, CallbackManagerForChainRun
-from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.messages import AIMessage, BaseMessage, ChatMessage
 from langchain_core.runnables import RunnableConfig, RunnableSerializable
 from langchain_core.runnables.config import get_config_list
 from pydantic import ConfigDict, Field, ValidationError, model_validator
@@ -17,7 +17,8 @@ from hguard.guard import Guard, GuardResult, _join_context
 from hguard.streaming import (decided_here, delivering, in_thread, refuse_unknown_settings, settings_error,
                               until_delivered)
 
-from .chat_models import batch_failed_why, decided_by, message_text, response_metadata, run_ids, say_undelivered
+from .chat_models import (_as_kind, batch_failed_why, decided_by, message_text, response_metadata, run_ids,
+                          say_undelivered)
 from .retrieval import parent_run_of
 from .runnables import read_passages
 
@@ -173,9 +174,12 @@ class HGuardCheck(RunnableSerializable[dict, AIMessage]):
         if not isinstance(question, str):
             raise InputError(f"HGuardCheck 'question' must be a string, got {type(question).__name__}: {question!r:.80}")
         answer = value["answer"]
+        if isinstance(answer, ChatMessage) and isinstance(_as_kind(answer), AIMessage):
+            answer = _as_kind(answer)  # ChatMessage(role="assistant"), as a chat model's AIMessage (it was refused)
         if isinstance(answer, BaseMessage):
             if not isinstance(answer, AIMessage):  # a HumanMessage was scored as the model's answer
-                raise InputError(f"HGuardCheck 'answer' is a {type(answer).__name__}, not the model's answer; pass the "
+                kind = type(answer).__name__ + (f" with role {answer.role!r:.40}" if isinstance(answer, ChatMessage) else "")
+                raise InputError(f"HGuardCheck 'answer' is a {kind}, not the model's answer; pass the "
                                  "chat model's AIMessage (its output) or the answer's text")
             if getattr(answer, "tool_calls", None):
                 raise InputError("HGuardCheck 'answer' is a message with tool calls; the guard scores a free-text "

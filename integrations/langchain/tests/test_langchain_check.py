@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 from langchain_core.documents import Document
-from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.messages import AIMessage, ChatMessage, HumanMessage
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.runnables import RunnableLambda, RunnableParallel
 
@@ -93,6 +93,20 @@ def test_an_answer_as_another_chat_model_returns_it_and_documents_as_a_retriever
     assert any("nothing retrieved" in r for r in empty.response_metadata["reasons"])
 
 
+@pytest.mark.parametrize("role", ["assistant", "Assistant", "ai"])
+def test_an_answer_as_an_assistant_chat_message_is_taken_as_an_ai_message_is(make_guard, role):
+    """An answer given as ChatMessage(role="assistant") (a chat history kept as role/content pairs, another model's
+    generic message) was refused as "not the model's answer"; it is the model's answer, scored as its AIMessage is."""
+    guard = make_guard("accept")
+    own = guard.invoke(Q, domain="alpha")
+    check = HGuardCheck(guard=guard, domain="alpha")
+    as_ai = check.invoke({"question": Q, "answer": AIMessage(content=own.answer)})
+    msg = check.invoke({"question": Q, "answer": ChatMessage(role=role, content=own.answer)})
+    rec = AuditLog(guard.audit.path).find(msg.response_metadata["audit_id"])
+    assert rec["kind"] == "decision" and rec["answer"] == own.answer and rec["answer_source"] == "given"
+    assert msg.response_metadata["route"] == as_ai.response_metadata["route"] and msg.content == as_ai.content
+
+
 @pytest.mark.parametrize("value, words", [
     ({"answer": "x"}, "needs the key(s) ['question']"),
     ({"question": Q}, "needs the key(s) ['answer']"),
@@ -103,6 +117,9 @@ def test_an_answer_as_another_chat_model_returns_it_and_documents_as_a_retriever
     ("just a question", "takes a dict with 'question' and 'answer'"),
     ({"question": Q, "answer": HumanMessage("x")}, "'answer' is a HumanMessage, not the model's answer; pass the chat "
                                                    "model's AIMessage"),
+    ({"question": Q, "answer": ChatMessage(role="user", content="x")},
+     "'answer' is a ChatMessage with role 'user', not the model's answer; pass the chat model's AIMessage"),
+    ({"question": Q, "answer": ChatMessage(role="tool", content="x")}, "'answer' is a ChatMessage with role 'tool', not"),
     ({"question": Q, "answer": "x", "context": Document(page_content="gold")},
      "got Document: pass a single Document in a list, [doc]"),
 ])
