@@ -178,8 +178,8 @@ class HGuardCheck(RunnableSerializable[dict, AIMessage]):
             answer = _as_kind(answer)  # ChatMessage(role="assistant"), as a chat model's AIMessage (it was refused)
         if isinstance(answer, BaseMessage):
             if not isinstance(answer, AIMessage):  # a HumanMessage was scored as the model's answer
-                kind = type(answer).__name__ + (f" with role {answer.role!r:.40}" if isinstance(answer, ChatMessage) else "")
-                raise InputError(f"HGuardCheck 'answer' is a {kind}, not the model's answer; pass the "
+                what = type(answer).__name__ + (f" with role {answer.role!r:.40}" if isinstance(answer, ChatMessage) else "")
+                raise InputError(f"HGuardCheck 'answer' is a {what}, not the model's answer; pass the "
                                  "chat model's AIMessage (its output) or the answer's text")
             if getattr(answer, "tool_calls", None):
                 raise InputError("HGuardCheck 'answer' is a message with tool calls; the guard scores a free-text "
