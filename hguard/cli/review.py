@@ -346,8 +346,9 @@ def main(argv: list[str]) -> int:
             _known_domain(args.domain, counts, archived.values())
             shown = counts if args.domain is None else {d: c for d, c in counts.items() if d == args.domain}
             # every item's decision read once: the counts of an evaluation's items, and the listing's marks
-            records = queue.decision_records(queue.pending(limit=None) + queue.decided()) if queue.audit else {}
-            apart = queue.evaluation_counts(records) or {}
+            everything = queue.pending(limit=None) + queue.decided() if queue.audit else []
+            records = queue.decision_records(everything) if queue.audit else {}
+            apart = queue.evaluation_counts(records, everything) or {}
             for domain, c in shown.items():  # with --json, stdout holds only the JSON lines; --domain: its counts
                 print(f"{shown_domain(domain)}: {_counted(c, apart.get(domain))}", file=sys.stderr if args.json else sys.stdout)
             n_archived = len(archived)

@@ -274,8 +274,9 @@ def create_app(
         try:
             if not with_counts:
                 return queue.for_evaluation(items), {}, None
-            records = queue.decision_records(queue.pending(limit=None) + queue.decided())
-            return queue.for_evaluation(items, records), queue.evaluation_counts(records) or {}, None
+            everything = queue.pending(limit=None) + queue.decided()
+            records = queue.decision_records(everything)
+            return queue.for_evaluation(items, records), queue.evaluation_counts(records, everything) or {}, None
         except AuditLogUnavailable as e:  # the queue is still listed; the reviewer and the operator are told
             _log.error("review list: which items are an evaluation's not told: %s", e, exc_info=e)
             return {it.id: None for it in items}, {}, (

@@ -932,14 +932,14 @@ class ReviewQueue:
         return said
 
     def evaluation_counts(self, records: Mapping[str, Mapping[str, Any]] | None = None,
-                          ) -> dict[str | None, dict[str, int]] | None:
+                          items: Sequence[ReviewItem] | None = None) -> dict[str | None, dict[str, int]] | None:
         """Of :meth:`counts`, the items of an evaluation (:meth:`for_evaluation`; one that cannot be told is counted
         live: a user may wait), ``{domain: {"pending": n, "decided": m}}`` for each domain holding any; None without
         the audit log, where it cannot be told. ``records``: the log's :meth:`decision_records` of every item of the
-        queue, when read already."""
+        queue, and ``items``: every item of the queue (pending and decided), each when read already."""
         if self.audit is None:
             return None
-        items = self.pending(limit=None) + self.decided()
+        items = self.pending(limit=None) + self.decided() if items is None else items
         evaluation = self.for_evaluation(items, records)
         out: dict[str | None, dict[str, int]] = {}
         for it in items:
