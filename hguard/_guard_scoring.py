@@ -136,7 +136,7 @@ def answer_holds(question: str, answer: str, context: str | None, declined: str 
                         ("repeated-question", lambda: _repeats_hold(question, answer) if declined is None else None),
                         ("number", lambda: numbers() if read else None),
                         ("question-premise-figure",
-                         lambda: _premise_hold(question, answer, figures_in, redact) if read else None),
+                         lambda: _premise_hold(question, answer, figures_in, unstated, redact) if read else None),
                         ("misattributed-figure", lambda: _elsewhere_hold(question, answer, figures_in, unstated, redact,
                                                                          whole=context if stated_in is not None else None)
                          if read else None),
@@ -210,12 +210,12 @@ def _numbers_hold(answer: str, unstated: list[str], redact: bool, question: str,
             "or in that currency or as a percentage): held for review")
 
 
-def _premise_hold(question: str, answer: str, context: str | None, redact: bool) -> str | None:
+def _premise_hold(question: str, answer: str, context: str | None, unstated: list[str], redact: bool) -> str | None:
     """`answer_holds`' hold for figures the answer takes from the question alone where the passage states another
     figure of that unit (:func:`hguard.calibrate.judge.premise_numbers`: a false premise of the question, restated),
     else None: the number check counts a figure the question states as stated, so "Since the notice period is ninety
     days, ..." over a passage of 30 days passed "... after 90 days" (a legal team's trial)."""
-    if not (found := premise_numbers(answer, context or "", question)):
+    if not (found := premise_numbers(answer, context or "", question, unstated=unstated)):
         return None
     if redact:
         return (f"the answer states {len(found)} figure(s) the question states and the passage does not, where the "

@@ -1174,7 +1174,8 @@ def _writes_own_figure(answer: str) -> bool:
                for _, unit in stated_numbers(_LIST_MARKER.sub(" ", answer), number_words=False))
 
 
-def premise_numbers(answer: str, context: str, question: str) -> list[tuple[str, list[str]]]:
+def premise_numbers(answer: str, context: str, question: str, *, unstated: list[str] | None = None,
+                    ) -> list[tuple[str, list[str]]]:
     """The figures ``answer`` takes from ``question`` alone (:func:`unstated_numbers` counts them stated by the question)
     where ``context`` states another figure of that unit about the same thing, each with those figures of the passage,
     as shown: a premise of the question the passage contradicts ("Since the notice period is ninety days, when can I
@@ -1183,13 +1184,14 @@ def premise_numbers(answer: str, context: str, question: str) -> list[tuple[str,
     stating the other ("notice"); "I paid $100, can I get a refund?" over "Refunds of up to $50 are issued" is no
     premise contradicted (what was paid is not what is refunded). A figure of the question the passage states nothing
     of that unit about stays the question's to restate ("For the 3 items you bought ..."); one the answer affirms as a
-    yes/no question's is :func:`unstated_numbers`' to hold."""
+    yes/no question's is :func:`unstated_numbers`' to hold. ``unstated``: what :func:`unstated_numbers` gave for these
+    three texts, where the caller has it (as :func:`misattributed_numbers` takes it)."""
     if not any(c.isdigit() for c in question) and not stated_numbers(question):
         return []
     alone = unstated_numbers(answer, context)
     if not alone:
         return []
-    exempted = set(alone) - set(unstated_numbers(answer, context, question))
+    exempted = set(alone) - set(unstated_numbers(answer, context, question) if unstated is None else unstated)
     if not exempted:
         return []
 
