@@ -2898,6 +2898,26 @@ def test_another_languages_unit_alone_names_no_period(answer, context):
     # a limit's own value is the value of the limit the question names
     ("Given the $2,000 annual contribution limit, how much can I put in?", "You can contribute up to $2,000 per year.",
      "The annual contribution limit is $6,500.", ["2000 dollar/year"]),
+    # a review: a question's figure compared with a bound of the passage's clause is the bounded noun's value ("My
+    # order is $45" against "Orders under $50"), not what the clause's other figure states (a fee): it was held
+    # against the $4.99; and what a question asks for ("What fee ...") is no subject of its figure
+    ("My order is $45; what fee do I pay?", "Your $45 order pays a $4.99 fee.", "Orders under $50 pay a $4.99 fee.", []),
+    ("My order is $45. What fee do I pay?", "You pay a $4.99 fee on your $45 order.",
+     "Orders under $50 pay a $4.99 fee.", []),
+    ("What fee applies to a $45 order?", "A $45 order pays a $4.99 fee.", "Orders under $50 pay a $4.99 fee.", []),
+    ("My order is $45; what do I pay for shipping?", "Since your order is $45, shipping costs $4.99.",
+     "Standard shipping is free on orders over $50. Orders under $50 pay a $4.99 shipping fee.", []),
+    ("My order is $60; what do I pay for shipping?", "Your $60 order ships free.",
+     "Standard shipping is free on orders over $50. Orders under $50 pay a $4.99 shipping fee.", []),
+    ("I want to withdraw $800; what is the fee?", "Withdrawing $800 carries a $25 fee.",
+     "Withdrawals of more than $500 a day carry a $25 fee.", []),
+    # ... while a premise stating the clause's other figure, or one of another unit than the bound's, is still held
+    ("Since orders under $50 pay a $2 fee, what do I pay for my $45 order?", "You pay a $2 fee.",
+     "Orders under $50 pay a $4.99 fee.", ["2 dollar"]),
+    ("Since the withdrawal fee is $10, how much do I pay for $800?", "The fee for $800 is $10.",
+     "Withdrawals of more than $500 a day carry a $25 fee.", ["10 dollar"]),
+    ("Since balances over \u00a325,000 earn 2%, what do I earn on \u00a330,000?", "You earn 2% on balances over \u00a325,000.",
+     "The Everyday Saver pays 3.25% AER. Balances above \u00a325,000 earn 1.10% AER.", ["2 percent"]),
 ])
 def test_a_figure_the_answer_takes_from_the_question_is_held_where_the_passage_states_another_of_its_unit(
         question, answer, context, held):
@@ -2912,6 +2932,19 @@ def test_a_figure_the_answer_takes_from_the_question_is_held_where_the_passage_s
         # a redacting log's reason quotes no figure
         (quiet,) = [r for r in answer_holds(question, answer, context, None, redact=True) if "a premise" in r]
         assert "not quoted" in quiet and held[0].split()[0] not in quiet
+
+
+def test_a_false_premise_on_a_bound_is_still_held():
+    """The premise "orders under $50 pay no fee" over "Orders under $50 pay a $4.99 fee": an answer affirming it is held
+    (the question's $45 affirmed, or restated as free where the passage charges), one correcting it is not held for a
+    figure."""
+    from hguard._guard_scoring import answer_holds
+
+    question, context = "Since orders under $50 pay no fee, my $45 order is free?", "Orders under $50 pay a $4.99 fee."
+    for answer in ("Yes.", "Yes, your $45 order is free."):
+        assert any("45 dollar" in r for r in answer_holds(question, answer, context, None)), answer
+    assert not [r for r in answer_holds(question, "No, orders under $50 pay a $4.99 fee.", context, None)
+                if "figure" in r]
 
 
 def test_a_declarations_language_counts_where_the_prose_leans_to_it():

@@ -1195,15 +1195,18 @@ def premise_numbers(answer: str, context: str, question: str, *, unstated: list[
     if not exempted:
         return []
 
-    def clauses(text: str) -> list[tuple[str, list[tuple[str, str | None]], frozenset[str]]]:
-        return [(c, stated_numbers(c), _about(c)) for c in _CLAUSE.split(text) if c and any(ch.isalnum() for ch in c)]
-
-    asked = clauses(question)
+    # what a question's clause asks for is no subject of its figure ("What fee applies to a $45 order?": an order's
+    # amount, not a fee; `_ASKED`)
+    asked = [(c, stated_numbers(c), _about(_ASKED.sub(" ", c))) for c in _CLAUSE.split(question)
+             if c and any(ch.isalnum() for ch in c)]
     # the passage's figures of a bound or limit ("Orders over $50", "up to $5,000", "2% or $25, whichever is greater")
-    # are no value of the thing the question's figure is ("My order was $45")
-    stated = clauses(_LIMIT.sub(" ", context))
+    # are no value of the thing the question's figure is ("My order was $45"); nor, to a question's figure of the
+    # bound's unit (one compared with it), is what the clause's other figures state about the noun the bound bounds
+    # (`_bounded`: "Orders under $50 pay a $4.99 fee" states a fee, not an order's amount)
+    stated = [_bounded(c) for c in _CLAUSE.split(_LIMIT.sub(lambda m: " " if _CHOICE.fullmatch(m.group(0)) else m.group(0),
+                                                            context)) if c and any(ch.isalnum() for ch in c)]
     found: dict[str, list[str]] = {}
-    for clause, _, _ in clauses(answer):
+    for clause in _CLAUSE.split(answer):
         if _NEGATION.search(clause):  # "$25 rather than $40", "not $40": the answer denies the question's figure
             continue
         for value, unit in dict.fromkeys(stated_numbers(clause, number_words=False)):
@@ -1213,7 +1216,8 @@ def premise_numbers(answer: str, context: str, question: str, *, unstated: list[
             head = unit.split("/")[0]
             subject = frozenset().union(*(about for _, said, about in asked if (value, unit) in said or any(
                 v == value and (u or "").split("/")[0] == head for v, u in said)))
-            others = [_shown(v, u) for _, said, about in stated if about & subject
+            others = [_shown(v, u) for said, about, unbounded, bounds in stated
+                      if (unbounded if head in bounds else about) & subject
                       for v, u in said if u is not None and u.split("/")[0] == head and _shown(v, u) != shown_as]
             if others:
                 found[shown_as] = list(dict.fromkeys(others))
@@ -1231,6 +1235,44 @@ _LIMIT = re.compile(r"(?i)(?:\b(?:up\s+to|(?:more|less|fewer|greater|higher|lowe
                     r"below|beyond|exceed(?:s|ing)?|not\s+exceed(?:ing)?|bis\s+zu|mehr\s+als|weniger\s+als|[uü]ber|unter|"
                     r"jusqu['\u2019]\s*[aà]|plus\s+de|moins\s+de|hasta|m[aá]s\s+de|menos\s+de)\s+[^\s;]+(?:\s+[^\s,;.]+)?"
                     r"|[^.;\n]*\bwhichever\b[^.;\n]*)")
+
+
+# a question's clause opening with what it asks for, up to the preposition before its figure: "What fee applies to" of
+# "What fee applies to a $45 order?", "How much is the fee for" (not "Which plan costs $10?": no preposition before it)
+_ASKED = re.compile(r"(?i)^\s*(?:what|which|how(?:\s+(?:much|many|long))?)\b[^\d.!?]*?\b(?:for|on|to|of|with|at|from)\b"
+                    r"(?=[^\d.!?]*\d)")
+_CHOICE = re.compile(r"(?i)[^.;\n]*\bwhichever\b[^.;\n]*")  # `_LIMIT`'s clause choosing between figures, blanked whole
+# words between a noun and the bound after it that say nothing of what is bounded ("a balance that falls below $500")
+_BOUND_VERBS = frozenset("falls fall drops drop dips dip stays stay remains remain goes go runs run totals total "
+                         "totalling totaling amounts amount valued priced costing worth".split())
+
+
+def _bounded(clause: str) -> tuple[list[tuple[str, str | None]], frozenset[str], frozenset[str], frozenset[str]]:
+    """A passage's clause as `premise_numbers` reads it: the figures it states, its bounds (`_LIMIT`) blanked; what it
+    is about (`_about`), so blanked; what it is about with each bound's noun blanked too (the content word before it,
+    `_BOUND_VERBS` aside: "Orders" of "Orders under $50 pay a $4.99 fee"); and the units of its bounds ("dollar").
+    To a question's figure of a bound's unit ("My order is $45"), which is compared with the bound, the clause's
+    other figures state what is left ("pay a $4.99 fee": a fee, no order's amount): the clause is about that alone."""
+    blanked: list[str] = []
+    unbounded: list[str] = []
+    units: set[str] = set()
+    at = 0
+    for m in _LIMIT.finditer(clause):
+        units.update(u.split("/")[0] for _, u in stated_numbers(m.group(0)) if u is not None)
+        start = m.start()
+        for w in reversed(list(re.finditer(r"[^\W\d_]+", clause[at:m.start()]))):
+            if any(c.isdigit() for c in clause[at + w.end():m.start()]):
+                break
+            if content_tokens(w.group(0)) and w.group(0).lower() not in _BOUND_VERBS:
+                start = at + w.start()
+                break
+        blanked.append(clause[at:m.start()])
+        unbounded.append(clause[at:start])
+        at = m.end()
+    blanked.append(clause[at:])
+    unbounded.append(clause[at:])
+    text = " ".join(blanked)
+    return stated_numbers(text), _about(text), _about(" ".join(unbounded)), frozenset(units)
 
 
 # a question put as a statement to confirm: "The fee is $15 a month, right?", "..., isn't it?", "..., is that correct?"
