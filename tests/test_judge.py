@@ -2918,6 +2918,9 @@ def test_another_languages_unit_alone_names_no_period(answer, context):
      "Withdrawals of more than $500 a day carry a $25 fee.", ["10 dollar"]),
     ("Since balances over \u00a325,000 earn 2%, what do I earn on \u00a330,000?", "You earn 2% on balances over \u00a325,000.",
      "The Everyday Saver pays 3.25% AER. Balances above \u00a325,000 earn 1.10% AER.", ["2 percent"]),
+    # the trial's premise restated in words ("after ninety days"): read as its figure
+    ("Since the termination notice period is ninety days, when can I stop performing?", "You can stop after ninety days.",
+     "Either party may terminate this Agreement upon 30 days prior written notice to the other party.", ["90 day"]),
 ])
 def test_a_figure_the_answer_takes_from_the_question_is_held_where_the_passage_states_another_of_its_unit(
         question, answer, context, held):
@@ -2945,6 +2948,49 @@ def test_a_false_premise_on_a_bound_is_still_held():
         assert any("45 dollar" in r for r in answer_holds(question, answer, context, None)), answer
     assert not [r for r in answer_holds(question, "No, orders under $50 pay a $4.99 fee.", context, None)
                 if "figure" in r]
+
+
+@pytest.mark.parametrize("answer, context, missing", [
+    # a number written in words before its unit is the answer's figure (it passed: only digits were read)
+    ("You can stop after ninety days.", "Either party may terminate upon 30 days prior written notice.", ["90 day"]),
+    ("The probation period is three months.", "New hires have a probation period of six months.", ["3 month"]),
+    ("Give 5 mL four times daily.", "Give 5 mL three times daily.", ["4 times/day"]),
+    ("The fee is thirty dollars.", "The fee is $40.", ["30 dollar"]),
+    ("You get twenty-five percent off.", "You get 20% off.", ["25 percent"]),
+    ("The CD has a term of twelve months.", "The certificate of deposit has a term of 18 months.", ["12 month"]),
+    # ... read as that figure: stated where the passage states it, in digits, words or another unit of time
+    ("The fee is thirty dollars.", "The fee is $30.", []),
+    ("You have thirty-five business days.", "You have 35 business days.", []),
+    ("Two years from the date of purchase.", "The warranty period is 24 months from the date of purchase.", []),
+    ("The warranty lasts 2 years.", "The warranty period is 24 months.", []),
+    # a gloss of a figure the answer writes, a hedged one and a year's part are no figure of their own; nor is a
+    # number word without a unit, or "one" (for "a")
+    ("Six months (26 weeks) of paid leave.", "Employees get 26 weeks of paid leave.", []),
+    ("Paid leave lasts 26 weeks (about six months).", "Employees get 26 weeks of paid leave.", []),
+    ("Return within two weeks (15 days).", "Electronics must be returned within 15 days.", []),
+    ("500 mg three times a day (every 8 hours).", "Adults: 500 mg every 8 hours.", []),
+    ("Income rose in the first six months of 2024.", "Income rose in the first half of 2024.", []),
+    ("One of the two plans costs $5.", "The Basic plan costs $5.", []),
+    ("Not six context for one year.", "A year of context.", []),
+])
+def test_a_number_in_words_before_its_unit_is_read_as_a_figure(answer, context, missing):
+    from hguard._guard_scoring import answer_holds
+    from hguard.calibrate.judge import as_written, unstated_numbers
+
+    assert unstated_numbers(answer, context, "What is it?") == missing
+    holds = answer_holds("What is it?", answer, context, None)
+    assert bool(holds) == bool(missing), holds
+    if missing:  # shown to a reviewer as the answer writes it
+        assert as_written(answer, missing)[0].startswith("'") and "(read as " in holds[0], holds
+
+
+def test_a_currency_between_two_numbers_is_not_the_second_ones_where_it_has_a_unit():
+    """"A stamp cost 50 dollars 10 years ago.": the 10 is years, not dollars (read as "$10", an answer's "ten years
+    ago" was held as stated nowhere)."""
+    from hguard.calibrate.judge import stated_numbers, unstated_numbers
+
+    assert stated_numbers("A stamp cost 50 dollars 10 years ago.") == [("50", "dollar"), ("10", "year")]
+    assert unstated_numbers("Ten years ago a stamp cost 50 dollars.", "A stamp cost 50 dollars 10 years ago.") == []
 
 
 def test_a_declarations_language_counts_where_the_prose_leans_to_it():

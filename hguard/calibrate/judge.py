@@ -173,6 +173,31 @@ def _number_words(words: list[str], i: int) -> tuple[int, int] | None:
     return value, j
 
 
+# an answer's number written in words before its unit ("ninety days", "thirty-five percent", "two million dollars",
+# "ten business days"), which `_spelt_figures` writes in digits for the number hold: a number word alone ("one of the
+# options", "the two of you") stays no figure, as before
+_NUMBER_WORD = r"(?:" + "|".join(sorted((*_UNITS, *_TENS, "hundred"), key=len, reverse=True)) + r")"
+
+
+def _spelt_figures(text: str) -> str:
+    """``text`` with each number written in words before its unit (`_SPELT_FIGURE`) written in digits, as
+    `_number_words` reads it ("You can stop after ninety days." -> "... after 90 days."): the number hold reads an
+    answer's digits alone, so that an answer writing "ninety days" over a passage of 30 days passed. A run of words
+    that does not read as one number ("one and two days") stays as written, as do "one" and "zero" (which stand for
+    "a" and "no": "one year" for a passage's "A year of ...", read as no figure) and a gloss of a figure
+    (`_GLOSSED_BEFORE`, `_GLOSSED_AFTER`): one hedged ("about six months", "roughly two weeks"), one in brackets beside a figure or with one in
+    brackets after it ("26 weeks (six months)", "two weeks (15 days)", "three times a day (every 8 hours)"), and a
+    year's part ("the first six months of 2024", the first half): the figure it glosses is the answer's claim."""
+    def digits(m: re.Match[str]) -> str:
+        if _GLOSSED_BEFORE.search(text, 0, m.start()) or _GLOSSED_AFTER.match(text, m.end()):
+            return m.group(0)
+        words = re.split(r"[\s-]+", m.group(0).lower())
+        parsed = _number_words(words, 0)
+        return str(parsed[0]) if parsed is not None and parsed[1] == len(words) and parsed[0] > 1 else m.group(0)
+
+    return _SPELT_FIGURE.sub(digits, text) if _SPELT_FIGURE.search(text) else text
+
+
 def _canonical_number(word: str) -> str | None:
     if not any(c.isdigit() for c in word):
         return None
@@ -319,8 +344,8 @@ def _measure_table() -> dict[str, tuple[str, Decimal, str]]:
         *((" ".join(_PERIOD_WORDS[period].units()), period, base, factor) for period, base, factor in (
             ("second", "second", Decimal(1)), ("minute", "second", Decimal(60)), ("hour", "second", Decimal(3600)),
             ("day", "second", Decimal(86400)), ("night", "night", Decimal(1)), ("week", "second", Decimal(604800)), ("month", "month", Decimal(1)),
-            ("quarter", "quarter", Decimal(1)), ("year", "year", Decimal(1)))),
-        ("decade decades", "decade", "year", Decimal(10)),
+            ("quarter", "quarter", Decimal(1)), ("year", "month", Decimal(12)))),
+        ("decade decades", "decade", "month", Decimal(120)),  # (a year is 12 months: "one year" from "12 months")
         ("mm millimetre millimetres millimeter millimeters", "mm", "mm", Decimal(1)),
         ("cm centimetre centimetres centimeter centimeters", "cm", "mm", Decimal(10)),
         ("m metre metres meter meters", "metre", "mm", Decimal(1000)),
@@ -346,6 +371,13 @@ def _measure_table() -> dict[str, tuple[str, Decimal, str]]:
 
 
 _MEASURE_UNITS = _measure_table()
+# the units `_spelt_figures` reads a number in words before: written out, in Latin letters (not "mg", "x"), not a
+# count's ("one quarter of", "two units")
+_SPELT_UNITS = sorted((w for w in (*_UNIT_WORDS, *_MEASURE_UNITS) if w.isalpha() and w.isascii() and len(w) > 2
+                       and w not in ("annum", "quarter", "quarters", "unit", "units")), key=len, reverse=True)
+_SPELT_FIGURE = re.compile(r"(?i)(?<![\w-])" + _NUMBER_WORD + r"(?:[\s-]+(?:and[\s-]+)?" + _NUMBER_WORD + r")*"
+                           r"(?=[\s-]+(?:(?:thousand|million|billion)[\s-]+)?(?:(?:business|working|calendar|consecutive|"
+                           r"full|clear)\s+)?(?:per\s+cent|" + "|".join(_SPELT_UNITS) + r")(?![\w-]))")
 # a unit written on its number ("500mg", "6h", "3x", "14days"): read as "500 mg"; not "k", "m", "bn" (scales, below)
 _GLUED_UNIT = re.compile(r"(?i)(?<![\w.,])(\d+(?:[.,]\d+)?)(" + "|".join(sorted(
     (w for w in _MEASURE_UNITS if w not in ("s", "l", "m", "sec", "secs", "c", "f", "ft", "unit", "units")), key=len,
@@ -1127,7 +1159,9 @@ def unstated_numbers(answer: str, context: str, question: str = "") -> list[str]
     count as stated only where the passage states them ("Yes, the charge is 3%." or "The charge is 3%, which cannot be
     waived." to "Is the charge 3%?" from a passage of 1% is held; "No, it is 1%." and "It is 1%, not 3%." are not). An
     affirming answer that writes no figure ("Yes.", "It is.", "That's right.": `_AFFIRMING`) says the question's: those
-    the passage does not state are returned."""
+    the passage does not state are returned. A number the answer writes in words before its unit ("ninety days",
+    "thirty percent") is read as its digits (`_spelt_figures`); a number word alone is no figure."""
+    answer = _spelt_figures(answer)
     if _takes_question(answer, question):
         if _opening(answer) == "yes" and not _writes_own_figure(answer):
             # "Yes.", "It is.", "That's right." to "Is the fee $30?": it says the question's figures without writing
@@ -1161,6 +1195,7 @@ def affirms_question(answer: str, question: str) -> bool:
     """Whether ``answer`` affirms the figures of ``question``, a yes/no question that writes some, writing none of its
     own (a year or a reference alone aside: `_writes_own_figure`): "Yes.", "It is.", "It is, as of 2024." to "Is the
     fee $30?". :func:`unstated_numbers` reads the question's figures as such an answer's."""
+    answer = _spelt_figures(answer)  # "Yes, after ninety days." writes a figure of its own
     return _takes_question(answer, question) and _opening(answer) == "yes" and not _writes_own_figure(answer)
 
 
@@ -1185,7 +1220,9 @@ def premise_numbers(answer: str, context: str, question: str, *, unstated: list[
     premise contradicted (what was paid is not what is refunded). A figure of the question the passage states nothing
     of that unit about stays the question's to restate ("For the 3 items you bought ..."); one the answer affirms as a
     yes/no question's is :func:`unstated_numbers`' to hold. ``unstated``: what :func:`unstated_numbers` gave for these
-    three texts, where the caller has it (as :func:`misattributed_numbers` takes it)."""
+    three texts, where the caller has it (as :func:`misattributed_numbers` takes it). The answer's numbers in words
+    before their unit count as its digits (`_spelt_figures`: "after ninety days")."""
+    answer = _spelt_figures(answer)
     if not any(c.isdigit() for c in question) and not stated_numbers(question):
         return []
     alone = unstated_numbers(answer, context)
@@ -1360,6 +1397,13 @@ def _opening(answer: str) -> str | None:
 
 
 _WORD = re.compile(r"\S+")
+# a number in words that glosses a figure (`_spelt_figures`): after a hedge or an opening bracket ("about six months",
+# "(six months)"), before a bracket with a figure after its unit ("two weeks (15 days)", "three times a day (every 8
+# hours)"), or a part of a year ("the first six months of 2024")
+_GLOSSED_BEFORE = re.compile(r"(?i)(?:\b(?:about|approximately|approx|roughly|around|nearly|almost|some|circa|c\.|~)|\()"
+                             r"\s*$|(?<![\w-])(?:first|last|final)\s+$")
+_GLOSSED_AFTER = re.compile(r"(?i)[\w\s-]{0,40}?(?:\(\s*[^()\d]{0,20}\d|\s+of\s+(?:fy\s*)?(?:19|20)\d\d\b)")
+_SPELT_WORD = re.compile(r"(?i)" + _NUMBER_WORD + r"(?:-" + _NUMBER_WORD + r")?")  # "ninety", "twenty-five"
 _WRITTEN_EDGES = "\"'\u201c\u201d\u2018\u2019.,;:!?"
 
 
@@ -1370,7 +1414,8 @@ def as_written(answer: str, figures: list[str]) -> list[str]:
     it (a date is shown as written already). For a reviewer: a figure shown only as read ("0.25", "2") may not be
     found in the answer. Read only for a held answer: a few words around each number, the shortest that read as it."""
     words = list(_WORD.finditer(answer))
-    numbered = [i for i, w in enumerate(words) if any(c.isdigit() for c in w.group(0))]
+    numbered = [i for i, w in enumerate(words) if any(c.isdigit() for c in w.group(0))
+                or _SPELT_WORD.fullmatch(w.group(0).strip(_WRITTEN_EDGES))]
     out = []
     for figure in figures:
         found = None
@@ -1381,7 +1426,7 @@ def as_written(answer: str, figures: list[str]) -> list[str]:
                 written = answer[words[a].start():words[b].end()].strip(_WRITTEN_EDGES)
                 if written.count("(") != written.count(")"):
                     written = written.strip("()")
-                read = stated_numbers(_LIST_MARKER.sub(" ", written), number_words=False)
+                read = stated_numbers(_LIST_MARKER.sub(" ", _spelt_figures(written)), number_words=False)
                 if any(_shown(v, None if u == "#year" else u) == figure for v, u in read):
                     found = written
                     break
@@ -2201,6 +2246,7 @@ def misattributed_numbers(answer: str, context: str, question: str = "", *, unst
     _check_str(answer, "answer")
     _check_str(context, "context")
     _check_str(question, "question")
+    answer = _spelt_figures(answer)  # "thirty dollars" as "30 dollars", as `unstated_numbers` reads it
     if not any(c.isdigit() for c in answer):
         return []
     if _takes_question(answer, question):  # its figures count only where the passage states them (`unstated_numbers`)
@@ -2531,8 +2577,8 @@ def _tokens(text: str, number_words: bool = True, reading: _Reading = _ENGLISH, 
             else:
                 between = written[i] in _NAMED_AFTER and after_number
                 stays = written[i] in _AFTER_ITS_NUMBER or between
-            if between:
-                both.add(i + 1)
+            if between and not (i + 2 < len(words) and len(words[i + 2]) > 1 and words[i + 2] in _MEASURE_UNITS):
+                both.add(i + 1)  # (not to a number with a unit of its own: "50 dollars 10 years ago")
             if not stays:
                 words[i], words[i + 1] = words[i + 1], words[i]
                 i += 1
