@@ -16,6 +16,9 @@ from a legal team's trial, the rest) and reversals written while fixing the hold
 qualified clauses, "without approval" against "only after approval", "unless", "non-" words, "prohibited"; 77 faithful
 answers, "neither / nor", "NDA", "banned"; English, German, French), reported apart with the figures of the rule before
 the legal fix and of its first version: seen while narrowing that version, so not blind either.
+(5) benchmarks/cases/reversed_claims_pairing.jsonl, cases written while fixing the hold, per class: "pairing", an answer
+sentence whose words a passage sentence stating something else shares more than the sentence stating its subject and
+predicate (a PubMedQA-style passage on CT after blunt abdominal trauma among them): not blind, not held out.
 
     python benchmarks/reversed_claims.py [--out F]
 
@@ -48,6 +51,7 @@ REVIEW_BEFORE = {
     "commit 751add0": {"reversed / all": "51 / 74", "reversed / en": "49 / 66", "reversed / de": "1 / 4",
                        "reversed / fr": "1 / 4", "faithful / all": "34 / 77", "faithful / en": "27 / 69",
                        "faithful / de": "4 / 4", "faithful / fr": "3 / 4"}}
+PAIRING_CASES = ROOT / "benchmarks" / "cases" / "reversed_claims_pairing.jsonl"
 RAG_ANSWERS = ROOT / "benchmarks" / "results" / "rag.json"
 
 
@@ -105,10 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     result = {"cases": _cases(), "model_answers": _model_answers(), "legal_cases": _cases(LEGAL_CASES, "source"),
               "legal_cases_before_fix": LEGAL_BEFORE_FIX,
               "review_cases": _cases(REVIEW_CASES, "lang"), "review_cases_before": REVIEW_BEFORE,
+              "pairing_cases": _cases(PAIRING_CASES),
               "note": "cases: the rule was chosen on them (not held out); model_answers: held out, chose nothing; "
                       "legal_cases: written while fixing the hold for negatively worded clauses (not blind, not held "
                       "out; source 'trial': a legal team's trial's faithful answers); review_cases: a review's new cases of the "
-                      "legal fix, seen while narrowing it (not blind), per language"}
+                      "legal fix, seen while narrowing it (not blind), per language; pairing_cases: written while fixing the "
+                      "hold's pairing and reading (not blind, not held out), per class"}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     print("\nthe trial's cases (the rule was chosen on them)\n\n| kind / class | held (of n) | 95% interval |\n|---|---|---|")
@@ -128,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     for key, f in result["review_cases"].items():
         print(f"| {key} | {f['held']} / {f['n']} | [{f['interval'][0]:.1%}, {f['interval'][1]:.1%}] | "
               f"{REVIEW_BEFORE['commit 771d278'][key]} | {REVIEW_BEFORE['commit 751add0'][key]} |")
+    print("\ncases written while fixing the hold's pairing and reading (not blind)\n\n"
+          "| kind / class | held (of n) | 95% interval |\n|---|---|---|")
+    for key, f in result["pairing_cases"].items():
+        print(f"| {key} | {f['held']} / {f['n']} | [{f['interval'][0]:.1%}, {f['interval'][1]:.1%}] |")
     return 0
 
 

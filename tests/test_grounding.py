@@ -521,6 +521,42 @@ def test_a_faithful_answer_to_a_negatively_worded_clause_is_not_read_as_its_oppo
     assert len(_LEGAL_CASES) >= 50 and {c["source"] for c in _LEGAL_CASES} == {"trial", "written"}
 
 
+_PAIRING_CASES = [json.loads(line) for line in
+                  (Path(__file__).resolve().parent.parent / "benchmarks" / "cases" / "reversed_claims_pairing.jsonl")
+                  .read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("case", _PAIRING_CASES, ids=[c["id"] for c in _PAIRING_CASES])
+def test_a_claim_is_compared_with_the_passage_sentence_stating_its_subject_and_predicate(case):
+    """Paired by the most shared words, "No, CT is not always necessary in children with a normal physical
+    examination." was held against a PubMedQA-style passage's sentence on the physical examination (five words shared,
+    none negated), and "Yes, CT is always necessary ..." passed; a claim is compared with the sentence stating its
+    subject and predicate ("CT is not always necessary."), so the right answers pass and the reversals are held, each
+    against that sentence."""
+    from hguard.signals._grounding_lexical import _core, _stem, content_tokens
+    from hguard.signals.grounding import reversed_claims, split_sentences
+
+    found = reversed_claims(case["answer"], case["context"])
+    assert bool(found) is (case["kind"] == "reversed"), (case["id"], found)
+    if found and case["class"] == "pairing":  # held against the sentence sharing the most of the claim's core
+        core = _core(found[0][0])
+        overlap = {s: len(core & {_stem(t) for t in content_tokens(s)}) for s in split_sentences(case["context"])}
+        assert core and overlap[found[0][1]] == max(overlap.values()) > 1, (core, found)
+
+
+def test_a_claim_s_subject_and_predicate_are_read_up_to_its_qualifiers():
+    from hguard.signals._grounding_lexical import _core
+
+    assert _core("No, CT is not always necessary in children with a normal physical examination.") == {
+        "ct", "alway", "necessary"}
+    assert _core("The company shares your personal information with third-party advertisers.") == {
+        "company", "shar", "personal", "information"}
+    assert _core("Except as provided herein, neither party shall be liable for indirect damages.") == {
+        "party", "liable"}
+    assert _core("Travel expenses over $500 can be claimed without approval.") == {"travel", "expens", "500", "claim"}
+    assert _core("") == set() and _core("Yes.") == set()
+
+
 # a review of the legal fix (751add0) on new cases: wrong answers held before it and passed after it (the qualifier
 # read one-sided, a lone "without" dropped, a covenant's name read in "a non-disclosure agreement", "not limited to" as
 # the predicate), and wrong answers the first try at mending it passed

@@ -502,20 +502,66 @@ def _negated(sentence: str, other: str | None = None) -> bool:
     return _count(_english_words(text)) % 2 == 1
 
 
+#: an English claim's auxiliaries and copulas: the words before the first one are its subject, the content words after it
+#: up to the first preposition, conjunction or punctuation mark its predicate (`_core`)
+_AUXILIARIES = frozenset("am is are was were be been being will would shall should may might must can cannot could do "
+                         "does did has have had".split())
+#: the words that end a claim's subject or predicate: prepositions and conjunctions that open a qualifier ("in children
+#: with a normal physical examination", "unless the balance is zero"); "of" and "to" are not among them ("the use of
+#: personal devices", "required to submit")
+_CORE_END = frozenset("in on at for with without from by within after before during under over between among through "
+                      "about against unless except if when whenever because since while until till per via including "
+                      "regardless and or but than".split())
+
+
+def _core(claim: str) -> set[str]:
+    """The stems of an English claim's subject and predicate (its core): the content words before its first auxiliary
+    (after the last comma before it) and those after it up to the next comma, preposition or conjunction ("CT" and
+    "always necessary" of "CT is not always necessary in children with a normal physical examination."); without an
+    auxiliary, the content words up to the first of these ("company shares personal information" of "The company
+    shares your personal information with third-party advertisers."). Empty where it finds none."""
+    words = re.findall(r"[^\W_]+(?:['\u2019-][^\W_]+)*|[,;:()\u2013\u2014]", _QUOTED.sub(" ", claim).lower())
+    aux = next((i for i, w in enumerate(words) if w in _AUXILIARIES), None)
+    head: list[str] = []
+    if aux is not None:
+        for w in words[:aux]:
+            head = [] if not w[0].isalnum() else [*head, w]
+        start = aux + 1
+    else:
+        start = 0
+    said: list[str] = []
+    for w in words[start:]:
+        if w in _CORE_END or not w[0].isalnum():
+            if said:
+                break
+            continue
+        if w not in _AUXILIARIES and w not in NEGATIONS:
+            said.append(w)
+    return _stems(" ".join(head + said))
+
+
 def reversed_claims(answer: str, context: Any) -> list[tuple[str, str]]:
     """The sentences of ``answer`` that say the opposite of the passage sentence they restate, each with it: the
-    passage sentence sharing the most content words with it (at least `MIN_SHARED`), of which exactly one is negated
+    passage sentence sharing the most of its subject and predicate's content words (`_core`; an English claim's), and
+    of those the most content words (at least `MIN_SHARED`), of which exactly one is negated
     (an odd number of "not", "never", "cannot", "without", "no", "unless", ...; "no later than" and "not only" are no
     negation). Grounding reads the words two texts share, and the words that reverse a claim are the ones it leaves
     out: "The company shares your personal information with third-party advertisers." from "We do not share your
     personal information with third-party advertisers." grounded 1.0 (a policy team's trial). English negations by
-    their number, other languages' by their presence (`_negated`); a claim reversed without a negation ("optional" for "required", the parties swapped) is not found. A yes or no opening the
-    answer is left aside ("No, the fee is not refundable." restates "The fee is not refundable."). Linear in the
+    their number, other languages' by their presence (`_negated`); a claim reversed without a negation ("optional" for "required", the parties swapped) is not found, unless the passage states the claim of its subject and predicate negated ("The company may cancel ..." of "The user may cancel ... The company may not cancel ..."). A yes or no opening the
+    answer is left aside ("No, the fee is not refundable." restates "The fee is not refundable."). Paired by the
+    content words alone, "No, CT is not always necessary in children with a normal physical examination." was held
+    against a passage's sentence on the physical examination (five shared words, none negated) and not compared with
+    its "CT is not always necessary." (three): a claim is compared with a sentence stating its subject and predicate.
+    A paired sentence is not required to share any of them (that lost reversals whose predicate the passage words
+    otherwise: "Smoking is allowed" of "Smoking is prohibited", "The non-compete does not apply" of "... shall not
+    compete ..."). Linear in the
     passage: each answer sentence is compared with the passage sentences that share a word with it."""
     passage = split_sentences(_context_text(context))
     holding: dict[str, list[int]] = {}  # stem -> the passage sentences holding it
-    for i, sentence in enumerate(passage):
-        for stem in {_stem(t) for t in content_tokens(sentence)}:
+    stems_of = [{_stem(t) for t in content_tokens(sentence)} for sentence in passage]
+    for i, stems in enumerate(stems_of):
+        for stem in stems:
             holding.setdefault(stem, []).append(i)
     out = []
     for said in split_sentences(answer):
@@ -526,7 +572,8 @@ def reversed_claims(answer: str, context: Any) -> list[tuple[str, str]]:
                 shared[i] = shared.get(i, 0) + 1
         if not shared:
             continue
-        best = min(shared, key=lambda i: (-shared[i], i))
+        core = _core(claim) if written_in(words_of(claim)) in ("english", None) else set()
+        best = min(shared, key=lambda i: (-len(core & stems_of[i]), -shared[i], i))
         if shared[best] >= MIN_SHARED and _negated(claim, passage[best]) != _negated(passage[best], claim):
             out.append((said, passage[best]))
     return out
