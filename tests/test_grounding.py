@@ -450,6 +450,14 @@ def test_a_weight_too_large_for_a_float_is_refused_naming_it(embedder):
     ("The fee covers not only the card but also the account statements.",
      "The fee covers the card and the account statements.", False),
     ("No.", "We do not share your personal information.", False),  # too few words to compare
+    # a leading "No" that is the subject's ("No refunds"), not the reply, negates the claim; against a time bound on the
+    # other side ("after" / "within") it restates
+    ("No refunds are given.", "Refunds are given within 30 days.", True),
+    ("No refunds are given after 30 days.", "Refunds are given within 30 days.", False),
+    ("No, refunds are not given after 30 days.", "Refunds are given within 30 days.", False),
+    ("No, refunds are given within 30 days.", "Refunds are given within 30 days.", False),
+    ("No they are given within 30 days.", "Refunds are given within 30 days.", False),  # "No" the reply: "they"
+    ("Refunds are not given before 30 days.", "Refunds are given within 30 days.", True),
     ("The office opens at nine on weekdays.", "We do not share your personal information with advertisers.", False),
     # a review: negations are counted (two are none), "unless" and "except" among them, and a title's are not the claim's
     ("You can close your account only if the balance is zero.",

@@ -399,9 +399,17 @@ _NO_NEGATION = re.compile(r"\b(?:no|not)\s+(?:later|more|less|fewer|sooner|earli
                           r"|,\s*(?:and\s+)?(?:not|no)\s+(?:later|earlier|sooner|before|after|more|less|exceptions?)\W*$",
                           re.IGNORECASE)
 _NOT = re.compile(r"n[\u2019']t\b", re.IGNORECASE)
-# a yes or no opening the answer answers the question; the claim after it is what is compared
-_ANSWER_OPENER = re.compile(r"^\W*(?:yes|no|true|false)\b[\s,.;:!-]*", re.IGNORECASE)
-#: the fewest content words (by stem) an answer's sentence shares with a passage sentence for the two to be compared
+# a yes or no opening the answer answers the question; the claim after it is what is compared. "No", "true" and "false"
+# are the reply only where a mark follows them, or a word that cannot follow a determiner or an adjective (a pronoun,
+# an article, an auxiliary, "not"): "No, the fee is not refundable.", "No it is not."; in "No refunds are given." the
+# "No" is the claim's own negation (a review: read as the reply, that reversal passed)
+_ANSWER_OPENER = re.compile(r"^\W*(?:yes\b|(?:no|true|false)\b(?=\s*(?:[^\w\s-]|$)|\s+-|\s+(?:it|its|they|their|you|your|we|"
+                            r"our|i|he|she|his|her|this|that|these|those|there|the|a|an|not|is|are|was|were|do|does|"
+                            r"did|can|cannot|could|will|would|shall|should|may|might|must|has|have|had|and|but|"
+                            r"because|since|as|unfortunately|sadly|actually|according|in|under)\b))[\s,.;:!-]*",
+                            re.IGNORECASE)
+#: the fewest content words (by stem) an answer's sentence shares with a passage sentence for the two to be compared;
+#: a claim of two shares both ("No refunds are given." of "Refunds are given within 30 days.")
 MIN_SHARED = 3
 
 
@@ -502,6 +510,19 @@ def _negated(sentence: str, other: str | None = None) -> bool:
     return _count(_english_words(text)) % 2 == 1
 
 
+#: a time bound before a point ("within 30 days", "before the deadline", "no later than") or after it ("after 30 days",
+#: "beyond", "later than"): two sentences bounding on opposite sides state complementary periods, so a negation on one
+#: side only restates ("No refunds are given after 30 days." of "Refunds are given within 30 days."); an amount's bound
+#: ("up to two days" against "at least two days without approval") is not read: the negation there is another part's
+_BOUND = re.compile(r"\b(?:(?P<below>(?:no|not)\s+later\s+than|within|before|until|till|prior\s+to)"
+                    r"|(?P<beyond>(?:no|not)\s+(?:earlier|sooner)\s+than|after|beyond|later\s+than))\b", re.IGNORECASE)
+
+
+def _bounds(sentence: str) -> set[str]:
+    """The sides ("below", "beyond") ``sentence`` bounds its claim on (`_BOUND`), outside quotation marks."""
+    return {m.lastgroup for m in _BOUND.finditer(_QUOTED.sub(" ", sentence)) if m.lastgroup}
+
+
 #: an English claim's auxiliaries and copulas: the words before the first one are its subject, the content words after it
 #: up to the first preposition, conjunction or punctuation mark its predicate (`_core`)
 _AUXILIARIES = frozenset("am is are was were be been being will would shall should may might must can cannot could do "
@@ -549,7 +570,10 @@ def reversed_claims(answer: str, context: Any) -> list[tuple[str, str]]:
     out: "The company shares your personal information with third-party advertisers." from "We do not share your
     personal information with third-party advertisers." grounded 1.0 (a policy team's trial). English negations by
     their number, other languages' by their presence (`_negated`); a claim reversed without a negation ("optional" for "required", the parties swapped) is not found, unless the passage states the claim of its subject and predicate negated ("The company may cancel ..." of "The user may cancel ... The company may not cancel ..."). A yes or no opening the
-    answer is left aside ("No, the fee is not refundable." restates "The fee is not refundable."). Paired by the
+    answer is left aside ("No, the fee is not refundable." restates "The fee is not refundable."; in "No refunds are
+    given." the "No" is the claim's: `_ANSWER_OPENER`), and a negation with a time bound on the other side of the
+    other sentence's is none ("No refunds are given after 30 days." of "Refunds are given within 30 days.": `_BOUND`).
+    Paired by the
     content words alone, "No, CT is not always necessary in children with a normal physical examination." was held
     against a passage's sentence on the physical examination (five shared words, none negated) and not compared with
     its "CT is not always necessary." (three): a claim is compared with a sentence stating its subject and predicate.
@@ -567,13 +591,16 @@ def reversed_claims(answer: str, context: Any) -> list[tuple[str, str]]:
     for said in split_sentences(answer):
         claim = _ANSWER_OPENER.sub("", said)
         shared: dict[int, int] = {}
-        for stem in {_stem(t) for t in content_tokens(claim)}:
+        claim_stems = {_stem(t) for t in content_tokens(claim)}
+        for stem in claim_stems:
             for i in holding.get(stem, ()):
                 shared[i] = shared.get(i, 0) + 1
         if not shared:
             continue
         core = _core(claim) if written_in(words_of(claim)) in ("english", None) else set()
         best = min(shared, key=lambda i: (-len(core & stems_of[i]), -shared[i], i))
-        if shared[best] >= MIN_SHARED and _negated(claim, passage[best]) != _negated(passage[best], claim):
+        if (shared[best] >= min(MIN_SHARED, max(2, len(claim_stems)))
+                and _negated(claim, passage[best]) != _negated(passage[best], claim)
+                and not (len(sides := _bounds(claim)) == 1 and _bounds(passage[best]) == {"below", "beyond"} - sides)):
             out.append((said, passage[best]))
     return out
