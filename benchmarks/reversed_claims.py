@@ -20,7 +20,8 @@ the legal fix and of its first version: seen while narrowing that version, so no
 sentence whose words a passage sentence stating something else shares more than the sentence stating its subject and
 predicate (a PubMedQA-style passage on CT after blunt abdominal trauma among them); "reply_no", a leading "No" that is
 the subject's ("No refunds are given."), not the reply; "time_bound", a negation with a time bound on the other side
-("No refunds are given after 30 days." of "... within 30 days"): not blind, not held out.
+("No refunds are given after 30 days." of "... within 30 days"); "cap", a cap against a bound not to exceed ("capped
+at" of "shall not exceed", "is not capped"): not blind, not held out.
 
     python benchmarks/reversed_claims.py [--out F]
 

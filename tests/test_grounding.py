@@ -458,6 +458,22 @@ def test_a_weight_too_large_for_a_float_is_refused_naming_it(embedder):
     ("No, refunds are given within 30 days.", "Refunds are given within 30 days.", False),
     ("No they are given within 30 days.", "Refunds are given within 30 days.", False),  # "No" the reply: "they"
     ("Refunds are not given before 30 days.", "Refunds are given within 30 days.", True),
+    # a cap and a bound not to exceed say the same ("capped at" against "shall not exceed": held before); "is not capped"
+    # and "may exceed" reverse either
+    ("Each party's total liability is capped at the fees paid under this agreement.",
+     "Each party's total liability shall not exceed the fees paid under this agreement.", False),
+    ("Each party's total liability is not capped.",
+     "Each party's total liability shall not exceed the fees paid under this agreement.", True),
+    ("Each party's total liability may exceed the fees paid under this agreement.",
+     "Each party's total liability is capped at the fees paid under this agreement.", True),
+    ("In no event shall either party's total liability exceed the fees paid under this agreement.",
+     "Each party's total liability is capped at the fees paid under this agreement.", False),
+    ("The adult max is 4,000 mg of acetaminophen in 24 hours.",
+     "Adults should not take more than 4,000 mg of acetaminophen in 24 hours.", False),
+    ("Class A extinguishers must be within 75 feet of travel distance.",
+     "Class A extinguishers must be located so that travel distance does not exceed 75 feet.", False),
+    ("Adults may take more than 4,000 mg of acetaminophen in 24 hours.",
+     "The adult maximum is 4,000 mg of acetaminophen in 24 hours.", True),
     ("The office opens at nine on weekdays.", "We do not share your personal information with advertisers.", False),
     # a review: negations are counted (two are none), "unless" and "except" among them, and a title's are not the claim's
     ("You can close your account only if the balance is zero.",

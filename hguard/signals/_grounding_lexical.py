@@ -442,6 +442,15 @@ _COVENANT = re.compile(r"\bnon-?(compet|solicit|disclos|disparag|circumvent)\w*"
 _PROHIBITION = re.compile(r"\b(?:prohibit(?:s|ed|ing|ion)?|forb[ia]d\w*|ban(?:s|ned|ning)?)\b|\brefrain\w*\s+from\b"
                           r"|\b(?:precluded|barred)\s+from\b", re.IGNORECASE)
 _AVOID = re.compile(r"\bavoid\w*", re.IGNORECASE)  # no negation itself ("to avoid late fees, pay ..."), a prohibition's word
+#: a cap worded as one ("capped at", "limited to", "maximum", "max", "at most", "within") or as a bound not to exceed
+#: ("shall not exceed", "in no event shall ... exceed", "should not take more than"): against a sentence wording a cap,
+#: and none "exceed" or "more than", "exceed" and "more than" are one negation each ("not capped"), so that "shall not
+#: exceed X" restates "is capped at X" and "may exceed X" or "is not capped" reverses it (a review: "capped at" was held
+#: against "shall not exceed", "is not capped" passed); `_CAP_STEMS` pairs the two words' stems
+_CAP = re.compile(r"\b(?:cap(?:s|ped|ping)?|limited\s+to|max(?:imum)?|at\s+most|within)\b", re.IGNORECASE)
+_EXCEED = re.compile(r"\bexceed(?:s|ed|ing)?\b|\bmore\s+than\b", re.IGNORECASE)
+#: the stems of "cap", "caps", "capped" read as "exceed"'s where sentences are paired (`reversed_claims`)
+_CAP_STEMS = dict.fromkeys(("cap", "capp"), _stem("exceed"))
 #: a qualifier: "except", "unless" or "without" and the words after it up to a comma, a semicolon, a bracket or the
 #: sentence's end ("except as required by law", "unless the balance is zero", "without the prior written consent")
 _QUALIFIER = re.compile(r"\b(?:except|unless|without)\b[^,;:()\[\]]*", re.IGNORECASE)
@@ -492,7 +501,8 @@ def _negated(sentence: str, other: str | None = None) -> bool:
     without the landlord's written consent" and "may resign, but must give notice" "may resign without giving notice"
     (a review: one-sided, these passed). "nor" or "neither" after a negation continues it, a covenant's name ("the
     non-compete") or a prohibition ("is prohibited from", "shall refrain from", "is banned") is one where ``other``
-    words it otherwise (`_COVENANT`, `_PROHIBITION`)."""
+    words it otherwise (`_COVENANT`, `_PROHIBITION`), and "exceed" is one where ``other`` words a cap ("capped at",
+    "maximum", "within": `_CAP`)."""
     text = _NO_NEGATION.sub(" ", _NOT.sub(" not", _QUOTED.sub(" ", sentence)))
     if written_in(words_of(text)) not in ("english", None):
         return not OTHER_NEGATIONS.isdisjoint(_english_words(text))
@@ -507,6 +517,8 @@ def _negated(sentence: str, other: str | None = None) -> bool:
         text = _COVENANT.sub(lambda m: " not " if m.group(1).lower() in verbs else " ", text)
         if not (_PROHIBITION.search(plain) or _AVOID.search(plain)):
             text = _PROHIBITION.sub(" not ", text)
+        if _CAP.search(plain) and not _EXCEED.search(plain):
+            text = _EXCEED.sub(" not ", text)
     return _count(_english_words(text)) % 2 == 1
 
 
@@ -558,7 +570,12 @@ def _core(claim: str) -> set[str]:
             continue
         if w not in _AUXILIARIES and w not in NEGATIONS:
             said.append(w)
-    return _stems(" ".join(head + said))
+    return {_CAP_STEMS.get(stem, stem) for stem in _stems(" ".join(head + said))}
+
+
+def _pair_stems(text: str) -> set[str]:
+    """The content stems by which `reversed_claims` pairs sentences: a cap's ("capped") as "exceed"'s (`_CAP_STEMS`)."""
+    return {_CAP_STEMS.get(stem, stem) for stem in (_stem(t) for t in content_tokens(text))}
 
 
 def reversed_claims(answer: str, context: Any) -> list[tuple[str, str]]:
@@ -583,7 +600,7 @@ def reversed_claims(answer: str, context: Any) -> list[tuple[str, str]]:
     passage: each answer sentence is compared with the passage sentences that share a word with it."""
     passage = split_sentences(_context_text(context))
     holding: dict[str, list[int]] = {}  # stem -> the passage sentences holding it
-    stems_of = [{_stem(t) for t in content_tokens(sentence)} for sentence in passage]
+    stems_of = [_pair_stems(sentence) for sentence in passage]
     for i, stems in enumerate(stems_of):
         for stem in stems:
             holding.setdefault(stem, []).append(i)
@@ -591,7 +608,7 @@ def reversed_claims(answer: str, context: Any) -> list[tuple[str, str]]:
     for said in split_sentences(answer):
         claim = _ANSWER_OPENER.sub("", said)
         shared: dict[int, int] = {}
-        claim_stems = {_stem(t) for t in content_tokens(claim)}
+        claim_stems = _pair_stems(claim)
         for stem in claim_stems:
             for i in holding.get(stem, ()):
                 shared[i] = shared.get(i, 0) + 1
