@@ -548,23 +548,28 @@ _CORE_END = frozenset("in on at for with without from by within after before dur
 
 
 def _core(claim: str) -> set[str]:
-    """The stems of an English claim's subject and predicate (its core): the content words before its first auxiliary
-    (after the last comma before it) and those after it up to the next comma, preposition or conjunction ("CT" and
-    "always necessary" of "CT is not always necessary in children with a normal physical examination."); without an
-    auxiliary, the content words up to the first of these ("company shares personal information" of "The company
-    shares your personal information with third-party advertisers."). Empty where it finds none."""
-    words = re.findall(r"[^\W_]+(?:['\u2019-][^\W_]+)*|[,;:()\u2013\u2014]", _QUOTED.sub(" ", claim).lower())
-    aux = next((i for i, w in enumerate(words) if w in _AUXILIARIES), None)
-    head: list[str] = []
-    if aux is not None:
-        for w in words[:aux]:
-            head = [] if not w[0].isalnum() else [*head, w]
-        start = aux + 1
-    else:
-        start = 0
+    """The stems of an English claim's subject and predicate (its core), read in its first clause (up to a comma,
+    semicolon, colon, bracket or dash) with a content word that opens with no preposition or conjunction (not a reply,
+    "Yes,", nor a fronted qualifier, "In children with a normal physical examination, ..."): the content words before its first auxiliary (a contraction, "don't",
+    among them) and those after it up to the next preposition or conjunction ("CT" and "always necessary" of "CT is not
+    always necessary in children with a normal physical examination."); without an auxiliary, the content words up to
+    the first of these ("company shares personal information" of "The company shares your personal information with
+    third-party advertisers."). A later clause's auxiliary made its words the core of a sentence of several claims ("Gift
+    cards range from $10 to $500, never expire, and you can use up to 5 per order." read as "use 5"). Empty where it
+    finds none."""
+    clauses: list[list[str]] = [[]]
+    for w in re.findall(r"\d+(?:[.,]\d+)*|[^\W_]+(?:['\u2019-][^\W_]+)*|[,;:()\u2013\u2014]",  # "4,000": one word
+                        _QUOTED.sub(" ", claim).lower()):
+        if w[0].isalnum():
+            clauses[-1].append(w)
+        elif clauses[-1]:
+            clauses.append([])
+    words = next((c for c in clauses if c and c[0] not in _CORE_END and _stems(" ".join(c))), clauses[0])
+    aux = next((i for i, w in enumerate(words) if w in _AUXILIARIES or w.endswith(("n't", "n\u2019t"))), None)
+    head = words[:aux] if aux is not None else []
     said: list[str] = []
-    for w in words[start:]:
-        if w in _CORE_END or not w[0].isalnum():
+    for w in words[0 if aux is None else aux + 1:]:
+        if w in _CORE_END:
             if said:
                 break
             continue
