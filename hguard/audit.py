@@ -138,6 +138,9 @@ class AuditReceipt:
 
 # how many of the receipts of the records it wrote last an AuditLog keeps, by id (AuditLog.receipt_of)
 _RECEIPTS_KEPT = 1024
+# how many lines from the log's end AuditLog.written_record reads back for a record this object wrote (other writers'
+# records come after it too)
+_WRITTEN_LOOKBACK = 4 * _RECEIPTS_KEPT
 # records without a MAC a keyed writer looks past for the newest one with a MAC before it chains on
 _KEY_LOOKBACK = 64
 
@@ -256,6 +259,37 @@ class AuditLog:
         the same: an anchor that could not be written after it, or a subclass's own ``append`` that mirrors each record
         elsewhere and raised after ``super().append`` (the guard then reads its decision as decided, not delivered)."""
         return self._receipts.get(record_id)
+
+    def written_record(self, record_id: str) -> dict[str, Any] | None:
+        """The record ``record_id`` as the log holds it, when this object wrote it among the latest it wrote
+        (:meth:`receipt_of`) and it is still that record: read back from the log's end (past the records written after
+        it only, not the whole log), its hash the receipt's and its seal whole. None otherwise: another object's or
+        process's record, one written too long ago, rotated into an archive, edited since, or no record of this log.
+        A cheap look-up for a caller handed one of this log's record ids with a copy of what it says (an adapter's
+        response metadata) that acts on it only when the log confirms it (:meth:`find` reads the whole log)."""
+        receipt = self._receipts.get(record_id) if isinstance(record_id, str) else None
+        if receipt is None:
+            return None
+        try:
+            with open(self.path, "rb") as f:
+                end = os.fstat(f.fileno()).st_size
+                for _ in range(_WRITTEN_LOOKBACK):
+                    if end <= 0:
+                        return None
+                    end, raw, _ = _last_line(f.fileno(), end)
+                    try:
+                        rec, _ = _parse_line(raw, canonical=False)
+                    except ValueError:  # a torn or damaged line: not the record, look on
+                        continue
+                    seq = rec.get("seq")
+                    if type(seq) is int and seq < receipt.seq:  # past it: the record is no longer here
+                        return None
+                    if seq == receipt.seq:
+                        same = rec.get("id") == record_id and rec.get("hash") == receipt.hash
+                        return rec if same and _unsealed(rec, self._key) is None else None
+        except OSError:  # unreadable now: nothing confirmed
+            return None
+        return None
 
     def append_unless_written(self, record: dict[str, Any], *, kind: str, since: int,
                               written: Callable[[Mapping[str, Any]], bool]) -> AuditReceipt | None:

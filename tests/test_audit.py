@@ -1602,3 +1602,26 @@ def test_the_listing_shows_a_risk_that_is_no_number_as_written():
     assert _format_record({"kind": "decision", "risk": 0.25}).endswith("risk=0.2500")
     assert _format_record({"kind": "decision", "risk": True}).endswith("risk=True")
     assert "risk=1000" in _format_record({"kind": "decision", "risk": 10**400})
+
+
+def test_written_record_reads_back_only_a_record_this_object_wrote_and_as_written(tmp_path):
+    """AuditLog.written_record: the look-up an adapter confirms a response's decision metadata with (HGuardEvaluator).
+    The record as the log holds it when this object wrote it (records written after it by another writer read past);
+    None for an id it did not write, one another AuditLog object wrote, and a record edited since."""
+    path = tmp_path / "a.jsonl"
+    log, other = AuditLog(path, key=None), AuditLog(path, key=None)
+    first = log.append({"route": "accept", "answer": "paris"}, kind="decision")
+    theirs = other.append({"route": "review", "answer": "rome"}, kind="decision")
+    log.append({"route": "abstain", "answer": "lyon"}, kind="decision")
+    rec = log.written_record(first.id)
+    assert rec is not None and rec["answer"] == "paris" and rec["hash"] == first.hash and rec["seq"] == first.seq
+    assert log.written_record(theirs.id) is None and other.written_record(theirs.id)["answer"] == "rome"
+    assert log.written_record("no-such-id") is None and AuditLog(path, key=None).written_record(first.id) is None
+    # edited after it was written (its answer changed, hash recomputed or not): no longer the record written
+    lines = path.read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if json.loads(line)["id"] == first.id)
+    edited = json.loads(lines[at])
+    edited["answer"] = "berlin"
+    lines[at] = json.dumps(edited)
+    path.write_text("\n".join(lines) + "\n")
+    assert log.written_record(first.id) is None

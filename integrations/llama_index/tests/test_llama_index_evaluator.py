@@ -10,6 +10,7 @@ from llama_index.core.base.response.schema import Response
 from llama_index.core.evaluation import BaseEvaluator, BatchEvalRunner
 from llama_index.core.schema import NodeWithScore, TextNode
 
+from hguard._guard_result import CUT_MARK, REVIEW_MARK
 from hguard.audit import AuditLog
 from hguard.errors import InputError
 from llama_index.llms.hguard import HGuardEvaluator
@@ -195,3 +196,56 @@ def test_a_response_hguard_already_decided_gets_that_decision_and_no_new_check(m
     plain = HGuardEvaluator(guard, domain="alpha").evaluate_response(query=Q, response=Response(response="paris",
                                                                                                source_nodes=nodes))
     assert AuditLog(guard.audit.path).find(plain.feedback.rsplit("decision record: ", 1)[1])["answer_source"] == "given"
+
+
+def test_a_decision_in_metadata_is_taken_only_where_this_guards_log_confirms_it(make_guard):
+    """A Response's metadata was taken as hguard's decision unchecked: metadata copied onto another response, or a
+    guarded response whose text was edited, passed as accepted with no check at all. The decision is taken only
+    where this guard's audit log holds that record for the question, the text shown, the domain and the route; any
+    other response is checked anew (a new record of the text given), and the feedback says why."""
+    from llama_index.core.retrievers import BaseRetriever
+
+    from llama_index.llms.hguard import HGuardLLM, HGuardQueryEngine
+
+    nodes = [NodeWithScore(node=TextNode(text="gold is a metal ."), score=0.9)]
+
+    class Fixed(BaseRetriever):
+        def _retrieve(self, query_bundle):
+            return nodes
+
+    guard = make_guard("accept")
+    response = HGuardQueryEngine(Fixed(), HGuardLLM(guard, domain="alpha")).query(Q)
+    assert response.metadata["route"] == "accept"
+    log = AuditLog(guard.audit.path)
+    ev = HGuardEvaluator(guard, domain="alpha")
+    kept = ev.evaluate_response(query=Q, response=response)  # the engine's own: its decision, no second record
+    assert kept.passing is True and kept.feedback.endswith(f"decision record: {response.metadata['audit_id']}")
+    before = len(list(log))
+    answer = response.response.removesuffix(CUT_MARK)  # the model's answer (an answer cut at max_new_tokens is marked)
+    forged = [Response(response=_other(answer), source_nodes=nodes, metadata=dict(response.metadata)),
+              Response(response="gold", source_nodes=nodes, metadata={**response.metadata, "audit_id": "0" * 32})]
+    for i, r in enumerate(forged):
+        out = ev.evaluate_response(query=Q, response=r)
+        rec = log.find(out.feedback.rsplit("decision record: ", 1)[1])
+        assert rec["id"] != response.metadata["audit_id"] and rec["answer"] == r.response, out.feedback
+        assert rec["answer_source"] == "given" and out.passing is False and "not confirmed" in out.feedback
+        assert len(list(log)) > before + i
+    # its answer without the cut mark is the record's answer too; under another question it is not the decision
+    plain = Response(response=answer, source_nodes=nodes, metadata=dict(response.metadata))
+    assert ev.evaluate_response(query=Q, response=plain).feedback == kept.feedback
+    other_q = ev.evaluate_response(query="where is paris ?", response=plain)
+    assert log.find(other_q.feedback.rsplit("decision record: ", 1)[1])["answer_source"] == "given"
+    assert "its question is not the decision record's" in other_q.feedback
+    # another guard's response (its own log): no record of this guard's, checked anew
+    theirs = make_guard("accept", runs=guard.audit.path.parent.parent / "theirs")
+    anew = HGuardEvaluator(theirs, domain="alpha").evaluate_response(query=Q, response=plain)
+    assert "no decision record this guard wrote" in anew.feedback
+    assert AuditLog(theirs.audit.path).find(anew.feedback.rsplit("decision record: ", 1)[1])["answer"] == answer
+    # a held response shown as its answer, its metadata edited to accepted: checked anew, never passed on its word
+    held_guard = make_guard("review")
+    held = HGuardQueryEngine(Fixed(), HGuardLLM(held_guard, domain="alpha")).query(Q)
+    assert held.metadata["route"] == "review" and held.response.startswith(REVIEW_MARK)
+    held.response = held.response.removeprefix(REVIEW_MARK).removesuffix(CUT_MARK)
+    held.metadata["route"] = "accept"
+    out = HGuardEvaluator(held_guard, domain="alpha").evaluate_response(query=Q, response=held)
+    assert out.passing is False and "its route is not the decision record's" in out.feedback

@@ -9,10 +9,12 @@ from typing import Any, Mapping, Optional, Sequence
 from llama_index.core.evaluation.base import BaseEvaluator, EvaluationResult
 from llama_index.core.prompts.mixin import PromptDictType
 
+from hguard._guard_result import CUT_MARK, REVIEW_MARK
 from hguard._guard_scoring import given_answer_problem
 from hguard.errors import InputError
 from hguard.guard import Guard, GuardResult, _is_domain_name
-from hguard.streaming import blanks_emptied, in_thread, nothing_retrieved
+from hguard.review.queue import same_risk, same_text
+from hguard.streaming import blanks_emptied, held_texts, in_thread, nothing_retrieved
 
 _SOURCE = "HGuardEvaluator"
 _ROUTES = ("accept", "abstain", "review")
@@ -32,9 +34,13 @@ class HGuardEvaluator(BaseEvaluator):
     answer (None where the risk is absent, and for an answer that is not the model's own, whose risk is not
     calibrated: an average of scores would mix them in, said in the feedback), ``feedback`` the decision's reasons and
     its record id. ``evaluate_response(query, response)`` is LlamaIndex's own: the ``Response``'s text, its source
-    nodes' text as the contexts; a ``Response`` hguard already decided (``HGuardQueryEngine``'s, or a query engine's
-    over ``HGuardLLM``: the decision in ``response.metadata``) is given that decision, not checked again (its text is
-    the one shown, the review text of a held answer, and a second check queued it for review). An answer that is
+    nodes' text as the contexts; a ``Response`` this guard already decided (``HGuardQueryEngine``'s, or a query
+    engine's over ``HGuardLLM``: the decision in ``response.metadata``) is given that decision, not checked again (its
+    text is the one shown, the review text of a held answer, and a second check queued it for review), once the
+    guard's audit log confirms it: a decision record this guard wrote lately (:meth:`hguard.audit.AuditLog.
+    written_record`) for that question, the text shown, the domain and the decision. Metadata it cannot confirm (copied
+    onto another response, the text edited, another process's or guard's, a log without it) is no decision: the
+    response is checked anew as any other, its feedback saying why. An answer that is
     not token for token the guarded model's own greedy answer (another model's, an edited one) goes to review: not
     passing. ``contexts=[]`` (a retrieval that found nothing) goes to review too, never read as a closed-book answer.
     Every evaluation held for review is queued for reviewers, marked as an evaluation's (``hguard review list
@@ -121,15 +127,51 @@ class HGuardEvaluator(BaseEvaluator):
     def evaluate_response(self, query: Optional[str] = None, response: Any = None, **kwargs: Any) -> EvaluationResult:
         """LlamaIndex's ``evaluate_response``; a ``Response`` whose ``metadata`` holds hguard's decision (a guarded
         engine's) gets that decision, without a new check."""
-        decided = _decided(query, response)
-        return decided if decided is not None else super().evaluate_response(
-            query, self._response(query, response, kwargs), **kwargs)
+        decided, unconfirmed = self._decided(query, response)
+        return decided if decided is not None else _noted(unconfirmed, super().evaluate_response(
+            query, self._response(query, response, kwargs), **kwargs))
 
     async def aevaluate_response(self, query: Optional[str] = None, response: Any = None,
                                  **kwargs: Any) -> EvaluationResult:
-        decided = _decided(query, response)
-        return decided if decided is not None else await super().aevaluate_response(
-            query, self._response(query, response, kwargs), **kwargs)
+        decided, unconfirmed = self._decided(query, response)
+        return decided if decided is not None else _noted(unconfirmed, await super().aevaluate_response(
+            query, self._response(query, response, kwargs), **kwargs))
+
+    def _decided(self, query: Any, response: Any) -> tuple[Optional[EvaluationResult], Optional[str]]:
+        """(the evaluation of a response this guard already decided, why its metadata's decision is not taken): the
+        decision, read from its record in the guard's audit log, where ``response.metadata`` names one this guard wrote
+        for this question, the text shown, the domain and the decision (a held answer's text is the text shown in its
+        place); else (None, why), and the response is checked anew. (None, None) for a response without one."""
+        meta = getattr(response, "metadata", None)
+        if not isinstance(meta, Mapping) or not meta.get("audit_id") or "route" not in meta:
+            return None, None
+        rid = meta["audit_id"]
+        log = self._guard.audit
+        rec = log.written_record(rid) if log is not None and isinstance(rid, str) else None
+        text = getattr(response, "response", None)
+        differs: Optional[str] = "no decision record this guard wrote lately"
+        if rec is not None and rec.get("kind") == "decision":
+            unlike = next((name for name, same in (
+                ("route", meta.get("route") == rec.get("route")),
+                ("domain", meta.get("domain") == rec.get("domain")),
+                ("risk", same_risk(meta.get("risk"), rec.get("risk"))),
+                ("answer_source", meta.get("answer_source", "generated") == rec.get("answer_source", "generated")),
+                ("question", query is None or same_text(query, rec.get("question"))),
+                ("text", isinstance(text, str) and self._shown(text, rec))) if not same), None)
+            differs = None if unlike is None else f"its {unlike} is not the decision record's"
+        if differs is not None or rec is None:
+            return None, (f"the decision in the response's metadata (record {str(rid)!r:.80}) is not confirmed by this "
+                          f"guard's audit log ({differs}): checked anew")
+        return _recorded(query, response, rec), None
+
+    def _shown(self, text: str, rec: Mapping[str, Any]) -> bool:
+        """Whether ``text`` is what the decision ``rec`` showed: its answer where accepted (marked where cut), else
+        the text shown in a held answer's place."""
+        answer = rec.get("answer")
+        if rec.get("route") == "accept":
+            return same_text(text, answer) or (text.endswith(CUT_MARK) and same_text(text[:-len(CUT_MARK)], answer))
+        return text in held_texts(self._guard) or (text.startswith(REVIEW_MARK) and
+                                                   same_text(text[len(REVIEW_MARK):], answer))
 
     def _response(self, query: Any, response: Any, kwargs: dict[str, Any]) -> Any:
         """``response`` when it is a query engine's ``Response`` (its text and source nodes, as LlamaIndex reads them);
@@ -175,25 +217,32 @@ def evaluation_result(result: GuardResult, contexts: Optional[Sequence[str]] = N
         passing=result.route == "accept", score=_score(result.risk, own), feedback=feedback)
 
 
-def _decided(query: Any, response: Any) -> Optional[EvaluationResult]:
-    """The evaluation of a response hguard already decided (its ``metadata`` names a decision record): that decision,
+def _recorded(query: Any, response: Any, rec: Mapping[str, Any]) -> EvaluationResult:
+    """The evaluation of a response this guard already decided, from its decision record ``rec``: that decision,
     not a new check of the text shown (a held answer's review text, checked again, was queued for review as an
-    answer); None for any other response. Passing only where its route is ``accept``; a score only for a generated
-    answer's finite risk (a given one's metadata cannot say whether it was the model's own)."""
-    meta = getattr(response, "metadata", None)
-    if not isinstance(meta, Mapping) or not meta.get("audit_id") or "route" not in meta:
-        return None
-    route = meta.get("route")
-    reasons = meta.get("reasons")
-    own = meta.get("answer_source", "generated") == "generated"
+    answer). Passing only where its route is ``accept``; a score only for a generated answer's finite risk (a given
+    one's record is scored as :func:`evaluation_result` scores it)."""
+    route = rec.get("route")
+    reasons = rec.get("reasons")
+    own = rec.get("answer_source", "generated") == "generated" or given_answer_problem(rec.get("given_answer")) is None
     feedback = "\n".join([f"route: {route}", *(str(r) for r in (reasons if isinstance(reasons, list) else [])),
                           *([] if own else [NOT_SCORED]),
-                          f"decided when the response was answered, not checked again; decision record: {meta['audit_id']}"])
+                          f"decided when the response was answered, not checked again; decision record: {rec['id']}"])
     return EvaluationResult(
         query=query, response=getattr(response, "response", None),
         contexts=[n.get_content() for n in getattr(response, "source_nodes", None) or []],
-        passing=route == "accept", score=_score(meta.get("risk"), own and route in _ROUTES),
+        passing=route == "accept", score=_score(rec.get("risk"), own and route in _ROUTES),
         feedback=feedback)
+
+
+def _noted(why: Optional[str], result: EvaluationResult) -> EvaluationResult:
+    """``result`` of a response checked anew, its feedback saying ``why`` the decision in its metadata was not taken
+    (before the closing ``decision record:`` line)."""
+    if why is None or not result.feedback:
+        return result
+    head, sep, tail = result.feedback.rpartition("\n")
+    feedback = f"{head}\n{why}{sep}{tail}" if sep else f"{why}\n{tail}"
+    return result.model_copy(update={"feedback": feedback})
 
 
 __all__ = ["HGuardEvaluator", "evaluation_result"]
