@@ -31,6 +31,7 @@ from hguard.guard import Guard, GuardResult, _join_context, batch_refused
 from hguard.streaming import (  # DECISION_KEYS: keys of AIMessage.response_metadata with the guard's decision
     DECISION_KEYS,
     asks_for_actions,
+    strict_bool,
     STREAM_MODES,
     StreamMode,
     appears_in,
@@ -822,7 +823,6 @@ class ChatHGuard(BaseChatModel):
         context = kw.pop("context", None)
         domain = kw.pop("domain", None) or self.domain
         asked_mode = kw.pop("stream_mode", self.stream_mode)
-        early_stop = bool(kw.pop("early_stop", self.early_stop))
         key = kw.pop(_PRECOMPUTED, None)
         handed = kw.pop(_PARENT_RUN, None)  # a streamed call's chain run
         run_id = kw.pop(_RUN_ID, None)
@@ -842,6 +842,8 @@ class ChatHGuard(BaseChatModel):
 
         try:  # per call, as a hosted chat model takes them; else the fields'
             max_tokens = self._positive(kw.pop("max_tokens", None))
+            early_stop = strict_bool("ChatHGuard", "early_stop", kw.pop("early_stop", self.early_stop),  # "no": True
+                                     ", or leave it out for the setting's")
             self._greedy(kw.pop("temperature", None))
         except ValueError as exc:  # refused on record, as the guard refuses its own max_new_tokens
             raise refused(InputError(str(exc))) from None

@@ -1069,3 +1069,23 @@ def test_a_batch_whose_spot_check_sink_raised_after_writing_records_each_input(t
     assert undelivered["decision_audit_id"] == decision["id"] and error["question"] == "what is gold ?"
     if return_exceptions:
         assert out[0].decision_audit_id == decision["id"] and out[1].audit_id == error["id"]
+
+
+@pytest.mark.parametrize("value", ["no", 1, None])
+def test_a_calls_early_stop_that_is_not_a_bool_is_refused_in_one_line(make_guard, value):
+    """invoke(q, early_stop="no") was read with bool(): "no" ran as early_stop=True (the setting is strict, the call's
+    keyword was not). Refused in one line naming the value and the fix, on record, before anything is generated; a
+    bound one (chat.bind(early_stop=...)) too; True and False are taken as before."""
+    guard = make_guard("accept")
+    chat = ChatHGuard(guard=guard, domain="alpha")
+    for call in (lambda: chat.invoke(Q, early_stop=value), lambda: chat.bind(early_stop=value).invoke(Q)):
+        with pytest.raises(InputError) as err:
+            call()
+        said = str(err.value)
+        assert said.startswith(f"ChatHGuard: early_stop={value!r} is not True or False ({type(value).__name__}); pass "
+                               "early_stop=True or early_stop=False, or leave it out for the setting's")
+        assert "\n" not in said
+        rec = AuditLog(guard.audit.path).find(err.value.audit_id)
+        assert rec["kind"] == "error" and rec["source"] == "ChatHGuard"
+    assert not [r for r in AuditLog(guard.audit.path) if r["kind"] == "decision"]  # nothing generated
+    assert chat.invoke(Q, early_stop=False).response_metadata["route"] == "accept"

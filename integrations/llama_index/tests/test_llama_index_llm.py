@@ -694,3 +694,24 @@ def test_an_llm_call_record_whose_sink_raised_a_kept_error_before_writing_it_is_
     assert [type(e) for e in handler.errors] == [ConnectionError]
     with pytest.raises(ConnectionError, match="acme-db"):
         handler.raise_if_failed()
+
+
+@pytest.mark.parametrize("value", ["no", 1, None])
+def test_a_calls_early_stop_that_is_not_a_bool_is_refused_in_one_line(make_guard, value):
+    """complete(q, early_stop="no") was read with bool(): "no" ran as early_stop=True (the setting is strict, the
+    call's keyword was not). Refused in one line naming the value and the fix, on record, before anything is
+    generated; True and False are taken as before."""
+    guard = make_guard("accept")
+    llm = HGuardLLM(guard, domain="alpha")
+    for call in (lambda: llm.complete(Q, early_stop=value),
+                 lambda: llm.chat([ChatMessage(role=MessageRole.USER, content=Q)], early_stop=value)):
+        with pytest.raises(InputError) as err:
+            call()
+        said = str(err.value)
+        assert said.startswith(f"HGuardLLM: early_stop={value!r} is not True or False ({type(value).__name__}); pass "
+                               "early_stop=True or early_stop=False, or leave it out for the setting's")
+        assert "\n" not in said
+        rec = AuditLog(guard.audit.path).find(err.value.audit_id)
+        assert rec["kind"] == "error" and rec["source"] == "HGuardLLM" and rec["question"] == Q
+    assert not [r for r in AuditLog(guard.audit.path) if r["kind"] == "decision"]  # nothing generated
+    assert llm.complete(Q, early_stop=False).additional_kwargs["route"] == "accept"

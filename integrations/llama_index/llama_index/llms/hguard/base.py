@@ -52,6 +52,7 @@ from hguard.streaming import (
     until_delivered,
     raise_if_routed,
     blank,
+    strict_bool,
     refuse_unknown_settings,
     settings_error,
     to_thread_awake,
@@ -333,7 +334,13 @@ class HGuardLLM(CustomLLM):
         mode = check_stream_mode(kw.pop("stream_mode", self.stream_mode), self.raise_on)
         if agent:  # an agent parses what it is streamed: nothing unchecked may reach it
             mode = "hold"
-        early_stop = bool(kw.pop("early_stop", self.early_stop))
+        try:  # "no" was read as True
+            early_stop = strict_bool("HGuardLLM", "early_stop", kw.pop("early_stop", self.early_stop),
+                                     ", or leave it out for the setting's")
+        except InputError as err:  # on record, as the guard records the requests it refuses (the id on the error)
+            self._guard.record_failure(prompt, err, context=context, domain=domain, source="HGuardLLM")
+            self._failed(err)
+            raise
         call: dict[str, Any] = {k: kw.pop(k) for k in ("history", "system", "problems", "stop") if k in kw}
         own = self.system_prompt if not blank(self.system_prompt or "") else None
         if own and not str(call.get("system") or "").startswith(own):
