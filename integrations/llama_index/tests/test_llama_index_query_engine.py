@@ -225,6 +225,23 @@ def test_a_bad_domain_is_refused_at_construction_in_one_line(make_guard, retriev
     assert HGuardQueryEngine(retriever, HGuardLLM(guard), domain="alpha").query(AUSTRALIA).metadata["domain"] == "alpha"
 
 
+@pytest.mark.parametrize("streaming", ["yes", "no", 1, None])
+def test_a_streaming_setting_that_is_not_a_bool_is_refused_at_construction_in_one_line(make_guard, retriever, streaming):
+    """HGuardQueryEngine(retriever, llm, streaming="no") was taken unchecked: "no" (truthy) returned a
+    StreamingResponse where a Response was asked for. Refused when the engine is built, in one line naming the value
+    and the fix, as HGuardLLM's strict bool settings are."""
+    guard = make_guard("accept")
+    for build in (lambda: HGuardQueryEngine(retriever, HGuardLLM(guard), streaming=streaming),
+                  lambda: HGuardQueryEngine.from_guard(retriever, guard, streaming=streaming)):
+        with pytest.raises(InputError) as err:
+            build()
+        said = str(err.value)
+        assert said == (f"HGuardQueryEngine: streaming={streaming!r} is not True or False ({type(streaming).__name__}); "
+                        "pass streaming=True or streaming=False")
+    engine = HGuardQueryEngine(retriever, HGuardLLM(guard, domain="alpha"), streaming=False)
+    assert engine.query(AUSTRALIA).metadata["route"] == "accept"
+
+
 def test_a_refused_query_writes_an_error_record_whose_id_the_error_carries(make_guard, retriever):
     """As Guard.invoke refuses a bad question (new-user trial: the engine refused it with no record, audit_id None)."""
     guard = make_guard("accept")

@@ -19,7 +19,7 @@ from llama_index.core.schema import NodeWithScore, QueryBundle, QueryType
 from hguard.errors import InputError
 from hguard.generation import check_question
 from hguard.guard import Guard, _is_domain_name
-from hguard.streaming import GuardedText, blanks_emptied, nothing_retrieved
+from hguard.streaming import GuardedText, blanks_emptied, nothing_retrieved, strict_bool
 
 from .base import _SETTING_FIXES, HGuardLLM
 from .templates import note_decision
@@ -81,7 +81,7 @@ class HGuardQueryEngine(BaseQueryEngine):
         self._retriever = retriever
         self._llm = llm
         self._domain = domain
-        self._streaming = streaming
+        self._streaming = strict_bool("HGuardQueryEngine", "streaming", streaming)  # "no" streamed
         self._postprocessors = list(node_postprocessors or [])
         self._audit_handler = audit_handler
         super().__init__(callback_manager=callback_manager or llm.callback_manager)
