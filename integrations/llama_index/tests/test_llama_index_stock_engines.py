@@ -73,6 +73,13 @@ def test_stock_query_engine_scores_the_retrieved_nodes(tiny_probes, embedder, tm
     assert "Canberra is the capital city of Australia." in rec["context"]
     assert str(response) == shown_answer(rec) and response.source_nodes
     assert not any("fingerprint" in r for r in rec["reasons"])  # the stock template is not an instruction
+    # HGuardEvaluator finds this decision in the guard's log (the text shown, the question, the route): taken as it is
+    from llama_index.llms.hguard import HGuardEvaluator
+
+    before = len(list(AuditLog(guard.audit.path)))
+    kept = HGuardEvaluator(guard, domain="alpha").evaluate_response(query=AUSTRALIA, response=response)
+    assert kept.passing is True and kept.feedback.endswith(f"not checked again; decision record: {rec['id']}")
+    assert len(list(AuditLog(guard.audit.path))) == before
 
 
 def test_each_response_carries_its_own_decision_when_two_answers_read_the_same(tiny_probes, embedder, tmp_path, index):

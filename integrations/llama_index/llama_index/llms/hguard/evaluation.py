@@ -125,8 +125,9 @@ class HGuardEvaluator(BaseEvaluator):
         return self._evaluate(query, response, contexts, kwargs)
 
     def evaluate_response(self, query: Optional[str] = None, response: Any = None, **kwargs: Any) -> EvaluationResult:
-        """LlamaIndex's ``evaluate_response``; a ``Response`` whose ``metadata`` holds hguard's decision (a guarded
-        engine's) gets that decision, without a new check."""
+        """LlamaIndex's ``evaluate_response``; a ``Response`` whose ``metadata`` holds this guard's decision (a guarded
+        engine's), confirmed by the guard's audit log, gets that decision without a new check; unconfirmed metadata is
+        no decision (checked anew)."""
         decided, unconfirmed = self._decided(query, response)
         return decided if decided is not None else _noted(unconfirmed, super().evaluate_response(
             query, self._response(query, response, kwargs), **kwargs))
