@@ -292,6 +292,29 @@ def test_no_in_an_idiom_is_not_a_no() -> None:
     assert judge_yesno("No, you cannot.", "no").label == "correct"
 
 
+def test_a_date_in_an_affirmation_is_a_date_not_a_figure_of_its_own() -> None:
+    """"Yes, from 1 January 2024." to "Is the fee $30?" affirms $30, as "It is, as of 2024." does: its day "1" was
+    read as a figure of the answer's own, so nothing was affirmed and it passed over a passage of $25 from that date;
+    where the passage writes no date it was shown as "1, 2024" instead of the date."""
+    from hguard._guard_scoring import answer_holds
+    from hguard.calibrate.judge import affirms_question, unstated_numbers
+
+    fee = "Is the fee $30?"
+    for reply in ("Yes, from 1 January 2024.", "Yes, from January 1, 2024.", "It is, since 2024-01-01.",
+                  "Yes, from 1 January."):
+        assert affirms_question(reply, fee), reply
+        assert unstated_numbers(reply, "The fee is $25 from 1 January 2024.", fee) == ["30 dollar"], reply
+        assert unstated_numbers(reply, "The fee is $30 from 1 January 2024.", fee) == [], reply
+    assert not affirms_question("Yes, it is $30 from 1 January 2024.", fee)  # a figure of its own besides the date
+    # the date compared whole, named as one: not its day and its year as two figures
+    assert unstated_numbers("Yes, from 1 January 2024.", "The fee is $30.", fee) == ["date 1 January 2024"]
+    assert unstated_numbers("Yes, from 1 January 2024.", "The fee is $30 from 5 February 2024.", fee) == [
+        "date 1 January 2024"]
+    assert unstated_numbers("It starts on 1 January 2024.", "The fee of $1 applies from 2024.") == []  # its numbers
+    held = answer_holds(fee, "Yes, from 1 January 2024.", "The fee is $25 from 1 January 2024.", None)
+    assert len(held) == 1 and held[0].startswith("the answer affirms the yes/no question's"), held
+
+
 def test_known_blind_spot_two_candidates_without_or() -> None:
     # Documented limitation: a reply naming a wrong answer and the right one side by side counts.
     assert label("The capital is Sydney. Canberra is also nice.", ["Canberra"]) == "correct"
@@ -693,7 +716,7 @@ def test_unstated_numbers_names_a_value_currency_or_percentage_the_passage_lacks
     wrong = {
         "The daily wire limit is €25,000.": ["25000 euro"],
         "The daily ATM withdrawal limit is 25,000 EUR.": ["25000 euro"],
-        "They take effect on 2024-03-04.": ["4", "date 2024-03-04"],
+        "They take effect on 2024-03-04.": ["date 2024-03-04"],  # one figure: its day 4 is no count of its own
         "The fee is 12% of the amount.": ["12 percent"],
         "The cap is $1.2 million.": ["1200000 dollar"],
         "2 wires cost $70.": ["2", "70 dollar"],
@@ -780,7 +803,7 @@ def test_unstated_numbers_reads_units_of_measure_and_decimal_commas(answer, cont
     ("The fee is £2.", "The fee is 2 per cent of the balance.", ["2 pound"]),
     ("US$5 billion.", "HK$5 billion were raised.", ["5000000000 dollar"]),
     ("12.5% in Q4 2024.", "Margins were 12.5% in Q3 2024.", ["4 quarter"]),
-    ("On 16.03.2025.", "Dividends are paid on 15.03.2025.", ["16", "date 16.03.2025"]),
+    ("On 16.03.2025.", "Dividends are paid on 15.03.2025.", ["date 16.03.2025"]),
     ("£30,000 per month.", "The salary is £30,000 per annum.", ["30000 pound/month"]),
     ("3-5 hours.", "Delivery takes 3-5 business days.", ["3 hour", "5 hour"]),
     ("Up to 24 kg.", "A trailer carries up to 24 tonnes.", ["24 kg"]),
@@ -831,7 +854,7 @@ def test_unstated_numbers_reads_units_of_measure_and_decimal_commas(answer, cont
     ("Take 1 tablet a day for 1 day.", "Take one tablet a day for 5 days.", ["1 day"]),
     # a whole date is compared whole, in digits or with its month's name and year (a month's name alone is not read)
     ("On 2025-03-15.", "Dividends are paid on 15 March 2025.", []),
-    ("On 2025-03-16.", "Dividends are paid on 15 March 2025.", ["3", "16", "date 2025-03-16"]),
+    ("On 2025-03-16.", "Dividends are paid on 15 March 2025.", ["date 2025-03-16"]),
     ("Effective April 3, 2024.", "Effective 04.03.2024.", ["date April 3, 2024"]),  # 4 March: a reviewer's trial
     ("Effective 04.03.2025.", "Signed on 4 March 2024; effective 3 April 2025.", ["date 04.03.2025"]),
     ("Payment is due on 03.03.2025.", "Invoice issued 15.01.2025. Payment is due on 3 March 2025.", []),
@@ -889,7 +912,7 @@ def test_unstated_numbers_reads_how_passages_and_answers_write_numbers(answer, c
     # the days of a range or list before a month and year are dates; a day and month without a year, with that
     # year in the passage, are compared by their numbers (whole-date matching held these)
     ("The fair began on 1 March 2024.", "The fair ran 1-3 March 2024.", []),
-    ("The fair began on 4 March 2024.", "The fair ran 1-3 March 2024.", ["4", "date 4 March 2024"]),
+    ("The fair began on 4 March 2024.", "The fair ran 1-3 March 2024.", ["date 4 March 2024"]),
     ("Visits are possible on 2 May 2024.", "Visits: 2, 9 and 16 May 2024.", []),
     ("The fair began on March 1, 2024.", "The fair ran March 1-3, 2024.", []),
     ("It began on 28 February 2024.", "It ran from 28 February to 3 March 2024.", []),
@@ -1561,7 +1584,7 @@ def test_a_held_figure_is_shown_as_the_answer_writes_it_beside_how_it_was_read()
         ("It is paid in Q2 2024.", "It is paid in Q3 2024.", ["'Q2' (read as 2 quarter)"]),
         ("It is due on the 15th.", "It is due on the 1st.", ["'15th' (read as 15)"]),
         ("The fee is 25.", "The fee is 30.", ["25"]),  # written as read: shown once
-        ("It took effect on 2024-03-04.", "It took effect on 2024-03-03.", ["'2024-03-04' (read as 4)", "date 2024-03-04"]),
+        ("It took effect on 2024-03-04.", "It took effect on 2024-03-03.", ["date 2024-03-04"]),
     ]:
         assert as_written(answer, unstated_numbers(answer, context)) == shown, answer
     assert as_written("The fee is $5.", ["25000 euro"]) == ["25000 euro"]  # not in the answer: as given
@@ -2038,7 +2061,7 @@ def test_decimal_commas_and_word_dates_read_long_runs_in_linear_time():
     assert unstated_numbers("It is 3.", "Version 1,5" + " " * 100_000) == ["3"]
     assert unstated_numbers("It is 3.", "1,2" * 40_000) == ["3"]
     assert unstated_numbers("It is 3.", "-1" * 40_000) == ["3"]
-    assert unstated_numbers("It was on 9 May 2024.", "1, " * 40_000 + "2 and 16 May 2024") == ["9", "date 9 May 2024"]
+    assert unstated_numbers("It was on 9 May 2024.", "1, " * 40_000 + "2 and 16 May 2024") == ["date 9 May 2024"]
 
 
 def test_a_long_run_of_digits_is_read_in_linear_time(within_cpu_seconds):

@@ -1102,8 +1102,17 @@ def _dates_against(answer: str, said: str) -> tuple[list[str], list[str]]:
     missing: list[str] = []
     held: list[str] = []
     plain_answer = _plain_digits(answer)
-    for written, order, parts, readings in (_dates_in(plain_answer) if dates else ()):
-        if any(parts == p if order == o else readings & r for _, o, p, r in dates):
+    answered = _dates_in(plain_answer)
+    # where the passage writes no whole date, its days and years: its numbers of 1 to 4 digits
+    numbers = {int(n) for n in re.findall(r"(?<!\d)\d{1,4}(?!\d)", plain)} if answered and not dates else set()
+    for written, order, parts, readings in answered:
+        if not dates:
+            # a passage writing no whole date: the answer's is compared by its numbers, as before, and named as the
+            # date it is where they are not all stated ("Yes, from 1 January 2024." over "The fee is $30." states
+            # the date 1 January 2024, not a figure 1 and a year)
+            if not all({y, d} <= numbers for y, _, d in readings):
+                missing.append(f"date {written}")
+        elif any(parts == p if order == o else readings & r for _, o, p, r in dates):
             held.append(written)
         elif not any((mo, d) in partial and str(y) in years for y, mo, d in readings):
             missing.append(f"date {written}")
@@ -1117,7 +1126,7 @@ def _dates_against(answer: str, said: str) -> tuple[list[str], list[str]]:
     for written, named in _month_years(_WORD_DATE.sub(" ", plain_answer)):
         if any((y, mo) not in months and y in years_with_months for y, mo in named):
             missing.append(f"date {written}")
-    return missing, held
+    return list(dict.fromkeys(missing)), held  # a date written twice is one figure missing
 
 
 # "kr" is the Swedish, Norwegian, Danish or Icelandic krona: the passage's "200 kr" is any of them ("200 SEK" is
@@ -1200,13 +1209,16 @@ def affirms_question(answer: str, question: str) -> bool:
 
 
 def _writes_own_figure(answer: str) -> bool:
-    """Whether ``answer`` writes a figure of its own: a number in digits that is neither a year nor a reference ("as of
-    2024", "see section 2", "page 3" are not: "It is, as of 2024." to "Is the fee $30?" affirms the question's $30, and
-    passed where the passage said "As of 2024 the fee is $25.", its year read as the answer's only figure)."""
+    """Whether ``answer`` writes a figure of its own: a number in digits that is neither a year, a date nor a reference
+    ("as of 2024", "from 1 January 2024", "since 2024-01-01", "see section 2", "page 3" are not: "It is, as of 2024."
+    to "Is the fee $30?" affirms the question's $30, and passed where the passage said "As of 2024 the fee is $25.",
+    its year read as the answer's only figure; "Yes, from 1 January 2024." likewise, its day read as a count of its
+    own). The date itself is still compared with the passage's (:func:`unstated_numbers`)."""
     if not any(c.isdigit() for c in answer):
         return False
-    return any(unit != "#year" and unit not in _REFERENCE_UNITS
-               for _, unit in stated_numbers(_LIST_MARKER.sub(" ", answer), number_words=False))
+    plain = _plain_digits(_LIST_MARKER.sub(" ", answer))
+    plain = _DAY_MONTH.sub(" ", _NUMERIC_DATE.sub(" ", _WORD_DATE.sub(" ", plain)))  # a date's day is no count
+    return any(unit != "#year" and unit not in _REFERENCE_UNITS for _, unit in stated_numbers(plain, number_words=False))
 
 
 def premise_numbers(answer: str, context: str, question: str, *, unstated: list[str] | None = None,
@@ -2041,8 +2053,8 @@ def _unstated_numbers(answer: str, context: str, question: str,
 
     dates_missing, dates_held = _dates_against(answer, f"{context}\n{question}")
     rest = _plain_digits(answer)
-    for written in dates_held:
-        rest = rest.replace(written, " ")
+    for written in [*dates_held, *(d.removeprefix("date ") for d in dates_missing)]:
+        rest = rest.replace(written, " ")  # a date held or missing is one figure: its day is no count of its own
     for value, unit in dict.fromkeys(stated_numbers(_LIST_MARKER.sub(" ", rest), number_words=False, reading=reading[0])):
         units = units_of.get(value)
         if unit == "#year":
