@@ -16,7 +16,7 @@ from ._guard_result import CUT_MARK, GuardResult, _join_context, context_given, 
 from ._numerics import NUMBER_RULE, finite_number, sigmoid
 from ._text import direction_controls
 from .calibrate.data import domain_slug
-from .calibrate.judge import (affirms_question, as_written, declines, misattributed_numbers, premise_numbers,
+from .calibrate.judge import (affirms_question, as_written, contradicts_own_no, declines, misattributed_numbers, premise_numbers,
                               unstated_numbers)
 from .signals.relevance import repeats_question
 from .signals.grounding import reversed_claims
@@ -103,7 +103,8 @@ def answer_holds(question: str, answer: str, context: str | None, declined: str 
     """Why the guard holds an answer for review by what its texts say (the question, the answer and the passage given
     as context), in the guard's order; ``[]`` when none: a passage addressing the model, chat turns typed into the
     question, and, unless the answer declines (``declined``: :func:`hguard.calibrate.judge.declines` of it, None where
-    it does not), an answer that repeats the question, states a figure neither the passage nor the question states
+    it does not), an answer that repeats the question, a "No," contradicted by its own restatement of the question's
+    claim, states a figure neither the passage nor the question states
     or one the passage states only about something else, or says the opposite of a passage sentence it restates;
     then direction controls in the answer. ``redact``: a redacting log's reasons quote neither the passage nor a
     figure of the answer. A check that raises holds the answer, naming the check and the error (fail closed: the guard
@@ -134,6 +135,7 @@ def answer_holds(question: str, answer: str, context: str | None, declined: str 
     for name, check in (("passage-instruction", lambda: _addressed_hold(context, question, redact)),
                         ("chat-turn", lambda: _turns_hold(question)),
                         ("repeated-question", lambda: _repeats_hold(question, answer) if declined is None else None),
+                        ("self-contradicting-no", lambda: _contradiction_hold(question, answer) if declined is None else None),
                         ("number", lambda: numbers() if read else None),
                         ("question-premise-figure",
                          lambda: _premise_hold(question, answer, figures_in, unstated, redact) if read else None),
@@ -179,6 +181,16 @@ def _repeats_hold(question: str, answer: str) -> str | None:
         return None
     return ("the answer adds no word to the question's own (it repeats the question, or fills what is asked "
             "with a word of it), so nothing in it answers the question: held for review")
+
+
+def _contradiction_hold(question: str, answer: str) -> str | None:
+    """`answer_holds`' hold for a "No," that then says the question's claim back unnegated ("No, the fee is $5." to "Is
+    the fee $5?": :func:`hguard.calibrate.judge.contradicts_own_no`), else None: the other checks read its claim with
+    the opener left aside, and passed it over a passage of $5 (the claim restates it) and of $10 (its $5 the question's)."""
+    if not contradicts_own_no(answer, question):
+        return None
+    return ("the answer opens with no and then says the yes/no question's claim back unnegated, so it contradicts "
+            "itself (right neither way): held for review")
 
 
 def _numbers_hold(answer: str, unstated: list[str], redact: bool, question: str, context: str) -> str | None:

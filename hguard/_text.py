@@ -27,7 +27,7 @@ import regex  # Unicode properties the standard re lacks
 
 from .errors import one_line
 
-__all__ = ["misdecoded", "asks_only_yes_no", "asks_yes_no", "asked_in", "opens_with_yes_or_no", "yes_or_no_opening", "yes_no_question", "offers_alternatives", "fold_accents", "function_words", "hidden_character", "join_digit_groups", "japanese_grammar",
+__all__ = ["misdecoded", "asks_only_yes_no", "asks_yes_no", "asked_in", "opens_with_yes_or_no", "opening_no_is_determiner", "yes_or_no_opening", "yes_no_question", "offers_alternatives", "fold_accents", "function_words", "hidden_character", "join_digit_groups", "japanese_grammar",
            "language_of", "asks", "clauses", "own_questions", "refers_back", "sentences",
            "script_of", "script_words",
            "direction_controls", "listed", "matching_form", "reads_english", "same_words", "seen_form", "shown_lines", "shown_plainly", "without_ignorables", "words_of", "written_in", "languages_ahead"]
@@ -637,6 +637,26 @@ def asks_only_yes_no(question: str) -> bool:
     text = re.sub(r"[\u2019\u2018\u02bc`]", "'", question.lower())
     words = re.findall(r"[a-z']+", text)
     return not (_REQUEST.match(" ".join(words)) or _ASKS_CONTENT & set(words) or offers_alternatives(text))
+
+
+# The words after which a leading "No" is the reply word, not a determiner: an article, a pronoun, an auxiliary, "not" or
+# a word that goes with a reply ("No it isn't.", "No the fee is $5.", "No there is none.", "No way.", "No thanks.")
+_AFTER_REPLY_NO = _AUX | frozenset("the a an it its i you he she we they this that these those there here not never "
+                                   "way thanks thank sorry unfortunately actually sadly but because as".split())
+_LEADING_NO = re.compile(r"\s*no[ \t]+([a-z']+)", re.IGNORECASE)
+
+
+def opening_no_is_determiner(answer: str) -> bool:
+    """Whether ``answer``'s leading "No" is the determiner of the noun after it, its sentence's subject ("No refunds are
+    given after 30 days.", "No fee applies.", "No one may sign."), not the reply word "No" ("No.", "No, ...", "No -
+    ...", "No it isn't.", "No the fee is $5.": a stop, a comma or a dash after it, or a word of `_AFTER_REPLY_NO`). Such
+    a sentence is negated by its determiner; its side is read from the sentence, as any statement's, not taken as a
+    reply's opening "No," ("No refunds are given after 30 days." to "Are refunds given within 30 days?" says no "No").
+    English only: a reply in another language whose first word is "no" (Spanish's, Italian's "No hay ...") says no."""
+    m = _LEADING_NO.match(re.sub(r"[\u2019\u2018\u02bc`]", "'", answer))
+    if m is None or m.group(1).lower() in _AFTER_REPLY_NO:
+        return False
+    return written_in(words_of(answer[m.start(1):])) in ("english", None)  # its "no" is Spanish's, Italian's too
 
 
 # Words that say yes or no (or true, false) in other languages than English, where they open a reply ("Ja, ...",

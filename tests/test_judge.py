@@ -292,6 +292,34 @@ def test_no_in_an_idiom_is_not_a_no() -> None:
     assert judge_yesno("No, you cannot.", "no").label == "correct"
 
 
+def test_a_hedged_yes_or_no_takes_its_side_an_even_odds_hedge_none() -> None:
+    """"Probably.", "I'd say so.", "I believe so." lean to yes and "Probably not.", "I don't think so." to no: each
+    takes its side everywhere a reply is read (the judge, a reviewed reply's side, the number hold's affirmation), as
+    "I believe so." already did for the number hold; "Maybe." still declines. A review found "Probably." to "Is the fee
+    $30?" passed over a passage of $25 (no yes read, so no figure affirmed) where "I believe so." was held."""
+    from hguard.calibrate.judge import affirms_question, hedged_side, unstated_numbers
+
+    q = "Does the policy allow refunds?"
+    for reply, side in (("I'd say so.", "yes"), ("Probably.", "yes"), ("I believe so.", "yes"), ("Most likely.", "yes"),
+                        ("Probably not.", "no"), ("I don't think so.", "no"), ("I doubt it.", "no"), ("Unlikely.", "no")):
+        assert hedged_side(reply) == side, reply
+        j = judge_yesno(reply, side, q)
+        assert j.label == "correct" and j.reason.startswith(f"hedged {side}"), (reply, j)
+        assert judge_yesno(reply, "no" if side == "yes" else "yes", q).label == "hallucinated", reply
+        assert yes_no_taken(reply, q) == side, reply  # a reviewed hedge makes a yes/no row of its side
+    for reply in ("Maybe.", "Perhaps not.", "It depends on the plan."):  # even odds: no side, as before
+        assert hedged_side(reply) is None and judge_yesno(reply, "yes", q).label == "refusal", reply
+        assert yes_no_taken(reply, q) is None, reply
+    for reply in ("Probably the fee is waived.", "Likely to be approved next year.", "I think so many fees apply."):
+        assert hedged_side(reply) is None, reply  # a hedge word inside a statement, not a clause of its own
+    fee = "Is the fee $30?"
+    for reply in ("Probably.", "I'd say so.", "I believe so."):
+        assert affirms_question(reply, fee), reply
+        assert unstated_numbers(reply, "The fee is $25.", fee) == ["30 dollar"], reply
+        assert unstated_numbers(reply, "The fee is $30.", fee) == [], reply
+    assert not affirms_question("Probably not.", fee) and unstated_numbers("Probably not.", "The fee is $25.", fee) == []
+
+
 def test_a_date_in_an_affirmation_is_a_date_not_a_figure_of_its_own() -> None:
     """"Yes, from 1 January 2024." to "Is the fee $30?" affirms $30, as "It is, as of 2024." does: its day "1" was
     read as a figure of the answer's own, so nothing was affirmed and it passed over a passage of $25 from that date;
@@ -313,6 +341,59 @@ def test_a_date_in_an_affirmation_is_a_date_not_a_figure_of_its_own() -> None:
     assert unstated_numbers("It starts on 1 January 2024.", "The fee of $1 applies from 2024.") == []  # its numbers
     held = answer_holds(fee, "Yes, from 1 January 2024.", "The fee is $25 from 1 January 2024.", None)
     assert len(held) == 1 and held[0].startswith("the answer affirms the yes/no question's"), held
+
+
+def test_a_leading_no_that_is_a_determiner_is_no_reply_word() -> None:
+    """"No refunds are given after 30 days." opens with the determiner of its subject, not the reply "No,": its side
+    is its sentence's (negated), it restates the question's claim only where it says it back ("after 30 days" is not
+    "within 30 days"), and the reversed-claim check reads it whole (its "No" was cut, so it reversed a passage saying
+    the same, and a reversed "No refunds ..." of a passage granting them passed)."""
+    from hguard._text import opening_no_is_determiner
+    from hguard.signals.grounding import reversed_claims
+
+    for reply in ("No refunds are given after 30 days.", "No fee applies.", "No one may sign.", "No refunds"):
+        assert opening_no_is_determiner(reply), reply
+    for reply in ("No.", "No, refunds are given.", "No - refunds are given.", "No it isn't.", "No the fee is $5.",
+                  "No there is none.", "Nope.", "No-fee accounts are free.", "No hay reembolsos después de 30 días."):
+        assert not opening_no_is_determiner(reply), reply
+    refund = "No refunds are given after 30 days."
+    j = judge_yesno(refund, "no", "Can I get a refund after 30 days?")
+    assert j.label == "correct" and j.reason.startswith("negated statement ('no refunds'"), j
+    assert judge_yesno("No fee is charged.", "no", "Is there a fee?").label == "correct"
+    assert yes_no_taken(refund, "Are refunds given within 30 days?") is None  # not a "No," to that question
+    assert yes_no_taken(refund, "Are refunds given after 30 days?") == "no"  # the question's claim, negated
+    assert yes_no_taken("No, refunds are given within 30 days.", "Are refunds given within 30 days?") is None
+    assert yes_no_taken("No.", "Are refunds given within 30 days?") == "no"
+    assert reversed_claims(refund, "No refunds are given after 30 days of purchase.") == []
+    assert reversed_claims(refund, "Refunds are given after 30 days of purchase.")  # reversed: held
+    assert reversed_claims("No, refunds are given after 30 days.", "No refunds are given after 30 days of purchase.")
+
+
+def test_a_no_contradicted_by_its_own_restatement_is_right_neither_way() -> None:
+    """"No, the fee is $5." to "Is the fee $5?": its "No" and its claim disagree. The judge labels it hallucinated
+    whatever the truth, a reviewed reply takes no side, and the guard holds it (it passed over a passage of $5, its
+    opener left aside)."""
+    from hguard._guard_scoring import answer_holds
+    from hguard.calibrate.judge import contradicts_own_no
+
+    fee, kids = "Is the fee $5?", "Does the policy allow children under 13 to sign up?"
+    for reply, question in (("No, the fee is $5.", fee), ("No the fee is $5.", fee),
+                            ("No, the policy allows children under 13 to sign up.", kids)):
+        assert contradicts_own_no(reply, question), reply
+        for truth in ("yes", "no"):
+            j = judge_yesno(reply, truth, question)
+            assert j.label == "hallucinated" and j.reason.startswith("contradicts itself"), (reply, truth, j)
+        assert yes_no_taken(reply, question) is None, reply
+    for reply, question in (("No, the fee is not $5.", fee), ("No, the fee is $10.", fee), ("No.", fee),
+                            ("No, only the first month's fee is $5.", fee), ("No fee is $5.", fee),
+                            ("No, the fee is $5.", "Isn't the fee $5?"), ("Yes, the fee is $5.", fee),
+                            ("No, children under 13 cannot sign up.", kids)):
+        assert not contradicts_own_no(reply, question), (reply, question)
+    assert judge_yesno("No, the fee is not $5.", "no", fee).label == "correct"
+    held = answer_holds(fee, "No, the fee is $5.", "The fee is $5 per month.", None)
+    assert held and held[0].startswith("the answer opens with no and then says"), held
+    assert answer_holds(fee, "No, the fee is $10.", "The fee is $10 per month.", None) == []
+    assert answer_holds(fee, "No, the fee is $5.", "The fee is $5 per month.", "i don't know") == []  # declined
 
 
 def test_known_blind_spot_two_candidates_without_or() -> None:

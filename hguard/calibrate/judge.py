@@ -71,6 +71,7 @@ from typing import Literal
 import regex
 
 from hguard._text import (asks_only_yes_no, asks_yes_no, fold_accents, join_digit_groups, language_of, matching_form,
+                          opening_no_is_determiner,
                           sentences, states_to_confirm, without_ignorables, words_of, written_in, yes_no_question,
                           yes_or_no_opening)
 from hguard.errors import InputError
@@ -90,6 +91,8 @@ __all__ = [
     "judge_row",
     "judge_yesno",
     "yes_no_taken",
+    "hedged_side",
+    "contradicts_own_no",
     "asked_kind",
     "YES_NO",
     "ABSTAIN_PATTERNS",
@@ -1386,6 +1389,32 @@ _AFFIRMING = re.compile(
     r"|ich\s+(?:glaube|denke|meine)\s+(?:schon|ja)|je\s+(?:crois|pense)\s+(?:que\s+oui|bien)"
     r"|c['\u2019]est\s+(?:exact|correct|juste|vrai|(?:bien\s+)?(?:ca|cela))|exactement|en\s+effet|effectivement|tout\s+a\s+fait"
     r"|absolument|asi\s+es|es\s+(?:correcto|cierto|asi)|exacto|efectivamente|claro|creo\s+que\s+si)\s*(?:[.!,;:(]|$)")
+# a hedged yes or no, a clause of its own (a stop, a comma or the end after it): it leans to a side, and takes it
+# ("Probably.", "I'd say so.", "I believe so.", "Most likely."; "Probably not.", "I don't think so.", "I doubt it.",
+# "Unlikely."), where an even-odds hedge ("Maybe.", "Perhaps.", "Possibly.", "It depends": `_HEDGE`) takes none and
+# declines. Read as `_opening` reads (folded, its case aside)
+_HEDGE_END = r"\s*(?:[.!,;:(]|$)"
+_HEDGED_YES = re.compile(
+    r"(?i)\s*(?:(?:(?:most|very|quite|highly)\s+)?(?:probably|likely)(?:\s+(?:yes|so))?"
+    r"|i(?:['\u2019]d|\s+would)\s+(?:say|think|guess)\s+(?:so|yes)"
+    r"|i\s+(?:believe|think|guess|suppose|reckon|expect)\s+(?:so|yes))" + _HEDGE_END)
+_HEDGED_NO = re.compile(
+    r"(?i)\s*(?:(?:(?:most|very|quite|highly)\s+)?(?:probably|likely)\s+(?:not|no)|unlikely|not\s+really"
+    r"|i(?:['\u2019]d|\s+would)\s+(?:say|think|guess)\s+not|i\s+(?:believe|think|guess|suppose|reckon|expect)\s+not"
+    r"|i\s+(?:don['\u2019]?t|do\s+not)\s+(?:think|believe|suppose|reckon|expect)\s+so|i\s+doubt\s+(?:it|that|so))"
+    + _HEDGE_END)
+
+
+def hedged_side(answer: str) -> str | None:
+    """"yes" or "no" where ``answer`` opens with a hedged yes or no, a clause of its own ("Probably.", "I'd say so.",
+    "I believe so."; "Probably not.", "I don't think so."), else None. A hedge that leans takes its side: the judge
+    labels it by that side (:func:`judge_yesno`), a reviewed reply's side is it (:func:`yes_no_taken`), and the number
+    hold reads a hedged yes to "Is the fee $30?" as affirming $30 (`_opening`); an even-odds hedge ("Maybe.",
+    "Perhaps.", "It depends.") takes none and declines (:func:`declines`)."""
+    folded = fold_accents(answer)
+    return "yes" if _HEDGED_YES.match(folded) else "no" if _HEDGED_NO.match(folded) else None
+
+
 # a negation right before a figure it denies, in its clause (`_CLAUSE_END`): "not 3%", "isn't $30", "$25 rather than $30"
 _NEGATION = re.compile(r"(?i)(?:\bnot|n['\u2019]t|\bnever|\brather\s+than|\binstead\s+of|\bother\s+than|\bnicht|\bpas)\b")
 # a comparison that makes a figure a bound, after a negation ("not less than 5%", "isn't above $500", "never below",
@@ -1396,14 +1425,21 @@ _BOUND = re.compile(r"(?i)\s*(?:(?:\b(?:less|fewer|more|lower|higher|greater|sma
 
 
 def _opening(answer: str) -> str | None:
-    """"yes" or "no" where ``answer``'s first word says it (`_OPENING_YES`, `_OPENING_NO`, `yes_or_no_opening`), else
-    None ("No problem, ..." says neither)."""
-    first = _FIRST_WORD.match(fold_accents(answer))
+    """"yes" or "no" where ``answer``'s first word says it (`_OPENING_YES`, `_OPENING_NO`, `yes_or_no_opening`) or it
+    opens with an affirmation or a hedged yes or no (`_AFFIRMING`, :func:`hedged_side`), else None ("No problem, ..."
+    says neither, nor does a determiner "No": "No refunds are given after 30 days.",
+    :func:`hguard._text.opening_no_is_determiner`)."""
+    folded = fold_accents(answer)
+    first = _FIRST_WORD.match(folded)
     lead = first.group(1).lower() if first else ""
-    if lead in _OPENING_YES or _AFFIRMING.match(fold_accents(answer)):
+    if hedged := hedged_side(answer):  # "Probably.", "I'd say so." as "I believe so." was; "Probably not." a no
+        return hedged
+    if lead in _OPENING_YES or _AFFIRMING.match(folded):
         return "yes"
     if lead in _OPENING_NO:
-        after = _FIRST_WORD.match(fold_accents(answer), first.end()) if first else None
+        if lead == "no" and opening_no_is_determiner(answer):  # "No refunds are given ...": no reply word
+            return None
+        after = _FIRST_WORD.match(folded, first.end()) if first else None
         return None if after is not None and after.group(1).lower() in _NO_IDIOMS else "no"
     return yes_or_no_opening(answer)
 
@@ -3226,7 +3262,11 @@ def judge_yesno(answer: str, truth: str, question: str | None = None) -> Judgeme
     ("the context does not say", "No, the context does not provide information about ...") is a
     refusal, and so is an empty reply; to a question about a document, a reply whose abstain-like
     wording goes on to name what the question asks about ("The clause does not discuss dispute
-    resolution." to "Does the clause discuss dispute resolution?") is a plain no (:func:`declines`).
+    resolution." to "Does the clause discuss dispute resolution?") is a plain no (:func:`declines`). A hedged
+    reply that leans takes its side ("Probably not.", "I'd say so.": :func:`hedged_side`); an even-odds one
+    ("Maybe.") declines. A determiner "No" ("No refunds are given ...") is no reply word: the sentence's negation
+    reads it. A "No," that says the question's claim back unnegated ("No, the fee is $5." to "Is the fee $5?")
+    contradicts itself and is hallucinated whatever ``truth`` is (:func:`contradicts_own_no`).
     """
     _check_str(answer, "answer")
     if truth not in YES_NO:
@@ -3234,6 +3274,9 @@ def judge_yesno(answer: str, truth: str, question: str | None = None) -> Judgeme
     said, how, _ = _polarity(answer, question)
     if said is None:
         return Judgement("refusal", None, how)
+    if question is not None and contradicts_own_no(answer, question):
+        return Judgement("hallucinated", None, "contradicts itself: opens with no, then says the question's claim back "
+                                               "unnegated; right neither way")
     if said == truth:
         return Judgement("correct", said, f"{how}: {said}, the right answer")
     return Judgement("hallucinated", None, f"{how}: {said}, but the right answer is {truth}")
@@ -3252,13 +3295,58 @@ def yes_no_taken(answer: str, question: str) -> str | None:
     if not asks_only_yes_no(_check_str(question, "question")):
         return None
     said, _, opens = _polarity(answer, question)
-    if said is None or opens:
+    if said is None or contradicts_own_no(answer, question):  # "No, the fee is $5." to "Is the fee $5?": neither
+        return None
+    if opens:
         return said
     from hguard.signals.relevance import adds_no_word
 
     # the question's claim said back, its negation aside: "The policy does not allow ..." adds no word to "Does the
-    # policy allow ...?", and "Lyon is the capital of France." adds "Lyon" to "Is Paris the capital of France?"
-    return said if adds_no_word(question, _NEGATED_VERB.sub(" ", normalize(answer))) else None
+    # policy allow ...?", and "Lyon is the capital of France." adds "Lyon" to "Is Paris the capital of France?"; so is
+    # a determiner "No" ("No refunds are given after 30 days." to "Are refunds given after 30 days?")
+    text = normalize(answer)
+    if opening_no_is_determiner(answer):
+        text = text.partition(" ")[2]
+    if _SCOPE_WORDS & set(text.split()) - set(normalize(question).split()):
+        return None  # "No refunds are given after 30 days." to "Are refunds given within 30 days?": another claim
+    return said if adds_no_word(question, _NEGATED_VERB.sub(" ", text)) else None
+
+
+# words that set a claim's scope, which :func:`hguard.signals.relevance.adds_no_word` reads as no content: a reply
+# writing one the question does not says another claim than the question's ("after 30 days" for "within 30 days")
+_SCOPE_WORDS = frozenset({"after", "before", "within", "over", "under", "above", "below", "more", "less", "fewer",
+                          "than", "until", "since", "only", "except", "unless", "outside", "beyond"})
+
+
+# words that qualify or negate what a "No," reply goes on to say: it corrects or narrows the question's claim
+_QUALIFYING = frozenset({"no", "none", "nothing", "nobody", "neither", "nor", "without", "unless", "except", "only",
+                         "just", "but", "however", "although", "though", "rather", "instead", "if", "when", "until",
+                         "before", "after"}) | _NO_WORDS
+
+
+def contradicts_own_no(answer: str, question: str) -> bool:
+    """Whether ``answer`` opens with the reply word "No" and then says the claim of ``question`` back unnegated: "No,
+    the fee is $5." to "Is the fee $5?", "No, the policy allows children under 13 to sign up." to "Does the policy
+    allow children under 13 to sign up?". ``question`` asks for yes or no alone (:func:`hguard._text.asks_only_yes_no`)
+    and negates nothing ("Isn't the fee $5?" makes "No, it is $5." English's yes); after the "No" every content word is
+    the question's (:func:`hguard.signals.relevance.adds_no_word`) and none negates or qualifies (`_QUALIFYING`: "No,
+    only the fee is $5."). Such a reply contradicts itself, so it is right neither way: the judge labels it
+    hallucinated (:func:`judge_yesno`), it takes no side for a reviewed row (:func:`yes_no_taken`), and the guard holds
+    it ("No, the fee is $5." passed over a passage of $5, its opener left aside, and over one of $10, its $5 the
+    question's own figure). A "No," that corrects ("No, the fee is $10.") or restates a negation ("No, the fee is not
+    $5.") is a plain no; a determiner "No" ("No fee is charged.") is no reply word
+    (:func:`hguard._text.opening_no_is_determiner`)."""
+    first = _FIRST_WORD.match(fold_accents(answer))
+    if first is None or first.group(1).lower() not in ("no", "nope") or opening_no_is_determiner(answer):
+        return False
+    if not asks_only_yes_no(question) or _NEGATED_VERB.search(normalize(question)):
+        return False
+    rest = normalize(answer[first.end():])
+    if not rest or _NEGATED_VERB.search(rest) or _QUALIFYING & set(rest.split()) or _NO_IDIOMS & set(rest.split()[:1]):
+        return False
+    from hguard.signals.relevance import adds_no_word
+
+    return adds_no_word(question, rest)
 
 
 def _polarity(answer: str, question: str | None) -> tuple[str | None, str, bool]:
@@ -3274,6 +3362,8 @@ def _polarity(answer: str, question: str | None) -> tuple[str | None, str, bool]
     words = normalize(answer).split()
     if _NEITHER.search(" ".join(words)):
         return None, "says neither yes nor no", False
+    if hedged := hedged_side(answer):  # "Probably not." leans to no and takes it (an even-odds "Maybe." declined above)
+        return hedged, f"hedged {hedged} ({answer.strip()[:40]!r})", True
     first = _FIRST_WORD.match(fold_accents(answer))  # folded first: a decomposed "Não" is one word, not "Na"
     lead = first.group(1).lower() if first else ""
     # a reply whose first word is yes or no in another language ("Nein.", "Oui, ...", "Нет, ...", "不是"): only there,
@@ -3286,6 +3376,9 @@ def _polarity(answer: str, question: str | None) -> tuple[str | None, str, bool]
     for i, w in enumerate(words):
         if w == "no" and words[i + 1 : i + 2] and words[i + 1] in _NO_IDIOMS:
             continue  # "No problem, you can approve it." says neither yes nor no with its "no"
+        if i == 0 and w == "no" and opening_no_is_determiner(answer):
+            # "No refunds are given after 30 days.": its subject's determiner negates the sentence, no reply word
+            return "no", f"negated statement ({' '.join(words[:2])!r}: a determiner, not the reply word)", False
         if w in _YES_WORDS or w in _NO_WORDS:
             return ("yes" if w in _YES_WORDS else "no"), f"first yes/no word {w!r}", i == 0
     m = _NEGATED_VERB.search(normalize(answer))

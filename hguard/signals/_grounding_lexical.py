@@ -14,6 +14,7 @@ from typing import Any
 import regex
 
 from hguard._text import (_SPELLING_MARK, UNSPACED, UNSPACED_LETTER, fold_accents, function_words, join_digit_groups, japanese_grammar,
+                          opening_no_is_determiner,
                           language_of,
                           script_words, words_of, written_in)
 from hguard.errors import InputError
@@ -399,15 +400,10 @@ _NO_NEGATION = re.compile(r"\b(?:no|not)\s+(?:later|more|less|fewer|sooner|earli
                           r"|,\s*(?:and\s+)?(?:not|no)\s+(?:later|earlier|sooner|before|after|more|less|exceptions?)\W*$",
                           re.IGNORECASE)
 _NOT = re.compile(r"n[\u2019']t\b", re.IGNORECASE)
-# a yes or no opening the answer answers the question; the claim after it is what is compared. "No", "true" and "false"
-# are the reply only where a mark follows them, or a word that cannot follow a determiner or an adjective (a pronoun,
-# an article, an auxiliary, "not"): "No, the fee is not refundable.", "No it is not."; in "No refunds are given." the
-# "No" is the claim's own negation (a review: read as the reply, that reversal passed)
-_ANSWER_OPENER = re.compile(r"^\W*(?:yes\b|(?:no|true|false)\b(?=\s*(?:[^\w\s-]|$)|\s+-|\s+(?:it|its|they|their|you|your|we|"
-                            r"our|i|he|she|his|her|this|that|these|those|there|the|a|an|not|is|are|was|were|do|does|"
-                            r"did|can|cannot|could|will|would|shall|should|may|might|must|has|have|had|and|but|"
-                            r"because|since|as|unfortunately|sadly|actually|according|in|under)\b))[\s,.;:!-]*",
-                            re.IGNORECASE)
+# a yes or no opening the answer answers the question; the claim after it is what is compared. A leading "No" that is
+# the determiner of its subject is not ("No refunds are given." is its claim whole, negated by it: `opening_no_is_determiner`;
+# a review: read as the reply, that reversal passed)
+_ANSWER_OPENER = re.compile(r"^\W*(?:yes|no|true|false)\b[\s,.;:!-]*", re.IGNORECASE)
 #: the fewest content words (by stem) an answer's sentence shares with a passage sentence for the two to be compared;
 #: a claim of two shares both ("No refunds are given." of "Refunds are given within 30 days.")
 MIN_SHARED = 3
@@ -593,7 +589,7 @@ def reversed_claims(answer: str, context: Any) -> list[tuple[str, str]]:
     personal information with third-party advertisers." grounded 1.0 (a policy team's trial). English negations by
     their number, other languages' by their presence (`_negated`); a claim reversed without a negation ("optional" for "required", the parties swapped) is not found, unless the passage states the claim of its subject and predicate negated ("The company may cancel ..." of "The user may cancel ... The company may not cancel ..."). A yes or no opening the
     answer is left aside ("No, the fee is not refundable." restates "The fee is not refundable."; in "No refunds are
-    given." the "No" is the claim's: `_ANSWER_OPENER`), and a negation with a time bound on the other side of the
+    given." the "No" is the claim's: `opening_no_is_determiner`), and a negation with a time bound on the other side of the
     other sentence's is none ("No refunds are given after 30 days." of "Refunds are given within 30 days.": `_BOUND`).
     Paired by the
     content words alone, "No, CT is not always necessary in children with a normal physical examination." was held
@@ -611,7 +607,7 @@ def reversed_claims(answer: str, context: Any) -> list[tuple[str, str]]:
             holding.setdefault(stem, []).append(i)
     out = []
     for said in split_sentences(answer):
-        claim = _ANSWER_OPENER.sub("", said)
+        claim = said if opening_no_is_determiner(said) else _ANSWER_OPENER.sub("", said)
         shared: dict[int, int] = {}
         claim_stems = _pair_stems(claim)
         for stem in claim_stems:
