@@ -640,6 +640,30 @@ def test_an_alias_seen_only_inside_the_questions_own_words_is_not_an_answer(ques
     assert judge(answer, aliases).label == "correct"  # without the question the judge cannot tell
 
 
+@pytest.mark.parametrize("answer, aliases, label", [
+    # a finance team's trial: a code alias named by the currency its letters read as ("CLP" by "the Chilean peso",
+    # "USD" by "dollar") counted as said; a code in capitals is matched as that code
+    ("The ISO code for the Chilean peso is CHP.", ["CLP"], "hallucinated"),
+    ("It is the peso.", ["CLP"], "hallucinated"),
+    ("The three-letter ISO currency code for the Chilean peso is 123.", ["CLP"], "hallucinated"),
+    ("The code is the dollar.", ["USD"], "hallucinated"),
+    ("It is the US dollar.", ["USD"], "hallucinated"),
+    ("Its code is the pound.", ["GBP"], "hallucinated"),
+    ("The yen.", ["JPY"], "hallucinated"),
+    # ... the code written, in any case or dotted, still matches; so do an amount's currency and a symbol
+    ("The ISO code for the Chilean peso is CLP.", ["CLP"], "correct"),
+    ("The code is usd.", ["USD"], "correct"),
+    ("USD 5,000", ["USD"], "correct"),
+    ("It is the U.S.D.", ["USD"], "correct"),
+    ("It is 5,000 pesos.", ["5000 CLP"], "correct"),
+    ("It costs 5,000 dollars.", ["$5,000"], "correct"),
+    ("The symbol is H.", ["H"], "correct"),
+    ("The New York Stock Exchange (NYSE).", ["NYSE"], "correct"),
+])
+def test_a_code_alias_matches_only_as_that_code(answer, aliases, label) -> None:
+    assert judge(answer, aliases).label == label
+
+
 def test_an_alias_seen_only_in_the_questions_words_is_named_in_the_reason() -> None:
     j = judge("Ross Lynch is older Glenn Hughes.", ["Glenn Hughes"], question="Who is older Glenn Hughes or Ross Lynch?")
     assert "'Glenn Hughes' appears only inside words the answer repeats from the question" in j.reason
@@ -2423,25 +2447,28 @@ def test_a_currency_matches_its_family_only_in_an_amount(answer, aliases, label)
 
 @pytest.mark.parametrize("answer, aliases, label", [
     # a review: matching the family in an amount only left a right currency named alone unmatched ("Sweden uses the
-    # krona." for SEK was hallucinated); a code matches its own currency's name alone ("¥" the yen or the yuan, the
+    # krona." for SEK was hallucinated); the sign "¥" matches its own currency's name alone (the yen or the yuan, the
     # one the other aliases name), never after another country's adjective
-    ("Sweden uses the krona.", ["SEK"], "correct"),
-    ("Sweden uses the krona.", ["Swedish krona", "SEK"], "correct"),
-    ("Denmark uses the krone.", ["DKK"], "correct"),
-    ("Mexico uses the peso.", ["MXN"], "correct"),
-    ("Switzerland uses the franc.", ["CHF"], "correct"),
     ("Japan uses the yen.", ["\u00a5"], "correct"),
     ("China uses the yuan.", ["\u00a5"], "correct"),
-    ("Sweden uses the Swedish krona.", ["SEK"], "correct"),
+    ("China uses the yen.", ["Chinese yuan", "CNY", "\u00a5"], "hallucinated"),
+    # a finance team's trial: a code in capitals is matched as that code only ("The ISO code for the Chilean peso is
+    # CHP." named "CLP" by its peso), so a currency named alone needs its name among the aliases
+    ("Sweden uses the krona.", ["SEK"], "hallucinated"),
+    ("Sweden uses the krona.", ["Swedish krona", "SEK"], "hallucinated"),
+    ("Sweden uses the krona.", ["Swedish krona", "krona", "SEK"], "correct"),
+    ("Denmark uses the krone.", ["DKK"], "hallucinated"),
+    ("Mexico uses the peso.", ["MXN"], "hallucinated"),
+    ("Switzerland uses the franc.", ["CHF"], "hallucinated"),
+    ("Sweden uses the Swedish krona.", ["SEK"], "hallucinated"),
     ("Norway uses the krona.", ["NOK"], "hallucinated"),  # the krona is not the krone
     ("Norway uses the Swedish krona.", ["NOK"], "hallucinated"),
     ("Sweden uses the Norwegian krone.", ["SEK"], "hallucinated"),
     ("Switzerland uses the French franc.", ["CHF"], "hallucinated"),
     ("Switzerland uses the CFA franc.", ["CHF"], "hallucinated"),
     ("Chile uses the Mexican peso.", ["CLP"], "hallucinated"),
-    ("China uses the yen.", ["Chinese yuan", "CNY", "\u00a5"], "hallucinated"),
 ])
-def test_a_currency_code_matches_its_own_currency_named_alone(answer, aliases, label):
+def test_a_currency_sign_matches_its_own_currency_named_alone_a_code_only_as_itself(answer, aliases, label):
     assert judge(answer, aliases).label == label
 
 

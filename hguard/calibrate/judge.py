@@ -21,6 +21,11 @@ containing "t" as right) poisons everything downstream. The rules, all deliberat
 - Numbers compare by value: "1,000" = "1000", "3.0" = "3", and number words up to the hundreds
   ("seventy-nine", "one hundred eighteen") equal their digits. A side effect: the word "one"
   reads as 1, so alias "1" matches "the one in Europe"; numeric aliases should be specific.
+- An alias written as a code, one token in capitals ("CLP", "USD", "NYSE", "H"), matches only where the reply
+  writes that code (case and dots aside: "clp", "U.S.D."), not the currency its letters read as: "It is the peso."
+  and "The ISO code for the Chilean peso is CHP." do not name "CLP", "the US dollar" does not name "USD"; list the
+  currency's names as aliases where a name is a right answer. An amount's code still reads as its currency
+  ("5,000 pesos" matches "5000 CLP").
 - Percent and currency signs stay with their number as words ("20%" reads "20 percent", "$5,000" and "5,000
   USD" read "5000 dollar"): alias "20%" does not match "20 days", "$5,000" does not match "5,000 EUR"; an
   alias without a unit ("5000") matches the number with any.
@@ -3040,7 +3045,8 @@ def _find(seq: list[str], sub: list[str], yen_or_yuan: frozenset[str] = _YEN_OR_
     yen" and "500元", "200 kr" is "200 SEK"), as the number hold reads them (`_CURRENCY_FAMILIES`): only beside a
     number in both. Named alone, a code matches its own currency's name (`_CODE_NAMES`: "SEK" the krona, "CHF" the
     franc, "¥" the yen or the yuan, ``yen_or_yuan`` where the other aliases say which), not after another country's
-    adjective ("the Swedish krona" is no "NOK", "the French franc" no "CHF")."""
+    adjective ("the Swedish krona" is no "NOK", "the French franc" no "CHF"); `_match` then keeps such a match for
+    a sign ("¥") only: an alias written as a code in capitals ("SEK", "USD") names that code (`_written_as_code`)."""
     n, m = len(seq), len(sub)
     if not any(t in _FAMILY_OF or t in _CURRENCY_FAMILIES for t in sub):
         return [i for i in range(n - m + 1) if seq[i : i + m] == sub]
@@ -3127,7 +3133,9 @@ def _match(answer: str, aliases: list[str], question: str | None = None) -> tupl
     # a code spelling a word ("US", "the US"); one written in lower case is here only as a row's sole alias ("in" for a
     # question whose answer is that word), which matches as any alias does
     codes = {a for a in aliases if a != a.lower() and _word_code(a)}
-    ans_cased = _cased(answer, ans_tok) if q or codes else None  # the reply's words as written, read once
+    # a code in capitals ("CLP", "USD", "NYSE", "H"): matched as that code, not as the currency name it would read as
+    literal = {a for a in aliases if _CODE_ALIAS.fullmatch(a.strip())}
+    ans_cased = _cased(answer, ans_tok) if q or codes or literal else None  # the reply's words as written, read once
     q_cased = _cased(question, q) if question else None
     choices = {q[j] for i, w in enumerate(q) if w == "or" for j in (i - 1, i + 1) if 0 <= j < len(q)}
     spoiled: str | None = None
@@ -3138,6 +3146,8 @@ def _match(answer: str, aliases: list[str], question: str | None = None) -> tupl
         al = _tokens(alias)
         for start in _find(ans_tok, al, yen_or_yuan):
             if alias in codes and not _in_capitals(answer, ans_cased, start, alias):  # "tell us", "and": words
+                continue
+            if alias in literal and not _written_as_code(answer, ans_cased, start, alias):  # "the peso" is no "CLP"
                 continue
             if q and _echoed(ans_tok, start, len(al), q, ans_cased, q_cased) and (not choices or (choices - set(al)) & set(ans_tok[:start])):
                 echoed = echoed or alias
@@ -3176,6 +3186,23 @@ def _in_capitals(answer: str, cased: list[str] | None, start: int, alias: str) -
     letters = [c for c in "".join(_tokens(alias)).upper()]
     pattern = r"[.\s\u2010-\u2015-]*".join(re.escape(c) for c in letters) + r"\.?"  # "U.S.", "U. S.", "U.–S."
     return re.search(rf"(?<![\w.]){pattern}(?!\w)", answer) is not None
+
+
+# a code alias: one token in capitals (an ISO currency or country code, a ticker, a chemical symbol in capitals)
+_CODE_ALIAS = re.compile(r"[A-Z][A-Z0-9]{0,5}")
+
+
+def _written_as_code(answer: str, cased: list[str] | None, start: int, alias: str) -> bool:
+    """Whether the reply writes the code ``alias`` (`_CODE_ALIAS`) matched at token ``start`` as that code, case and
+    dots aside ("CLP", "U.S.D."), not as a word its tokens share: the currency reading folds "USD" into "dollar" and
+    a peso named alone into "CLP" (`_find`), so "It is the peso." or "The code is the dollar." would name the code.
+    At that place where the reply's words as written (``cased``: :func:`_cased`) align with its tokens, else
+    anywhere in it."""
+    code = normalize(alias)
+    if cased is not None:
+        return normalize(cased[start]).replace(" ", "") == code
+    pattern = r"[.\s\u2010-\u2015-]*".join(re.escape(c) for c in code) + r"\.?"  # "U.S.D.", "U. K."
+    return re.search(rf"(?i)(?<![\w.]){pattern}(?!\w)", matching_form(fold_accents(answer))) is not None
 
 
 def judgeable(alias: str) -> bool:
