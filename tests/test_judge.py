@@ -640,6 +640,40 @@ def test_an_alias_seen_only_inside_the_questions_own_words_is_not_an_answer(ques
     assert judge(answer, aliases).label == "correct"  # without the question the judge cannot tell
 
 
+_ICELAND = "What is the name of the central bank of Iceland?"
+_THAILAND = "What is the name of the central bank of Thailand?"
+
+
+@pytest.mark.parametrize("question, answer, aliases, label", [
+    # a finance team's trial: the alias the question holds, said again in the question's words or its other case,
+    # is not the reply: the answer that names something else around it is wrong
+    (_ICELAND, "The Icelandic Monetary Authority is the central bank of Iceland.", ["Central Bank of Iceland"], "hallucinated"),
+    (_ICELAND, "The Icelandic Monetary Authority (México de la España) is the central bank of Iceland.",
+     ["Central Bank of Iceland"], "hallucinated"),
+    (_ICELAND, "It is the central bank of Iceland.", ["Central Bank of Iceland"], "hallucinated"),
+    (_THAILAND, "The Central Bank of Thailand is the Royal Bank of Thailand.", ["Bank of Thailand"], "hallucinated"),
+    ("What is the name of the central bank of Egypt?",
+     "The Central Bank of Egypt is the Royal Bank of Egypt, a state-owned institution.", ["Central Bank of Egypt"],
+     "hallucinated"),
+    # ... while the reply naming the alias stays right, before or after the question's span, in any case
+    (_ICELAND, "The central bank of Iceland is the Central Bank of Iceland (Seðlabanki Íslands).",
+     ["Central Bank of Iceland"], "correct"),
+    (_ICELAND, "The central bank of Iceland is the Central Bank of Iceland.", ["Central Bank of Iceland"], "correct"),
+    (_ICELAND, "The Central Bank of Iceland is the central bank of Iceland.", ["Central Bank of Iceland"], "correct"),
+    (_ICELAND, "Central Bank of Iceland.", ["Central Bank of Iceland"], "correct"),
+    (_THAILAND, "It is the Bank of Thailand.", ["Bank of Thailand"], "correct"),
+    (_THAILAND, "The central bank of Thailand is the Bank of Thailand (BOT).", ["Bank of Thailand"], "correct"),
+    ("What is the name of the central bank of Kenya?", "The Central Bank of Kenya is the official central bank of Kenya.",
+     ["Central Bank of Kenya"], "correct"),
+])
+def test_an_alias_the_question_holds_counts_only_as_the_reply(question, answer, aliases, label) -> None:
+    j = judge(answer, aliases, question=question)
+    assert j.label == label, j.reason
+    if label == "hallucinated":
+        assert f"{aliases[0]!r} appears only inside words the answer repeats from the question" in j.reason
+        assert judge(answer, aliases).label == "correct"  # without the question the judge cannot tell
+
+
 @pytest.mark.parametrize("answer, aliases, label", [
     # a finance team's trial: a code alias named by the currency its letters read as ("CLP" by "the Chilean peso",
     # "USD" by "dollar") counted as said; a code in capitals is matched as that code

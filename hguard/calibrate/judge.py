@@ -29,6 +29,15 @@ containing "t" as right) poisons everything downstream. The rules, all deliberat
 - Percent and currency signs stay with their number as words ("20%" reads "20 percent", "$5,000" and "5,000
   USD" read "5000 dollar"): alias "20%" does not match "20 days", "$5,000" does not match "5,000 EUR"; an
   alias without a unit ("5000") matches the number with any.
+- With the question given, an alias that the question's own words hold (case aside) counts only as the reply,
+  not as the question's span said again: not inside a longer run of the question's words ("Czech" in "the
+  official language of the Czech Republic"); not written as the question writes it where the alias is written
+  otherwise ("It is the central bank of Iceland." for "Central Bank of Iceland" to "What is the name of the central
+  bank of Iceland?"); not on the side of an "X is Y" clause made of the question's words only where the other side
+  names something of its own, a capitalised word the question lacks ("The Central Bank of Egypt is the Royal Bank of
+  Egypt."); not at the end of a longer name ("the Royal Bank of Thailand" for "Bank of Thailand"). The reply naming
+  it counts, on either side: "The central bank of Iceland is the Central Bank of Iceland (Seðlabanki Íslands).",
+  "It is the Bank of Thailand.". A question offering choices ("A or B?") is read as before (`_match`).
 - A match denied in its clause does not count (a clause ends at , ; : ! ?, a sentence's full stop, a dash, or
   before "but", "however", "rather"...): a negation earlier in the clause ("is not Canberra", "Budgets are never
   approved by the CFO", "Neither Deloitte nor KPMG"), or, to a question that does not itself ask for what is
@@ -3121,6 +3130,62 @@ def _echoed(ans_tok: list[str], start: int, n: int, q: list[str], ans_cased: lis
     return False
 
 
+_COPULAS = frozenset({"is", "are", "was", "were"})
+# words that name nothing of their own on a copula's side ("It is ...", "Its name is ...")
+_PLACEHOLDERS = _RUN_STOPWORDS | frozenset({"this", "that", "these", "those", "they", "he", "she", "name", "answer"})
+
+
+def _held_at(q: list[str], al: list[str]) -> int | None:
+    """Where the question's tokens ``q`` hold the alias's tokens ``al`` as a run (the first place), or None."""
+    n = len(al)
+    return next((i for i in range(len(q) - n + 1) if q[i:i + n] == al), None)
+
+
+def _restates(ans_tok: list[str], clause: list[int], start: int, n: int, q: list[str], ans_cased: list[str] | None,
+              q_cased: list[str] | None, alias: str) -> bool:
+    """Whether the alias at ``ans_tok[start:start + n]``, which the question's own words hold (case and word form
+    aside: "central bank of Iceland" holds "Central Bank of Iceland"), is only the question's span said again, not
+    the reply. Where the question writes it otherwise than the alias does, the answer writing it as the question does
+    restates it ("The Icelandic Monetary Authority is the central bank of Iceland."); in a clause "X is Y" whose
+    other side names something the question does not (a capitalised word of its own: "The Central Bank of Egypt is
+    the Royal Bank of Egypt."), the side made of the question's words only is the question's, whatever its case; and
+    the alias at the end of a longer name ("the Royal Bank of Thailand" for "Bank of Thailand") is that name. The
+    reply naming the alias stays an answer: "The central bank of Iceland is the Central Bank of Iceland (Seðlabanki
+    Íslands).", "It is the Bank of Thailand.", "The capital of Luxembourg is Luxembourg.". Where the reply's words as
+    written are unknown (``ans_cased`` None: `_cased`), a word of the other side's own, any case, names something."""
+    at = _held_at(q, ans_tok[start:start + n])
+    if at is None:
+        return False
+    end = start + n
+    if ans_cased is not None and q_cased is not None and not all(v[:1].isupper() or not v[:1].isalpha() for v in q_cased):
+        # the question's case says something of its names: the answer writing the alias as the question does (and
+        # not as the alias does) says the question's words again
+        alias_cased = _cased(alias, _tokens(alias))
+        asked = q_cased[at:at + n]
+        if alias_cased is not None and asked != alias_cased and ans_cased[start:end] == asked:
+            return True
+    here = clause[start]
+    words = [i for i in range(len(ans_tok)) if clause[i] == here]
+    if ans_cased is not None and start > words[0]:
+        before = ans_cased[start - 1]
+        if before[:1].isupper() and ans_tok[start - 1] not in _PLACEHOLDERS and not before.isupper():
+            return True  # "the Royal Bank of Thailand": a longer name
+    copula = next((i for i in words if ans_tok[i] in _COPULAS), None)
+    if copula is None or start < copula < end:
+        return False
+    side = [i for i in words if (i < copula) == (start < copula) and i != copula]
+    other = [i for i in words if (i < copula) != (start < copula) and i != copula]
+    asked_words = set(q)
+    if any(ans_tok[i] not in asked_words and ans_tok[i] not in _PLACEHOLDERS for i in side):
+        return False  # the alias's side says more than the question: the reply
+    if ans_cased is None:
+        return any(ans_tok[i] not in asked_words and ans_tok[i] not in _PLACEHOLDERS for i in other)
+    # the other side names something the question does not: a capitalised word of its own (not the clause's first,
+    # which a sentence capitalises); "The Central Bank of Kenya is the official central bank of Kenya." names none
+    return any(ans_tok[i] not in asked_words and ans_tok[i] not in _PLACEHOLDERS and ans_cased[i][:1].isupper()
+               for i in other if i != words[0])
+
+
 def _match(answer: str, aliases: list[str], question: str | None = None) -> tuple[str | None, str | None, str | None]:
     """(alias with a clean match, alias seen only hedged or negated, alias seen only echoing the question)
     over all aliases; with ``question``, an alias seen only inside a longer run of the question's own words
@@ -3150,6 +3215,9 @@ def _match(answer: str, aliases: list[str], question: str | None = None) -> tupl
             if alias in literal and not _written_as_code(answer, ans_cased, start, alias):  # "the peso" is no "CLP"
                 continue
             if q and _echoed(ans_tok, start, len(al), q, ans_cased, q_cased) and (not choices or (choices - set(al)) & set(ans_tok[:start])):
+                echoed = echoed or alias
+                continue
+            if q and not choices and _restates(ans_tok, clause, start, len(al), q, ans_cased, q_cased, alias):
                 echoed = echoed or alias
                 continue
             before = ans_tok[start - 1] if start > 0 else ""
