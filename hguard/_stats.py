@@ -21,6 +21,7 @@ from hguard.errors import InputError
 __all__ = [
     "auroc",
     "auroc_ci",
+    "auroc_difference_ci",
     "bootstrap_aurocs",
     "clopper_pearson_interval",
     "clopper_pearson_lower",
@@ -135,6 +136,24 @@ def auroc_ci(y: ArrayLike, scores: Mapping[str, ArrayLike], *, n_boot: int = 100
         low, high = float(np.percentile(v, lo)), float(np.percentile(v, hi))
         out[k] = widened_for_small_class([low, high], float(auroc(labels, scores[k]) or 0.0), m, level)
     return out
+
+
+def auroc_difference_ci(y: ArrayLike, a: ArrayLike, b: ArrayLike, *, n_boot: int = 1000, level: float = 0.95,
+                        seed: int = 0) -> list[float] | None:
+    """Percentile bootstrap interval ``[low, high]`` at ``level`` of AUROC(``a``) minus AUROC(``b``), both read on
+    the same resamples (:func:`bootstrap_aurocs`: paired, so what the two scores share cancels); None when a class
+    is missing, or when the smaller class holds fewer than ``SMALL_CLASS`` answers, where the bootstrap collapses
+    (:func:`auroc_ci`) and no interval of the difference is given."""
+    import numpy as np
+
+    if not 0.0 < level < 1.0:
+        raise InputError(f"level must be strictly between 0 and 1, got {level!r}")
+    labels = _labels(y)
+    if min(int((labels == 1).sum()), int((labels == 0).sum())) < SMALL_CLASS:
+        return None
+    boot = bootstrap_aurocs(labels, {"a": a, "b": b}, n_boot=n_boot, seed=seed)
+    diff = boot["a"] - boot["b"]
+    return [float(np.percentile(diff, 100 * (1 - level) / 2)), float(np.percentile(diff, 100 * (1 + level) / 2))]
 
 
 def widened_for_small_class(interval: Sequence[float], auc: float, m: int, level: float = 0.95) -> list[float]:

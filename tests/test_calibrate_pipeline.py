@@ -75,6 +75,26 @@ def test_calibrate_writes_probes_report_and_plots(setup):
     assert set(report["router"]["domains"]) == {"alpha", "beta"} and "Automatic domain choice" in md
 
 
+def test_the_report_gives_the_probes_neurons_and_its_paired_difference_to_the_random_neuron_control(setup):
+    """Each domain's metrics carry the share of the model's FFN neurons its probe reads and the paired bootstrap
+    interval of the probe's AUROC minus the random-neuron control's (None with too few of a class); report.md's
+    table gives the neurons read beside the H-neurons among them."""
+    from hguard.calibrate.report import neurons_cells
+
+    lm, exs, data, out, report = setup
+    md = (out / "report.md").read_text()
+    for d, m in report["domains"].items():
+        probe = load_probe_dir(out)[d].probe
+        assert m["neuron_share_per_mille"] == pytest.approx(1000 * m["n_selected_neurons"] / probe.n_features_in_)
+        assert f"| {neurons_cells(m)} |" in md and str(m["n_selected_neurons"]) in neurons_cells(m)
+        diff = m["probe_minus_random_ci95"]
+        if min(m["correct"], m["hallucinated"]) >= 10:
+            a = m["auroc"]
+            assert diff[0] <= a["probe"] - a["random_neurons"] <= diff[1]
+        else:
+            assert diff is None
+
+
 def test_without_matplotlib_the_report_is_written_and_says_the_plots_were_left_out(setup, tmp_path, monkeypatch):
     import importlib.util
 

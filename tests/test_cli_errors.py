@@ -272,6 +272,60 @@ def test_calibration_warnings_name_a_domain_at_chance_and_each_kind_of_fit_warni
     assert lines[1].endswith("AUROC 0.54 (and 2 more fit(s) like it)") and lines[2] == "the probe selected no neuron at C=1"
 
 
+def test_a_probe_not_clear_of_its_random_neuron_control_is_warned_of_in_the_cli_and_the_report():
+    """A finance team's trial: probe 0.833 [0.70-0.95] against 0.790 [0.66-0.91] for as many random neurons, and
+    neither the CLI nor report.md said the probe was not distinguishable from the control. The paired interval of
+    the difference decides where the report holds it; else the probe's AUROC against the control's interval."""
+    import json
+
+    from hguard import REFERENCE_PROBES
+    from hguard.calibrate.report import markdown, probe_not_above_random
+    from hguard.cli import calibration_warnings
+
+    m = {"auroc": {"probe": 0.833, "merged": 0.85, "random_neurons": 0.790},
+         "auroc_ci95": {"probe": [0.70, 0.95], "merged": [0.75, 0.93], "random_neurons": [0.66, 0.91]},
+         "n_scored": 57, "hallucination_rate": 42 / 57}
+    (line,) = calibration_warnings({"domains": {"finance": m}}, [])
+    assert line.startswith("domain 'finance': the probe is not distinguishable from as many random neurons on held-out "
+                           "facts: probe AUROC 0.833 [0.70-0.95] vs 0.790 [0.66-0.91] for as many random neurons; the "
+                           "probe's AUROC lies inside the control's 95% interval")
+    # the paired interval, where the report holds it, decides either way
+    paired = {**m, "probe_minus_random_ci95": [-0.041, 0.127]}
+    assert "the paired bootstrap 95% interval of their difference, -0.041 to +0.127, includes 0" in probe_not_above_random(paired)
+    assert probe_not_above_random({**m, "probe_minus_random_ci95": [0.012, 0.09]}) is None
+    # clear of the control's interval, and without the figures: nothing to say
+    assert probe_not_above_random({**m, "auroc": {**m["auroc"], "probe": 0.93}}) is None
+    assert probe_not_above_random({**m, "auroc": {"probe": 0.833}}) is None
+    assert calibration_warnings({"domains": {"finance": {**m, "probe_minus_random_ci95": [0.012, 0.09]}}}, []) == []
+    # report.md says it under the interval table
+    report = json.loads((REFERENCE_PROBES / "report.json").read_text())
+    report["domains"] = {"finance": {**report["domains"]["geography"], **paired}}
+    md = markdown(report)
+    assert ("- **finance: warning**: the probe is not distinguishable from as many random neurons on held-out facts: "
+            "probe AUROC 0.833 [0.70-0.95] vs 0.790 [0.66-0.91]") in md
+
+
+def test_the_report_states_how_many_neurons_the_probe_reads_not_only_its_h_neurons():
+    """The same trial's table read "H-neurons (per mille) 0 (0.00)" beside a probe AUROC of 0.833: its 12 neurons
+    all lower the risk. The table gives the neurons the probe reads, their share per mille (never a share that is not
+    0 shown as 0.00), and how many of them raise the risk."""
+    import json
+
+    from hguard import REFERENCE_PROBES
+    from hguard.calibrate.report import markdown, neurons_cells
+
+    m = {"n_selected_neurons": 12, "neuron_share_per_mille": 1000 * 12 / 46080, "n_h_neurons": 0,
+         "h_neuron_share_per_mille": 0.0}
+    assert neurons_cells(m) == "12 (0.26) | 0"
+    assert neurons_cells({**m, "neuron_share_per_mille": 1000 * 2 / 900_000}) == "12 (0.0022) | 0"
+    assert neurons_cells({"n_h_neurons": 3, "h_neuron_share_per_mille": 0.5}) == "n/a | 3 (0.50)"  # an older report
+    report = json.loads((REFERENCE_PROBES / "report.json").read_text())
+    report["domains"] = {"finance": {**report["domains"]["geography"], **m}}
+    md = markdown(report)
+    assert "| probe neurons (per mille) | of them H-neurons (raise the risk) |" in md and "| 12 (0.26) | 0 |" in md
+    assert "H-neurons (per mille)" not in md
+
+
 def test_rag_calibration_warnings_name_a_domain_at_chance_and_held_out_accepts_above_the_target():
     from hguard.cli import rag_calibration_warnings
 
@@ -384,7 +438,7 @@ def test_calibrate_summary_names_the_split_the_families_and_the_certificate_and_
     bad["domains"]["geography"]["auroc"].update(probe=0.93, merged=0.80, random_neurons=0.95)
     lines = calibration_warnings(bad, [])
     assert len(lines) == 2 and "held-out facts the merged risk, which routes answers, scores AUROC 0.800 against 0.930" in lines[0]
-    assert "does no better than as many random neurons (0.950)" in lines[1]
+    assert "probe AUROC 0.930 [0.88-0.93] vs 0.950 [0.81-0.88] for as many random neurons; the probe scores no higher" in lines[1]
     # no family with a figure: the summary gives each family's own reason, not a stock one
     none = copy.deepcopy(geo)
     none["families"]["summary"]["mean_auroc"] = None

@@ -15,7 +15,7 @@ from typing import Any, Iterator, Mapping, Sequence, cast
 import numpy as np
 
 from .._numerics import constant_columns, sigmoid_array
-from .._stats import auroc, auroc_ci, clopper_pearson_interval
+from .._stats import auroc, auroc_ci, auroc_difference_ci, clopper_pearson_interval
 from ..errors import DataError
 from ..ood import beyond, full_distance
 from ..settings import CALIBRATION_MAX_NEW_TOKENS, CALIBRATION_SYSTEM_PROMPT
@@ -448,10 +448,14 @@ def domain_metrics(fitted: dict, test: Collected, *, target: float, confidence: 
         "refusals": int((~keep).sum()),
         "auroc": au,
         "auroc_ci95": ci,
+        # the probe against as many random neurons, paired on the same resamples (None: too few of a class)
+        "probe_minus_random_ci95": (auroc_difference_ci(y, scores["probe"], scores["random_neurons"])
+                                    if "probe" in scores and "random_neurons" in scores else None),
         "accuracy": acc,
         "n_h_neurons": len(probe.h_neurons_),
         "n_selected_neurons": int(len(probe.feature_indices_)),
         "h_neuron_share_per_mille": 1000.0 * len(probe.h_neurons_) / probe.n_features_in_,
+        "neuron_share_per_mille": 1000.0 * len(probe.feature_indices_) / probe.n_features_in_,
         "C": float(probe.C_),
         "at_target": {
             "target": target,

@@ -27,6 +27,52 @@ def _among_accepted(t: dict) -> str:
     return f"{rate} ({t['accepted_hallucinated']} of {t['n_accepted']}" + (f"; {ci[0]:.2f}-{ci[1]:.2f}" if ci else "") + ")"
 
 
+def _per_mille(x: float) -> str:
+    """A share per mille as the report writes it: two decimals, and two significant digits below 0.01 (a share that
+    is not 0 never reads as 0.00)."""
+    return f"{x:.2f}" if x == 0 or x >= 0.01 else f"{x:.2g}"
+
+
+def neurons_cells(m: Mapping[str, Any]) -> str:
+    """The per-domain table's two cells on the probe's neurons: how many it reads (per mille of the model's FFN
+    neurons), and how many of them raise the risk (H-neurons: positive weight). A probe of 12 neurons, all lowering
+    the risk, read "H-neurons 0 (0.00)" beside its AUROC of 0.833 (a finance team's trial). A report from before
+    the count of the neurons read gives its H-neurons alone."""
+    n = m.get("n_selected_neurons")
+    share = m.get("neuron_share_per_mille")
+    used = "n/a" if n is None else str(n) + ("" if share is None else f" ({_per_mille(share)})")
+    h = m["n_h_neurons"]
+    return f"{used} | {h}" + (f" ({_per_mille(m['h_neuron_share_per_mille'])})" if n is None else "")
+
+
+def probe_not_above_random(m: Mapping[str, Any]) -> str | None:
+    """Why a domain's probe is not shown to do better on its held-out facts than as many random neurons (the
+    control), naming both figures: the paired bootstrap interval of their AUROC difference reaches 0, or, where the
+    report holds none (a class under 10 answers, or a report from before it), the probe's AUROC is not above the
+    control's 95% interval. None where the probe clears the control, or a figure is missing."""
+    a, ci = m.get("auroc") or {}, m.get("auroc_ci95") or {}
+    p, r = a.get("probe"), a.get("random_neurons")
+    if p is None or r is None:
+        return None
+    pc, rc = ci.get("probe"), ci.get("random_neurons")
+    diff = m.get("probe_minus_random_ci95")
+    if diff is not None:
+        if diff[0] > 0:
+            return None
+        how = (f"the paired bootstrap 95% interval of their difference, {diff[0]:+.3f} to {diff[1]:+.3f}, "
+               + ("includes 0" if diff[1] >= 0 else "lies below 0"))
+    elif p <= r:
+        how = "the probe scores no higher"
+    elif rc is not None and p <= rc[1]:
+        how = "the probe's AUROC lies inside the control's 95% interval"
+    else:
+        return None
+    shown = (f"probe AUROC {p:.3f}" + (f" [{pc[0]:.2f}-{pc[1]:.2f}]" if pc else "") + f" vs {r:.3f}"
+             + (f" [{rc[0]:.2f}-{rc[1]:.2f}]" if rc else "") + " for as many random neurons")
+    return (f"the probe is not distinguishable from as many random neurons on held-out facts: {shown}; {how}: "
+            "its neurons are not shown to carry a hallucination signal of their own")
+
+
 def counts_label(c: Mapping[str, Any]) -> str:
     """A held-out set's size and classes as the report writes them beside its figures (tables and plots)."""
     return f"n {c['n']}: {c['correct']} right / {c['hallucinated']} halluc."
@@ -173,8 +219,8 @@ def markdown(report: dict) -> str:
         "## Per domain (held-out split)",
         "",
         "| domain | n | right / hallucinated | halluc. rate | refusals | " + " | ".join(f"AUROC {k}" for k in SIGNALS)
-        + " | H-neurons (per mille) |",
-        "|---|---|---|---|---|" + "---|" * len(SIGNALS) + "---|",
+        + " | probe neurons (per mille) | of them H-neurons (raise the risk) |",
+        "|---|---|---|---|---|" + "---|" * len(SIGNALS) + "---|---|",
     ]
     for d, m in report["domains"].items():
         cc = class_counts(m)
@@ -182,7 +228,7 @@ def markdown(report: dict) -> str:
         lines.append(
             f"| {d} | {m['n']} | {counts} | {_f(m['hallucination_rate'], 2)} | {m['refusals']} | "
             + " | ".join(_f(m["auroc"].get(k)) for k in SIGNALS)
-            + f" | {m['n_h_neurons']} ({m['h_neuron_share_per_mille']:.2f}) |"
+            + f" | {neurons_cells(m)} |"
         )
     lines += [
         "",
@@ -199,6 +245,8 @@ def markdown(report: dict) -> str:
             + " | ".join("n/a" if not ci.get(k) else f"{ci[k][0]:.2f}-{ci[k][1]:.2f}" for k in SIGNALS)
             + " |"
         )
+    control = [f"- **{d}: warning**: {why}." for d, m in report["domains"].items() if (why := probe_not_above_random(m))]
+    lines += ["", *control] if control else []
     lines += ["", "Accuracy at the threshold chosen on the training split:", ""]
     lines += ["| domain | " + " | ".join(SIGNALS) + " |", "|---|" + "---|" * len(SIGNALS)]
     for d, m in report["domains"].items():

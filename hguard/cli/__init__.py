@@ -226,9 +226,10 @@ def calibration_warnings(report: dict, caught) -> list[str]:
     separate its held-out answers (the 95% interval reaches chance), a certified accept threshold of 1.0 (it accepts
     every answer) and held-out families over the target beside one (:func:`hguard._policy_fit.
     accept_threshold_warnings`, which a guard refitting the thresholds for its policy's target says them by), a
-    held-out family it ranks backwards (the interval lies below chance), and each kind of fit warning once per domain it
-    names, with how many fits raised it."""
-    from ..calibrate.report import over_target_counts
+    held-out family it ranks backwards (the interval lies below chance), a probe not distinguishable from as many random
+    neurons on held-out facts (:func:`hguard.calibrate.report.probe_not_above_random`, which report.md says it by), and
+    each kind of fit warning once per domain it names, with how many fits raised it."""
+    from ..calibrate.report import over_target_counts, probe_not_above_random
 
     lines = []
     for d, m in report["domains"].items():
@@ -256,7 +257,10 @@ def calibration_warnings(report: dict, caught) -> list[str]:
                 lines.append(f"domain {d!r}: on {scope} the merged risk, which routes answers, scores AUROC {mg:.3f} against "
                              f"{p:.3f} for the probe alone: the confidence signals it adds do not carry over there (or the "
                              "merger overfits); add labelled answers and kinds of question (report.md has n and class counts)")
-            if p is not None and rnd is not None and p <= rnd:
+            if scope == "held-out facts":  # the probe's interval against the control's: one line, named figures
+                if (why := probe_not_above_random(m)) is not None:
+                    lines.append(f"domain {d!r}: {why} (report.md: the AUROC intervals)")
+            elif p is not None and rnd is not None and p <= rnd:
                 lines.append(f"domain {d!r}: on {scope} the probe (AUROC {p:.3f}) does no better than as many random "
                              f"neurons ({rnd:.3f}): its neurons carry no hallucination signal of their own here")
         for f in summary.get("inverted_families", []):
