@@ -86,7 +86,8 @@ def decide(
     (calibration leaves these answers out of the risk model for the same reason). ``unscored`` says why
     the domain's calibrations cannot score this kind of request (a request with context in a domain
     calibrated closed-book only, or the reverse): it routes to review with that one reason, in place
-    of the generic "no risk score" and "no thresholds" ones. ``holds`` are reasons to review an answer
+    of the generic "no risk score" and "no thresholds" ones, and first after a declined answer's (it decides the route
+    whatever else is found: review lists show the first reason). ``holds`` are reasons to review an answer
     whose scores stand (a knowledge conflict under ``knowledge_conflict = "review"``): they never
     accept, the risk is still set against the thresholds in the reasons, and one at or above
     ``abstain_above`` abstains.
@@ -110,6 +111,8 @@ def decide(
     if declined is not None:
         shown_wording = f"declined to answer ({declined!r})" if declined else "gave an answer without a word in it"
         close(ABSTAIN, f"the model {shown_wording}: it asserts nothing the risk could certify; abstain")
+    if unscored is not None:  # no calibration scores this kind of request: it decides the route, so it comes first
+        close(REVIEW, unscored)  # (the first reason is what a review list shows; it was behind an out-of-distribution one)
     for problem in problems:  # a finding that the question lies outside the calibration is no fault: said as it is
         close(REVIEW, problem if problem.startswith(OUT_OF_DISTRIBUTION) else f"scoring problem: {problem}")
     for hold in holds:
@@ -117,13 +120,11 @@ def decide(
 
     usable_risk = float(risk) if is_real(risk) and math.isfinite(risk) and 0.0 <= risk <= 1.0 else None
     risk_ok = usable_risk is not None
-    if unscored is not None:
-        close(REVIEW, unscored)
-    elif risk is None:
+    if unscored is None and risk is None:  # (an unscored request's one reason is said above)
         no_domain = domain_policy is None and not domain_chosen
         close(REVIEW, "no risk score: no domain was chosen, so no probe scored the answer" if no_domain
               else "no risk score: the answer could not be scored")
-    elif not risk_ok:
+    elif unscored is None and not risk_ok:
         close(REVIEW, f"risk {_short(risk)} is not a number in [0, 1]: the score is unusable")
 
     if domain_policy is None:

@@ -1180,6 +1180,27 @@ def test_a_request_no_calibration_can_score_routes_to_review_with_that_one_reaso
         assert d.route == "review" and d.reasons == (why,)
 
 
+def test_the_reason_no_calibration_scores_the_request_comes_before_the_findings_on_the_answer():
+    """A finance team's trial: `hguard review list` showed "out of distribution ... similarity 0.32" truncated and
+    hid the reason that decided the route ("calibrated closed-book only ... needs calibrate-rag") as "(+1 more)". The
+    unscored reason is the first (after a declined answer's, which abstains), so the list's reason column shows it."""
+    from hguard.review.queue import ReviewItem
+
+    why = "domain 'geo' is calibrated closed-book only, and a request with context needs a RAG calibration"
+    far = "out of distribution: question far from domain 'geo': similarity 0.32 < 0.35"
+    hold = "knowledge conflict: without the context the model finds this answer unlikely"
+    policy = make_policy()
+    d = decide(None, domain_policy=policy.domain("strict"), thresholds=None, policy=policy, unscored=why,
+               problems=[far], holds=[hold])
+    assert d.route == "review" and d.reasons == (why, far, hold)
+    item = ReviewItem(**{**{f: None for f in ReviewItem.__dataclass_fields__}, "reasons": [
+        "domain 'geo' chosen with similarity 0.79 (next: 'chem' 0.41)", *d.reasons]})
+    assert item.why == why
+    declined = decide(None, domain_policy=policy.domain("strict"), thresholds=None, policy=policy, unscored=why,
+                      problems=[far], declined="i dont know")
+    assert declined.route == "abstain" and declined.reasons[0].startswith("the model declined") and declined.reasons[1] == why
+
+
 def test_a_review_says_in_words_when_no_accept_threshold_was_certified():
     none_certified = route(0.2, thresholds=manual(accept=0.0))
     assert none_certified.route == "review"
