@@ -212,6 +212,8 @@ def summary(report: Mapping[str, Any]) -> str:
             + (f" ({', '.join(f'{n} {route}' for route, n in sorted(e['decisions'].items(), key=lambda t: str(t[0])))})"
                if e["decisions"] else "")
         )
+        if e.get("no_accept_threshold"):
+            lines.append(f"    accept: {e['no_accept_threshold']}")
         probes = e.get("probes") or {}
         if not probes.get("probe_ids", [None]):  # the guard routes every answer of the domain to review
             lines.append("    probe: none the policy names can be read"
@@ -257,7 +259,10 @@ def summary(report: Mapping[str, Any]) -> str:
                              f"{e['target']} (no breach by the {rule.replace('_', ' ')} rule); the spot-checks do not yet "
                              "show that accepted answers hold the target")
         rr = e["review_routed"]
-        lines.append(f"    review-routed: {rr['reviewed']} reviewed, {rr['hallucinated']} hallucinated, {rr['correct']} correct")
+        ci = rr.get("ci95")
+        lines.append(f"    review-routed: {rr['reviewed']} reviewed, {rr['hallucinated']} hallucinated, {rr['correct']} correct"
+                     + (f" (rate {rr['rate']:.3f}, 95% interval {ci[0]:.3f}-{ci[1]:.3f}; answers held for review, not "
+                        "the accepted ones the target is on)" if ci else ""))
         for sig, t in e["drift"].items():
             if t["p_value"] is not None:
                 lines.append(f"    drift {sig}: KS {t['statistic']:.3f} p={t['p_value']:.3g} (n {t['n_reference']} vs {t['n_live']})"

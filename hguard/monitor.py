@@ -79,7 +79,7 @@ from ._monitor_state import (
 )
 from ._monitor_stats import breached, drift_test, live_bounds, min_checks, seed_id, selection_u
 from ._numerics import finite_number
-from ._stats import clopper_pearson_lower, clopper_pearson_upper
+from ._stats import clopper_pearson_interval, clopper_pearson_lower, clopper_pearson_upper
 from ._text import hidden_characters_in
 from .errors import AuditIntegrityError, HGuardError, InputError, PolicyError
 from .errors import shown as _short
@@ -367,6 +367,24 @@ def _probes_now(name: str, cds: list[Any], decisions: list[dict], unreadable: Ma
             "decisions_by_other_probes": sum(made.values()), "other_probe_ids": [p for p, _ in made.most_common(5)]}
 
 
+def _none_certified(dp, cds: list[Any]) -> str | None:
+    """Why a domain's calibration accepts no answer: none of its probes certifies an accept threshold for the
+    policy's target and confidence (each fitted as the guard fits it), so every answer goes to review or abstains
+    and a live figure on accepted answers holds of none (a finance team's trial: "state=normal" beside 0 accepted,
+    never said). None where one is certified, where the policy hand-sets accept_below (said apart), or where no probe
+    can be read (said apart: every answer to review)."""
+    if dp.accept_below is not None or not cds:
+        return None
+    fitted = [(cd, cd.fit_thresholds(dp)) for cd in cds]
+    if any(t is not None and t.accept_below > 0 for _, t in fitted):
+        return None
+    modes = " and ".join("RAG" if cd.prompt_mode == "rag" else str(cd.prompt_mode).replace("_", "-") for cd, _ in fitted)
+    return (f"no accept threshold is certified at target {dp.target_hallucination_rate} with confidence "
+            f"{dp.confidence} ({modes} calibration): nothing is accepted (every answer goes to review or abstains), so "
+            "the guarantee on accepted answers is vacuous: it holds of none; recalibrate with more or better-separated "
+            "answers, or hand-set accept_below")
+
+
 def _stricter(dp, cds: list[Any], current: float | None) -> tuple[str, float, str]:
     """(action, accept_below, how) for a tightening under ``dp.on_breach``. A domain calibrated closed-book
     and with context has one tightened threshold: the stricter of the two, each certified on its own
@@ -389,6 +407,15 @@ def _stricter(dp, cds: list[Any], current: float | None) -> tuple[str, float, st
         f"{dp.confidence} on {on} calibration answers"
     )
     return "stricter", float(accept), how
+
+
+def _review_routed(labels: Sequence[str]) -> dict[str, Any]:
+    """The verdicts on answers the guard routed to review: counts, the hallucination rate among them and its exact
+    (Clopper-Pearson) 95% interval, as the spot-checks have theirs (None of each with no verdict). Answers held, not
+    accepted: no estimate of the accepted answers' rate."""
+    n, k = len(labels), sum(label == "hallucinated" for label in labels)
+    return {"reviewed": n, "hallucinated": k, "correct": sum(label == "correct" for label in labels),
+            "rate": k / n if n else None, "ci95": clopper_pearson_interval(k, n)}
 
 
 def _not_queued(records: list[dict], items, queue, archived=()) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -853,6 +880,7 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
             "kept_despite_recalibration": kept,
             "target": dp.target_hallucination_rate, "confidence": dp.confidence,
             "hand_set_accept_below": dp.accept_below,  # the policy's own number, certified by no calibration
+            "no_accept_threshold": _none_certified(dp, m),  # why nothing is accepted, or None
             "decisions": dict(routes), "n_decisions": len(dom), "given_answer_decisions_left_out": given.get(name, 0),
             "spot_checks": {"selected": len(spot_ids), "reviewed": n, "hallucinated": k,
                             "pending": pending, "rate": k / n if n else None,
@@ -866,9 +894,7 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
                             # spot-checks counted hallucinated), which "no breach" under the lower_bound rule, or with
                             # few checks, does not say
                             "within_target_shown": worst_ucb is not None and worst_ucb <= dp.target_hallucination_rate},
-            "review_routed": {"reviewed": len(routed),
-                              "hallucinated": sum(label == "hallucinated" for label in routed),
-                              "correct": sum(label == "correct" for label in routed)},
+            "review_routed": _review_routed(routed),
             "selection_audit": selection.get(name, {"accepted": 0, "selected": 0, "mismatches": []}),
             # which probe decides the domain's answers now, and how many of its decisions another did (a probe file
             # replaced or unreadable after the fact was said in --json alone, as a drift test "untested")

@@ -13,7 +13,7 @@ import pytest
 
 from hguard.audit import AuditLog, verify
 from hguard.errors import AuditIntegrityError, InputError, PolicyError
-from hguard._stats import clopper_pearson_lower, sequential_bounds
+from hguard._stats import clopper_pearson_interval, clopper_pearson_lower, sequential_bounds
 from hguard.monitor import (
     breached,
     DomainState,
@@ -449,6 +449,11 @@ def test_monitor_run_estimates_tightens_on_a_breach_and_a_person_lifts(tmp_path,
     assert "data:image/png;base64" in html and "geo" in html
 
 
+def _routed_counts(e) -> dict:
+    """A domain's review-routed tally without its rate and interval."""
+    return {k: e["review_routed"][k] for k in ("reviewed", "hallucinated", "correct")}
+
+
 def _review_routed(policy, log, queue, n, verdict):
     """``n`` decisions of geo routed to review (each with an ``ood_distance`` signal), with a reviewer's ``verdict``."""
     for _ in range(n):
@@ -485,7 +490,7 @@ def test_evidence_counts_from_the_latest_lift_also_once_the_domain_is_tightened_
     geo = rep["domains"]["geo"]
     sc = geo["spot_checks"]
     assert (sc["reviewed"], sc["counted_since"], sc["reviewed_before_lift"]) == (after, lifted.since, before)
-    assert geo["review_routed"] == {"reviewed": 2, "hallucinated": 0, "correct": 2}
+    assert _routed_counts(geo) == {"reviewed": 2, "hallucinated": 0, "correct": 2}
     assert geo["drift"]["ood_distance"]["n_reference"] + geo["drift"]["ood_distance"]["n_live"] == 2
     assert f"counted since the lift at {lifted.since} ({before} reviewed spot-check(s) accepted before it" in summary(rep)
     check = [r for r in AuditLog(policy.audit.path) if r["kind"] == "monitor_check"][-1]
@@ -730,8 +735,14 @@ def test_clean_spot_checks_do_not_tighten(tmp_path):
                           "question": f"q{i}", "answer": "a"}, kind="decision")
         queue.enqueue({"audit_id": rec.id, "question": f"q{i}", "answer": "a", "domain": "geo"})
         queue.decide(rec.id, verdict=verdict, reviewer="r")
-    e = run_monitor(policy)["domains"]["geo"]
-    assert e["review_routed"] == {"reviewed": 3, "hallucinated": 2, "correct": 1}
+    rep = run_monitor(policy)
+    e = rep["domains"]["geo"]
+    assert _routed_counts(e) == {"reviewed": 3, "hallucinated": 2, "correct": 1}
+    # a rate with its exact interval, as the spot-checks have theirs (a finance team's trial: counts alone)
+    rr = e["review_routed"]
+    assert rr["rate"] == pytest.approx(2 / 3) and rr["ci95"] == pytest.approx(clopper_pearson_interval(2, 3))
+    lo, hi = rr["ci95"]
+    assert f"review-routed: 3 reviewed, 2 hallucinated, 1 correct (rate 0.667, 95% interval {lo:.3f}-{hi:.3f}; " in summary(rep)
     assert e["spot_checks"]["hallucinated"] == 0 and e["spot_checks"]["upper_bound"] < 0.2
     assert not e["breach"] and e["state"]["state"] == "normal"
 
@@ -1223,6 +1234,30 @@ def _probe_folder_policy(tmp_path, root):
         "domains": {"alpha": {"target_hallucination_rate": 0.9, "confidence": 0.5, "spot_check_rate": 0.0,
                               "on_breach": "review"}}})  # fmt: skip
     return policy, probes, CalibratedDomain.load(probes / "alpha.json")
+
+
+def test_a_domain_whose_calibration_certifies_no_accept_threshold_is_said_to_accept_nothing(tiny_calibrated, tmp_path):
+    """A finance team's trial: every domain read "state=normal" and nothing said that one certified no accept
+    threshold (0 accepted: the live guarantee on accepted answers holds of none). The monitor says it per domain, in
+    the text and in --json, with the threshold fitted as the guard fits it; not where one is certified."""
+    lm, root = tiny_calibrated
+    policy, probes, cd = _probe_folder_policy(tmp_path, root)
+    assert cd.fit_thresholds(policy.domain("alpha")).accept_below > 0  # target 0.9 at confidence 0.5: one certified
+    AuditLog(policy.audit.path).append({"domain": "alpha", "route": "review", "risk": 0.5,  # under no policy: any reads it
+                                        "question": "q", "answer": "a"}, kind="decision")
+    rep = run_monitor(policy, act=False)
+    assert rep["domains"]["alpha"]["no_accept_threshold"] is None and "    accept: " not in summary(rep)
+    strict = policy.model_copy(update={"domains": {"alpha": policy.domain("alpha").model_copy(
+        update={"target_hallucination_rate": 0.01, "confidence": 0.99})}})
+    assert not cd.fit_thresholds(strict.domain("alpha")).accept_below
+    rep = run_monitor(strict, act=False)
+    said = rep["domains"]["alpha"]["no_accept_threshold"]
+    assert said.startswith("no accept threshold is certified at target 0.01 with confidence 0.99 (closed-book "
+                           "calibration): nothing is accepted")
+    assert f"\n    accept: {said}" in summary(rep) and "state=normal" in summary(rep)
+    # a hand-set accept_below is said apart (no calibration certifies it), not as nothing accepted
+    hand = strict.model_copy(update={"domains": {"alpha": strict.domain("alpha").model_copy(update={"accept_below": 0.3})}})
+    assert run_monitor(hand, act=False)["domains"]["alpha"]["no_accept_threshold"] is None
 
 
 def _tighten_under(policy, cd) -> None:
@@ -1795,12 +1830,12 @@ def test_a_verdict_record_never_committed_to_the_queue_counts_as_the_chain_holds
                          "reviewer": "sre", "decided_at": "T"}, kind="review_verdict")  # its decide stopped here
     rep = run_monitor(policy, act=False)
     assert rep["verdict_records_not_committed_in_queue"] == {"n": 1, "records": [orphan.id]}
-    assert rep["domains"]["geo"]["review_routed"] == {"reviewed": 1, "hallucinated": 1, "correct": 0}  # the chain's
+    assert _routed_counts(rep["domains"]["geo"]) == {"reviewed": 1, "hallucinated": 1, "correct": 0}  # the chain's
     assert "1 verdict(s) in the audit chain are not the queue's committed verdict of their item" in summary(rep)
     queue.decide(rec.id, verdict="correct", reviewer="sre2", supersede=True)
     again = run_monitor(policy, act=False)  # a later "correct" does not erase the reviewer's "hallucinated"
     assert again["hallucinated_verdicts_contradicted"]["n"] == 1
-    assert again["domains"]["geo"]["review_routed"] == {"reviewed": 1, "hallucinated": 1, "correct": 0}
+    assert _routed_counts(again["domains"]["geo"]) == {"reviewed": 1, "hallucinated": 1, "correct": 0}
     assert rep["review_decisions_not_in_queue"]["n"] == 0
     held = log.append({"domain": "geo", "route": "review", "risk": 0.6, "policy_id": policy_id(policy),
                        "question": "q2", "answer": "a"}, kind="decision")  # the process stopped before the queue
@@ -2130,7 +2165,7 @@ def test_the_monitors_figures_are_the_same_after_the_decided_items_are_archived(
     assert after["chain"] == {**before["chain"], "n_records": before["chain"]["n_records"] + 1}
     assert {**after, "chain": None} == {**before, "chain": None}
     assert after["review_decisions_not_in_queue"]["n"] == 0 and after["verdict_records_not_committed_in_queue"]["n"] == 0
-    assert after["domains"]["geo"]["review_routed"] == {"reviewed": 7, "hallucinated": 4, "correct": 3}
+    assert _routed_counts(after["domains"]["geo"]) == {"reviewed": 7, "hallucinated": 4, "correct": 3}
     # archived items are decided, not pending: the backlog is the same too (decided, all of them, one pending)
     assert after["review_backlog"]["overall"]["decided"]["total"] == n_decided
     assert after["review_backlog"]["overall"]["pending"]["total"] == 1
