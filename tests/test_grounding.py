@@ -568,6 +568,50 @@ def test_a_claim_is_compared_with_the_passage_sentence_stating_its_subject_and_p
         assert core and overlap[found[0][1]] == max(overlap.values()) > 1, (core, found)
 
 
+# a review of the cap reading (a54f2e7): right answers held because a "more than" qualifying another quantity of the
+# passage's sentence was read as a negation against the answer's "within" or "maximum" (cp09-cp17), and variants
+_CAP_RESTATEMENTS = [
+    ("Returns are accepted within 30 days.", "Returns are accepted within 30 days for purchases of more than $50."),
+    ("Claims must be filed within 90 days.",
+     "Claims must be filed within 90 days; claims filed more than 90 days after service are denied."),
+    ("Patients with a fever should be seen within 24 hours.",
+     "Patients with a fever of more than 38 C should be seen within 24 hours."),
+    ("The maximum contribution is $7,000 per year.",
+     "Contributions of more than $7,000 per year are subject to a 6% excise tax."),
+    ("Refunds are issued within 10 business days.",
+     "Refunds are issued within 10 business days for orders of more than $20."),
+    ("The maximum weight for checked bags is 23 kg.", "Checked bags weighing more than 23 kg incur an overweight fee."),
+    ("Claims are paid within 30 days.",
+     "Claims are paid within 30 days, and claims of more than $5,000 require a second review."),
+    ("Orders ship within 2 days.", "Orders ship within 2 days, and orders of more than 20 items ship in two parcels."),
+    ("Claims are paid within 30 days.", "Claims are paid within 30 days; amounts exceeding $5,000 are paid in two parts."),
+    # a noun's bound in a claim negated besides, with the cap's figure, is the cap; a bound of the predicate is one
+    ("Withdrawals are limited to $500 per day.", "Withdrawals of more than $500 per day are not permitted."),
+    ("Overtime is capped at 10 hours per week.", "Employees may not work more than 10 hours of overtime per week."),
+]
+_CAP_REVERSALS = [
+    ("Employees may work more than 10 hours of overtime per week.", "Overtime is capped at 10 hours per week."),
+    ("Withdrawals can exceed $500 per day.", "Withdrawals are limited to $500 per day."),
+    ("Returns are accepted for more than 30 days.", "Returns are accepted within 30 days."),
+    # another quantity's "more than" no longer evens the answer's "not"
+    ("Returns are not accepted within 30 days for purchases of more than $50.", "Returns are accepted within 30 days."),
+]
+
+
+@pytest.mark.parametrize(("answer", "passage", "reversed_"),
+                         [(a, p, False) for a, p in _CAP_RESTATEMENTS] + [(a, p, True) for a, p in _CAP_REVERSALS])
+def test_exceed_is_a_negation_against_a_cap_only_where_it_bounds_the_claim_s_predicate(answer, passage, reversed_):
+    """Against a sentence wording a cap ("within 30 days", "maximum"), "exceed" and "more than" count as a negation
+    where they bound the claim's predicate ("may not work more than", "can exceed"), or a noun of a claim negated besides
+    with the cap's figure ("Withdrawals of more than $500 per day are not permitted."); a "more than" qualifying another
+    quantity ("for purchases of more than $50", "bags weighing more than 23 kg incur a fee") is none (a review: read as
+    one, these right answers were held)."""
+    from hguard.signals.grounding import reversed_claims
+
+    found = reversed_claims(answer, passage)
+    assert bool(found) is reversed_, found
+
+
 def test_a_claim_s_subject_and_predicate_are_read_up_to_its_qualifiers():
     from hguard.signals._grounding_lexical import _core
 

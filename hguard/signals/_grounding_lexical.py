@@ -440,11 +440,17 @@ _PROHIBITION = re.compile(r"\b(?:prohibit(?:s|ed|ing|ion)?|forb[ia]d\w*|ban(?:s|
 _AVOID = re.compile(r"\bavoid\w*", re.IGNORECASE)  # no negation itself ("to avoid late fees, pay ..."), a prohibition's word
 #: a cap worded as one ("capped at", "limited to", "maximum", "max", "at most", "within") or as a bound not to exceed
 #: ("shall not exceed", "in no event shall ... exceed", "should not take more than"): against a sentence wording a cap,
-#: and none "exceed" or "more than", "exceed" and "more than" are one negation each ("not capped"), so that "shall not
-#: exceed X" restates "is capped at X" and "may exceed X" or "is not capped" reverses it (a review: "capped at" was held
-#: against "shall not exceed", "is not capped" passed); `_CAP_STEMS` pairs the two words' stems
+#: and none "exceed" or "more than", "exceed" and "more than" are one negation each ("not capped") where they bound the
+#: claim's predicate, not another quantity (`_bounds_the_cap`), so that "shall not exceed X" restates "is capped at X"
+#: and "may exceed X" or "is not capped" reverses it (a review: "capped at" was held against "shall not exceed", "is not
+#: capped" passed); `_CAP_STEMS` pairs the two words' stems
 _CAP = re.compile(r"\b(?:cap(?:s|ped|ping)?|limited\s+to|max(?:imum)?|at\s+most|within)\b", re.IGNORECASE)
 _EXCEED = re.compile(r"\bexceed(?:s|ed|ing)?\b|\bmore\s+than\b", re.IGNORECASE)
+#: a figure a few words after a cap or a bound ("within 30 days", "The maximum weight for checked bags is 23 kg",
+#: "more than $50"): its digits, without thousands separators
+_FIGURE_AFTER = re.compile(r"(?:\W*[^\W\d]+){0,6}?\W*?(\d[\d,]*(?:\.\d+)?)")
+#: the clause marks that end a bound's clause (`_bounds_predicate`)
+_CLAUSE_MARK = re.compile(r"[,;:()\[\]\u2013\u2014]")
 #: the stems of "cap", "caps", "capped" read as "exceed"'s where sentences are paired (`reversed_claims`)
 _CAP_STEMS = dict.fromkeys(("cap", "capp"), _stem("exceed"))
 #: a qualifier: "except", "unless" or "without" and the words after it up to a comma, a semicolon, a bracket or the
@@ -453,6 +459,39 @@ _QUALIFIER = re.compile(r"\b(?:except|unless|without)\b[^,;:()\[\]]*", re.IGNORE
 #: a condition stated without a negation ("only if the landlord agrees", "needs the landlord's permission", "requires
 #: consent"; not "even if"): a sentence stating one restates the other's qualifier in its own words
 _CONDITION = re.compile(r"\b(?:only|(?<!even\s)if|needs?|needed|requir\w*)\b", re.IGNORECASE)
+
+
+def _figure_after(text: str, words: int) -> str | None:
+    """The figure at most ``words`` words after the start of ``text`` (`_FIGURE_AFTER`), or None."""
+    m = _FIGURE_AFTER.match(text)
+    if m is None or len(_english_words(text[: m.start(1)])) > words:
+        return None
+    return m.group(1).replace(",", "")
+
+
+def _bounds_predicate(text: str, bound: re.Match[str]) -> bool:
+    """Whether ``bound`` (an "exceed" or "more than" of ``text``) bounds its clause's predicate ("shall not exceed",
+    "can exceed", "may not work more than", "will late fees exceed"), not a noun ("purchases of more than $50", "bags
+    weighing more than 23 kg", "amounts exceeding", "claims that exceed", "Patients with a fever of more than 38 C
+    should ...": a "more than" before its clause's first auxiliary is its subject's)."""
+    words = _english_words(_CLAUSE_MARK.split(text[: bound.start()])[-1])
+    if bound.group(0).lower() == "exceeding" or (words and (words[-1] in ("of", "that", "which", "who")
+                                                            or words[-1].endswith("ing"))):
+        return False
+    return bound.group(0).lower().startswith("exceed") or not _AUXILIARIES.isdisjoint(words)
+
+
+def _bounds_the_cap(text: str, bound: re.Match[str], caps: set[str], negated_besides: bool) -> bool:
+    """Whether ``bound`` (an "exceed" or "more than" of ``text``) bounds the quantity the other sentence caps (whose
+    figures after a cap word are ``caps``), so that it reads as a negation (`_negated`): it bounds its clause's
+    predicate (`_bounds_predicate`), or a noun of a claim ``text`` negates besides with the cap's figure where both
+    have one ("Refunds of more than $200 are not allowed." caps refunds at $200). A "more than" qualifying another
+    quantity was read as one ("Returns are accepted within 30 days for purchases of more than $50." held "Returns are
+    accepted within 30 days.", a review)."""
+    if _bounds_predicate(text, bound):
+        return True
+    figure = _figure_after(text[bound.end():], 3)
+    return negated_besides and (not caps or figure is None or figure in caps)
 
 
 def _stems(text: str) -> set[str]:
@@ -498,7 +537,7 @@ def _negated(sentence: str, other: str | None = None) -> bool:
     (a review: one-sided, these passed). "nor" or "neither" after a negation continues it, a covenant's name ("the
     non-compete") or a prohibition ("is prohibited from", "shall refrain from", "is banned") is one where ``other``
     words it otherwise (`_COVENANT`, `_PROHIBITION`), and "exceed" is one where ``other`` words a cap ("capped at",
-    "maximum", "within": `_CAP`)."""
+    "maximum", "within": `_CAP`) and it bounds the claim's predicate, not a noun's quantity (`_bounds_the_cap`)."""
     text = _NO_NEGATION.sub(" ", _NOT.sub(" not", _QUOTED.sub(" ", sentence)))
     if written_in(words_of(text)) not in ("english", None):
         return not OTHER_NEGATIONS.isdisjoint(_english_words(text))
@@ -514,7 +553,9 @@ def _negated(sentence: str, other: str | None = None) -> bool:
         if not (_PROHIBITION.search(plain) or _AVOID.search(plain)):
             text = _PROHIBITION.sub(" not ", text)
         if _CAP.search(plain) and not _EXCEED.search(plain):
-            text = _EXCEED.sub(" not ", text)
+            caps = {f for m in _CAP.finditer(plain) if (f := _figure_after(plain[m.end():], 6)) is not None}
+            besides = _count(_english_words(text)) > 0
+            text = _EXCEED.sub(lambda m: " not " if _bounds_the_cap(text, m, caps, besides) else m.group(0), text)
     return _count(_english_words(text)) % 2 == 1
 
 
