@@ -630,6 +630,44 @@ def test_a_claim_s_subject_and_predicate_are_read_up_to_its_qualifiers():
     assert _core("Don't exceed 4,000 mg of acetaminophen in 24 hours, or 2,000 mg a day if you have liver disease.") == {
         "exce", "4000", "mg", "acetaminophen"}
     assert _core("") == set() and _core("Yes.") == set() and _core(", ;") == set()
+    # with its object: read on past a preposition after a bare verb once ("carry over ..."), not past a bound
+    assert _core("Employees may carry over unused vacation days to the next year.") == {"employe", "carry"}
+    assert _core("Employees may carry over unused vacation days to the next year.", with_object=True) == {
+        "employe", "carry", "unus", "vacation", "day", "next", "year"}
+    assert _core("Travel expenses over $500 can be claimed without approval.", with_object=True) == {
+        "travel", "expens", "500", "claim"}
+    assert _core("No, CT is not always necessary in children.", with_object=True) == {"ct", "alway", "necessary"}
+
+
+_VACATION = ("Unused vacation days are carried over to the next year for full-time staff. Employees may not carry over "
+             "sick leave.")
+_PARKING = "Overnight parking in the visitor bays is allowed. Residents may not park in the fire lane."
+_GRANTS = ("A remote work allowance can be requested once a year. Staff may not apply for a home office grant before "
+           "probation ends.")
+
+
+@pytest.mark.parametrize(("answer", "passage", "paired"), [
+    # a review's (ml04): paired with the sick-leave sentence by subject and verb, the right answer was held
+    ("Employees may carry over unused vacation days to the next year.", _VACATION, None),
+    ("Employees may carry over sick leave.", _VACATION, "Employees may not carry over sick leave."),
+    ("Employees may not carry over unused vacation days to the next year.", _VACATION,
+     "Unused vacation days are carried over to the next year for full-time staff."),
+    ("Residents may park in the visitor bays overnight.", _PARKING, None),
+    ("Residents may not park in the visitor bays overnight.", _PARKING, "Overnight parking in the visitor bays is allowed."),
+    ("Residents may park in the fire lane.", _PARKING, "Residents may not park in the fire lane."),
+    ("Staff may apply for a remote work allowance once a year.", _GRANTS, None),
+    ("Staff may apply for a home office grant before probation ends.", _GRANTS,
+     "Staff may not apply for a home office grant before probation ends."),
+])
+def test_a_claim_is_paired_by_its_object_too(answer, passage, paired):
+    """A claim is compared with the passage sentence sharing the most of its subject, predicate and the predicate's
+    object ("carry over unused vacation days"), then of its subject and predicate: paired by subject and verb alone,
+    "Employees may carry over unused vacation days to the next year." was compared with "Employees may not carry over
+    sick leave." (two shared words) rather than the sentence it restates (six) and held (a review)."""
+    from hguard.signals.grounding import reversed_claims
+
+    found = reversed_claims(answer, passage)
+    assert found == ([(answer, paired)] if paired else []), found
 
 
 # a review of the legal fix (751add0) on new cases: wrong answers held before it and passed after it (the qualifier

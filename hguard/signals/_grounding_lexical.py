@@ -583,8 +583,13 @@ _CORE_END = frozenset("in on at for with without from by within after before dur
                       "about against unless except if when whenever because since while until till per via including "
                       "regardless and or but than".split())
 
+#: the prepositions after which a bare verb's object follows ("carry over unused vacation days", "apply for a refund",
+#: "opt in to marketing"): the predicate reads on past one (`_core`); a bound, a condition or a conjunction ("within",
+#: "without", "if", "and") ends it
+_OBJECT_OPENERS = frozenset("over in on at for with from by through about".split())
 
-def _core(claim: str) -> set[str]:
+
+def _core(claim: str, *, with_object: bool = False) -> set[str]:
     """The stems of an English claim's subject and predicate (its core), read in its first clause (up to a comma,
     semicolon, colon, bracket or dash) with a content word that opens with no preposition or conjunction (not a reply,
     "Yes,", nor a fronted qualifier, "In children with a normal physical examination, ..."): the content words before its first auxiliary (a contraction, "don't",
@@ -592,8 +597,9 @@ def _core(claim: str) -> set[str]:
     always necessary in children with a normal physical examination."); without an auxiliary, the content words up to
     the first of these ("company shares personal information" of "The company shares your personal information with
     third-party advertisers."). A later clause's auxiliary made its words the core of a sentence of several claims ("Gift
-    cards range from $10 to $500, never expire, and you can use up to 5 per order." read as "use 5"). Empty where it
-    finds none."""
+    cards range from $10 to $500, never expire, and you can use up to 5 per order." read as "use 5"). ``with_object``:
+    after an auxiliary, a predicate of one content word (a bare verb) reads on past one preposition of
+    `_OBJECT_OPENERS` to its object ("carry over unused vacation days to the next year"). Empty where it finds none."""
     clauses: list[list[str]] = [[]]
     for w in re.findall(r"\d+(?:[.,]\d+)*|[^\W_]+(?:['\u2019-][^\W_]+)*|[,;:()\u2013\u2014]",  # "4,000": one word
                         _QUOTED.sub(" ", claim).lower()):
@@ -605,10 +611,13 @@ def _core(claim: str) -> set[str]:
     aux = next((i for i, w in enumerate(words) if w in _AUXILIARIES or w.endswith(("n't", "n\u2019t"))), None)
     head = words[:aux] if aux is not None else []
     said: list[str] = []
+    through = False  # read on past a preposition after a bare verb, once: its object
     for w in words[0 if aux is None else aux + 1:]:
         if w in _CORE_END:
-            if said:
+            if said and (through or not with_object or aux is None or w not in _OBJECT_OPENERS
+                         or len(_stems(" ".join(said))) != 1):
                 break
+            through = bool(said)
             continue
         if w not in _AUXILIARIES and w not in NEGATIONS:
             said.append(w)
@@ -622,8 +631,9 @@ def _pair_stems(text: str) -> set[str]:
 
 def reversed_claims(answer: str, context: Any) -> list[tuple[str, str]]:
     """The sentences of ``answer`` that say the opposite of the passage sentence they restate, each with it: the
-    passage sentence sharing the most of its subject and predicate's content words (`_core`; an English claim's), and
-    of those the most content words (at least `MIN_SHARED`), of which exactly one is negated
+    passage sentence sharing the most of its subject, predicate and the predicate's object (`_core`; an English
+    claim's), then of its subject and predicate, and of those the most content words (at least `MIN_SHARED`), of which
+    exactly one is negated
     (an odd number of "not", "never", "cannot", "without", "no", "unless", ...; "no later than" and "not only" are no
     negation). Grounding reads the words two texts share, and the words that reverse a claim are the ones it leaves
     out: "The company shares your personal information with third-party advertisers." from "We do not share your
@@ -635,7 +645,10 @@ def reversed_claims(answer: str, context: Any) -> list[tuple[str, str]]:
     Paired by the
     content words alone, "No, CT is not always necessary in children with a normal physical examination." was held
     against a passage's sentence on the physical examination (five shared words, none negated) and not compared with
-    its "CT is not always necessary." (three): a claim is compared with a sentence stating its subject and predicate.
+    its "CT is not always necessary." (three): a claim is compared with a sentence stating its subject and predicate;
+    paired by those alone, "Employees may carry over unused vacation days to the next year." was compared with
+    "Employees may not carry over sick leave." rather than the vacation sentence it restates (a review): the object
+    counts first.
     A paired sentence is not required to share any of them (that lost reversals whose predicate the passage words
     otherwise: "Smoking is allowed" of "Smoking is prohibited", "The non-compete does not apply" of "... shall not
     compete ..."). Linear in the
@@ -656,8 +669,10 @@ def reversed_claims(answer: str, context: Any) -> list[tuple[str, str]]:
                 shared[i] = shared.get(i, 0) + 1
         if not shared:
             continue
-        core = _core(claim) if written_in(words_of(claim)) in ("english", None) else set()
-        best = min(shared, key=lambda i: (-len(core & stems_of[i]), -shared[i], i))
+        english = written_in(words_of(claim)) in ("english", None)
+        core = _core(claim) if english else set()
+        whole = _core(claim, with_object=True) if english else set()
+        best = min(shared, key=lambda i: (-len(whole & stems_of[i]), -len(core & stems_of[i]), -shared[i], i))
         if (shared[best] >= min(MIN_SHARED, max(2, len(claim_stems)))
                 and _negated(claim, passage[best]) != _negated(passage[best], claim)
                 and not (len(sides := _bounds(claim)) == 1 and _bounds(passage[best]) == {"below", "beyond"} - sides)):
