@@ -288,16 +288,16 @@ def _existing(path: Any) -> Path:
     return p
 
 
-def folder_as_log(p: Path) -> InputError:
-    """A folder named as an audit log (``[audit] path``, a command's LOG), refused saying it is a folder and to name a
-    file in it (its .jsonl files, if any: a folder was read as "no audit log")."""
+def folder_as_log(p: Path, named_as: str = "the policy's [audit] path or the command's log") -> InputError:
+    """A folder named as an audit log (``[audit] path``, a command's LOG, :class:`~hguard.audit.AuditLog`'s path),
+    refused saying it is a folder and to name a file in it (its .jsonl files, if any: a folder was read as "no audit
+    log"); ``named_as``: where the file is to be named."""
     try:
         logs = sorted(q.name for q in p.glob("*.jsonl") if q.is_file())
     except OSError:  # a folder it may not list
         logs = []
     eg = ", ".join(str(p / name) for name in logs[:3]) if logs else str(p / "audit.jsonl")
-    return InputError(f"audit log path {p} is a folder, not a log file; name the log file in it (e.g. {eg}) "
-                      "as the policy's [audit] path or the command's log")
+    return InputError(f"audit log path {p} is a folder, not a log file; name the log file in it (e.g. {eg}) as {named_as}")
 
 
 def _repair_advice(path: Path, anchor: Any = None, keyed: bool = False) -> str:

@@ -64,6 +64,7 @@ from ._audit_files import (
     _open_for_append,
     _pread_exact,
     _save_aside,
+    folder_as_log,
     write_synced,
 )
 from ._audit_records import (
@@ -192,10 +193,10 @@ class AuditLog:
                 f"an audit log path must be a str or os.PathLike, got {type(path).__name__}: {path!r:.80}"
             )
         self.path = Path(path)
-        if str(path) == "" or self.path.is_dir():
-            raise InputError(
-                f"audit log path {str(path)!r} is a directory or empty; pass a file path such as audit.jsonl"
-            )
+        if str(path) == "":
+            raise InputError("audit log path is empty (''); pass a file path such as audit.jsonl")
+        if self.path.is_dir():  # the one line `hguard audit` and the monitor say of a folder
+            raise folder_as_log(self.path, "the policy's [audit] path or AuditLog's path")
         if self.path.exists() and not self.path.is_file():  # a FIFO hung the writer, /dev/null failed "Invalid argument"
             raise InputError(
                 f"audit log path {str(path)!r} is not a regular file (a device, a pipe or a socket); pass a file path "

@@ -3086,3 +3086,26 @@ def test_a_question_that_is_not_text_is_refused_naming_the_value(guard, question
         with pytest.raises(InputError) as err:
             call()
         assert f"question must be a string, got {type(question).__name__} {question!r:.60}; pass text" in str(err.value)
+
+
+def test_a_guard_whose_audit_path_is_a_folder_says_so_in_the_commands_words(tmp_path):
+    """A bad-input trial: a policy's `[audit] path = "logs"` (the folder the log goes in) was refused by the Python API
+    as "is a directory or empty" (the commands say it is a folder). Guard.from_policy and AuditLog say the same line:
+    the path, that it is a folder, and a file in it to name."""
+    from hguard.testing import tiny_model
+
+    (tmp_path / "logs").mkdir()
+    policy = Policy.model_validate({"version": 1, "audit": {"path": str(tmp_path / "logs")},
+                                    "review": {"queue": str(tmp_path / "queue.sqlite3")}, "domains": {"alpha": {}}})
+    said = (f"audit log path {tmp_path / 'logs'} is a folder, not a log file; name the log file in it (e.g. "
+            f"{tmp_path / 'logs' / 'audit.jsonl'}) as the policy's [audit] path or AuditLog's path")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # not calibrated, no embedder: said, and not what is tried here
+        with pytest.raises(InputError) as info:
+            Guard.from_policy(policy, lm=tiny_model("llama", seed=3))
+    assert str(info.value) == said
+    with pytest.raises(InputError) as info:
+        AuditLog(tmp_path / "logs")
+    assert str(info.value) == said
+    with pytest.raises(InputError, match=r"audit log path is empty \(''\); pass a file path such as audit.jsonl"):
+        AuditLog("")
