@@ -19,6 +19,8 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -652,23 +654,66 @@ def load_model(source: str | os.PathLike = "default", *, use_cache: bool = True,
             f"(in it: {', '.join(sorted(p.name for p in Path(text.split('/')[0]).iterdir() if p.is_dir())[:8]) or 'no folders'}); "
             "check the path (a hub id owner/name is fetched only when no local folder of the owner's name exists)"
         )
-    pin = {"revision": revision} if at else {}  # a branch, tag or commit: loads, and names, that revision's files
-    try:
-        t0 = time.perf_counter()
-        model = _from_pretrained(repo_id, f"model {text!r}", dtype=dtype, **pin)
-        tokenizer = AutoTokenizer.from_pretrained(repo_id, **pin)
-    except OSError as exc:
-        raise ModelNotFoundError(  # transformers' message runs over several lines: one line of it
-            f"could not load {text!r} from the Hugging Face hub ({one_line(str(exc), 300)}); without hub access, "
-            f"download it elsewhere and pass the local folder, or use \"default\""
-        ) from exc
+    pin: dict[str, Any] = {"revision": revision} if at else {}  # a branch, tag or commit: loads, and names, its files
+    t0 = time.perf_counter()
+    with _hub_quiet():  # huggingface_hub's retry lines ("Retrying in 2s [Retry 1/5]") before our one line
+        unreachable = _hub_unreachable()
+        if unreachable is not None:  # the local cache alone, not half a minute of retries before it is read
+            pin["local_files_only"] = True
+        try:
+            model = _from_pretrained(repo_id, f"model {text!r}", dtype=dtype, **pin)
+            tokenizer = AutoTokenizer.from_pretrained(repo_id, **pin)
+        except OSError as exc:
+            if unreachable is not None:
+                raise ModelNotFoundError(
+                    f"could not load {text!r}: it is not in the local Hugging Face cache, and the hub cannot be asked "
+                    f"for it ({unreachable}); download it where the hub can be reached and pass the local folder, or "
+                    "use \"default\"") from None
+            raise ModelNotFoundError(  # transformers' message runs over several lines: one line of it
+                f"could not load {text!r} from the Hugging Face hub ({one_line(str(exc), 300)}); without hub access, "
+                f"download it elsewhere and pass the local folder, or use \"default\""
+            ) from exc
+        fingerprint = (_hub_fingerprint(repo_id, model, revision or None)
+                       + _adapter_base(repo_id, _adapter_suffix(model, None), revision or None)
+                       + _dtype_suffix(model.dtype))
     return _finish(
         model, tokenizer, name=text, source=f"hub:{text}",  # with its revision: model_argument loads the same again
-        loaded_fingerprint=(_hub_fingerprint(repo_id, model, revision or None)
-                            + _adapter_base(repo_id, _adapter_suffix(model, None), revision or None)
-                            + _dtype_suffix(model.dtype)),
-        load_info={"seconds": time.perf_counter() - t0},
+        loaded_fingerprint=fingerprint, load_info={"seconds": time.perf_counter() - t0},
     )
+
+
+@contextmanager
+def _hub_quiet() -> Iterator[None]:
+    """The Hugging Face libraries' warnings held back during one load by hub id (huggingface_hub logs each failed
+    request and retry: a dozen lines before the one line that says the load failed); their loggers' levels are put
+    back after, so the caller's logging is as it was."""
+    import logging
+
+    loggers = [logging.getLogger(name) for name in ("huggingface_hub", "transformers")]
+    levels = [logger.level for logger in loggers]
+    try:
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def _hub_unreachable() -> str | None:
+    """Why the Hugging Face hub will not answer a load (offline mode set; its endpoint not answering one request
+    within the hub's own metadata timeout), in a few words; None when it answered. Where it will not, a load by hub
+    id reads the local cache alone: transformers would try the hub six times, 1 to 8 s apart, before reading it."""
+    from huggingface_hub import constants, is_offline_mode
+    from huggingface_hub.utils import get_session
+
+    if is_offline_mode():
+        return "HF_HUB_OFFLINE is set"
+    try:
+        get_session().head(constants.ENDPOINT, timeout=constants.HF_HUB_ETAG_TIMEOUT)
+    except Exception as exc:  # any transport error (no name resolution, refused, timed out, proxy)
+        return f"{constants.ENDPOINT} cannot be reached: {one_line(str(exc), 120)}"
+    return None
 
 
 def hub_revision_problem(text: str) -> str | None:

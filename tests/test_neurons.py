@@ -580,6 +580,57 @@ def test_load_model_resolves_a_hub_id_through_the_hugging_face_cache(tmp_path):
     assert got["missing"] and "hguard-test/absent" in got["missing"] and "local folder" in got["missing"]
 
 
+def test_a_hub_that_cannot_be_reached_is_said_in_one_line_at_once_and_the_cache_still_serves(tmp_path):
+    """A bad-input trial: a hub id loaded where the hub cannot be reached (HF_HUB_OFFLINE unset) printed a dozen
+    "thrown while requesting HEAD ... Retrying in 8s [Retry 4/5]" lines over 25 s before the one-line error. The load
+    asks the hub once: where it does not answer (or HF_HUB_OFFLINE is set) it reads the cache alone, and an id not in it
+    is one line saying so, with the fix; the Hugging Face loggers' levels are as they were after."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--hguard-test--tiny-qwen2"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    lm = tiny_model("qwen2")
+    lm.model.save_pretrained(repo / "snapshots" / commit)
+    lm.tokenizer.save_pretrained(repo / "snapshots" / commit)
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env.update(HF_HUB_CACHE=str(tmp_path / "hub"), HF_ENDPOINT="http://127.0.0.1:9")  # refused: a hub not reachable
+    code = (
+        "import json, logging; from hguard.models import load_model; from hguard.errors import ModelNotFoundError\n"
+        "import transformers  # noqa: F401  (it sets the hub's logger level when imported)\n"
+        "logging.getLogger('huggingface_hub').setLevel(logging.INFO)\n"
+        "lm = load_model('hguard-test/tiny-qwen2')\n"
+        "try:\n    load_model('hguard-test/absent'); missing = None\n"
+        "except ModelNotFoundError as e:\n    missing = str(e)\n"
+        "print(json.dumps({'fingerprint': lm.fingerprint, 'missing': missing,\n"
+        "                  'levels': [logging.getLogger(n).level for n in ('huggingface_hub', 'transformers')]}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "Retry" not in out.stderr and "thrown while requesting" not in out.stderr, out.stderr[-2000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["fingerprint"] == f"hub:hguard-test/tiny-qwen2@{commit}"  # the cache serves, the hub not answering
+    assert got["missing"] == (
+        "could not load 'hguard-test/absent': it is not in the local Hugging Face cache, and the hub cannot be asked for "
+        f"it (http://127.0.0.1:9 cannot be reached: {got['missing'].split('cannot be reached: ')[1].split(')')[0]}); "
+        "download it where the hub can be reached and pass the local folder, or use \"default\"")
+    assert got["levels"] == [20, 30]  # INFO as the caller set it, transformers' WARNING: put back after both loads
+
+    for offline, why in (({}, "http://127.0.0.1:9 cannot be reached"), ({"HF_HUB_OFFLINE": "1"}, "HF_HUB_OFFLINE is set")):
+        t0 = time.perf_counter()
+        cli = subprocess.run([sys.executable, "-m", "hguard", "ask", "What is 2+2?", "--model", "madeup-owner/no-model"],
+                             env={**env, **offline}, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        assert cli.returncode == 2, cli.stderr[-2000:]
+        assert cli.stderr.count("\n") == 1 and cli.stderr.startswith(
+            "hguard ask: error: could not load 'madeup-owner/no-model': it is not in the local Hugging Face cache, and the "
+            f"hub cannot be asked for it ({why}"), cli.stderr[-2000:]
+        assert time.perf_counter() - t0 < 60  # no half minute of retries (six tries, 1 to 8 s apart)
+
+
 def test_a_hub_id_at_a_revision_loads_and_names_that_revision(tmp_path):
     """``owner/name@<tag or commit>`` (the policy's ``model``, the CLI's ``--model``) loads that revision's files, not
     main's, and names it in the fingerprint and in what loads the model again (a fix hint, a Ray worker's load): a team
@@ -653,6 +704,7 @@ def test_a_hub_load_that_fails_is_said_in_one_line(monkeypatch):
         raise OSError("We couldn't connect to 'https://huggingface.co' to load the files.\nCheck your connection.")
 
     monkeypatch.setattr(models, "_from_pretrained", unreachable)
+    monkeypatch.setattr(models, "_hub_unreachable", lambda: None)  # the hub answered; the load failed after
     with pytest.raises(ModelNotFoundError) as err:
         models.load_model("owner/name@rev")
     said = str(err.value)
@@ -1322,8 +1374,8 @@ def test_load_model_of_a_hub_adapter_repo_resolves_the_adapters_revision_or_says
     (lora / "adapter_model.safetensors").write_bytes(b"x")
     real = models._from_pretrained
 
-    def applied(src, what, dtype=None):  # what transformers + peft return for the adapter repo: the base, adapter applied
-        model = real("acme/base", what, dtype=dtype)
+    def applied(src, what, dtype=None, **kw):  # what transformers + peft return for the adapter repo: the base, adapter applied
+        model = real("acme/base", what, dtype=dtype, **kw)
         model._hf_peft_config_loaded = True
         return model
 
