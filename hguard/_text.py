@@ -255,10 +255,12 @@ def shown_plainly(text: str) -> str:
 
 
 def shown_lines(text: str) -> list[str]:
-    """Multi-line ``text`` for a terminal, as lines: its line breaks ("\\n", "\\r\\n") kept, every other
-    :func:`hidden_character` escaped as :func:`shown_plainly` does (an answer holding "ESC[2K\\r[route=accept]"
-    erased its line and drew a forged one in ``hguard ask``; a lone carriage return is escaped, not a line break)."""
-    return [shown_plainly(line) for line in text.replace("\r\n", "\n").split("\n")]
+    """Multi-line ``text`` for a terminal, as lines: its line breaks ("\\n", "\\r\\n") and tabs kept (text, which
+    a terminal shows as such: a tab was shown as "\\t"), every other :func:`hidden_character` escaped as
+    :func:`shown_plainly` does (an answer holding "ESC[2K\\r[route=accept]" erased its line and drew a forged one in
+    ``hguard ask``; a lone carriage return is escaped, not a line break)."""
+    return ["\t".join(shown_plainly(part) for part in line.split("\t"))
+            for line in text.replace("\r\n", "\n").split("\n")]
 
 
 # Where a sentence ends: a run of Unicode's sentence terminators ("." "!" "?", the full-width and ideographic ones,

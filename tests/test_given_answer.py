@@ -454,3 +454,20 @@ def test_ask_prints_a_given_answer_escaped_as_review_list_does(tiny_calibrated, 
     assert lines[:4] == ["[needs review] a\\x1b", "b\\x00", "c", lines[3]] and lines[3].startswith("[route=review ")
     assert main([*q, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["answer"] == answer.read_text(encoding="utf-8").strip()
+
+
+def test_ask_shows_a_tab_in_an_answer_as_a_tab_and_escapes_other_control_characters(tiny_calibrated, tmp_path,
+                                                                                    monkeypatch, capsys):
+    """A bad-input trial: `hguard ask` showed a tab in the answer as "\\t" (a table's columns, code's indentation):
+    a tab is text, as a line break is, and is shown as one; ESC and the other control characters stay escaped."""
+    from hguard.cli import main
+    from hguard.testing import tiny_guard
+
+    guard = tiny_guard(tiny_calibrated[1], tmp_path / "runs", "accept")
+    monkeypatch.setattr(Guard, "from_policy", classmethod(lambda cls, *a, **k: guard))
+    answer = tmp_path / "answer.txt"
+    answer.write_text("a\tb\x1b\nc", encoding="utf-8")  # within the tiny guard's 4 tokens
+    assert main(["ask", "what is the capital of france ?", "--answer", str(answer)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:2] == ["[needs review] a\tb\\x1b", "c"], lines
+    assert "\\t" not in "\n".join(lines[:2]) and "\x1b" not in "\n".join(lines)
