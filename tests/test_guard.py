@@ -3109,3 +3109,34 @@ def test_a_guard_whose_audit_path_is_a_folder_says_so_in_the_commands_words(tmp_
     assert str(info.value) == said
     with pytest.raises(InputError, match=r"audit log path is empty \(''\); pass a file path such as audit.jsonl"):
         AuditLog("")
+
+
+@pytest.mark.parametrize("kw, said", [
+    ({"probes": ["alpha"]}, "probes takes calibrated domains by name (a dict of name -> CalibratedDomain or "
+                            "(probe, metadata)), got list ['alpha']"),
+    ({"probes": {"alpha": 5}}, "probes['alpha'] takes a CalibratedDomain or a (probe, metadata) pair, got int 5; "
+                               "load one with CalibratedDomain.load(...)"),
+    ({"audit": 5}, "audit takes an AuditLog (hguard.audit.AuditLog(path)) or None, got int 5"),
+    ({"review_queue": 5}, "review_queue takes a ReviewQueue (hguard.review.ReviewQueue(path)) or None, got int 5"),
+])
+def test_pieces_of_the_wrong_kind_are_refused_when_the_guard_is_built_naming_them(tmp_path, kw, said):
+    """Bad-input trials: Guard(lm, policy, probes=[...]) failed with "'list' object has no attribute 'items'",
+    probes={"alpha": 5} with "'int' object is not subscriptable", audit=5 with "'int' object has no attribute 'path'",
+    and review_queue=5 was taken (refused only when an answer was held). Each is one line naming it and what it takes."""
+    from hguard.testing import tiny_model
+
+    policy = Policy.model_validate({"version": 1, "audit": {"path": str(tmp_path / "audit.jsonl")},
+                                    "review": {"queue": str(tmp_path / "queue.sqlite3")}, "domains": {"alpha": {}}})
+    with pytest.raises(InputError) as info:
+        Guard(tiny_model("llama", seed=3), policy, **kw)
+    assert str(info.value) == said
+
+
+def test_a_model_source_that_is_not_text_or_a_path_is_refused_naming_it():
+    """A bad-input trial: Guard.from_policy(..., model=5) (load_model(5)) failed in os.fspath with a bare TypeError."""
+    from hguard.models import load_model
+
+    for bad in (5, None, ["default"]):
+        with pytest.raises(InputError, match=r"^model source must be a str or a path \(\"default\", a model folder, a "
+                                             r"\.gguf file or a hub id owner/name\), got " + type(bad).__name__):
+            load_model(bad)  # type: ignore[arg-type]
