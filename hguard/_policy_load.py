@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import tomllib
 import types
@@ -294,6 +295,10 @@ def load_policy(path: str | Path) -> Policy:
     """
     from hguard._resources import expand_home
 
+    if not isinstance(path, (str, os.PathLike)):  # a dict or bytes failed in pathlib with a bare TypeError
+        how = ("build a Policy from it with hguard.Policy.from_mapping(...)" if isinstance(path, Mapping) else
+               "pass the path of a .toml or .yaml policy file as a str or pathlib.Path")
+        raise PolicyError(f"load_policy takes a policy file's path, got {type(path).__name__} {_short(path)}; {how}")
     if isinstance(path, str) and not path.strip():  # an unset setting read as "": not the current folder
         raise PolicyError(f"policy file path is empty ({path!r}); pass the path of a .toml or .yaml policy file")
     path = expand_home(path, "policy file")

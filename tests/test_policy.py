@@ -1507,3 +1507,15 @@ def test_a_key_or_table_set_twice_is_named(tmp_path, body, words):
     with pytest.raises(PolicyError) as err:
         load_policy(tmp_path / "policy.toml")
     assert words in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("given, fix", [
+    ({"version": 1}, "got dict {'version': 1}; build a Policy from it with hguard.Policy.from_mapping(...)"),
+    (b"policy.toml", "got bytes b'policy.toml'; pass the path of a .toml or .yaml policy file as a str or pathlib.Path"),
+    (None, "got NoneType None; pass the path of a .toml or .yaml policy file as a str or pathlib.Path"),
+])
+def test_load_policy_given_something_other_than_a_path_says_what_it_takes(given, fix):
+    """A bad-input trial: load_policy({...}) and load_policy(b"...") failed inside pathlib with a bare TypeError."""
+    with pytest.raises(PolicyError) as info:
+        load_policy(given)
+    assert str(info.value) == f"load_policy takes a policy file's path, {fix}"
