@@ -81,9 +81,10 @@ from ._audit_records import (
     record_hash,
 )
 from ._audit_verify import VerifyReport, verify
+from ._numerics import finite_number
 from ._privacy import FILE_MODE
 from .errors import (AuditError, AuditIntegrityError, AuditKeyMismatch, AuditKeyRequired, InputError, NothingToArchive,
-                     error_text, warn_aside)
+                     error_text, shown, warn_aside)
 
 __all__ = [
     "CONTINUATION",
@@ -202,7 +203,11 @@ class AuditLog:
                 f"audit log path {str(path)!r} is not a regular file (a device, a pipe or a socket); pass a file path "
                 "such as audit.jsonl")
         self.redact = bool(redact)
-        self.lock_timeout = float(lock_timeout)
+        seconds = finite_number(lock_timeout)  # "x" failed as a bare ValueError; NaN or -1 were taken (no wait at all)
+        if seconds is None or seconds < 0:
+            raise InputError(f"lock_timeout must be a number of seconds, 0 or more, got {shown(lock_timeout, 60)}; "
+                             f"e.g. {DEFAULT_LOCK_TIMEOUT_S:g}")
+        self.lock_timeout = seconds
         self._key = _resolve_key(key)
         if anchor is not None and (not isinstance(anchor, (str, os.PathLike)) or str(anchor) == ""):
             raise InputError(f"anchor must be a file path or None, got {anchor!r:.80}; pass e.g. 'audit.anchor'")

@@ -1625,3 +1625,15 @@ def test_written_record_reads_back_only_a_record_this_object_wrote_and_as_writte
     lines[at] = json.dumps(edited)
     path.write_text("\n".join(lines) + "\n")
     assert log.written_record(first.id) is None
+
+
+@pytest.mark.parametrize("bad", ["x", -1, float("nan"), float("inf") * -1, True, 10 ** 400],
+                         ids=["str", "negative", "nan", "-inf", "bool", "huge"])
+def test_a_lock_timeout_that_is_not_seconds_is_refused_naming_it(tmp_path, bad):
+    """A bad-input trial: AuditLog(path, lock_timeout="x") failed with a bare "could not convert string to float", and
+    -1 or NaN were taken (a write gave up on a busy log at once). One line names the value and what it takes."""
+    with pytest.raises(InputError) as info:
+        AuditLog(tmp_path / "audit.jsonl", lock_timeout=bad)
+    assert str(info.value).startswith("lock_timeout must be a number of seconds, 0 or more, got ")
+    assert str(info.value).endswith("; e.g. 60") and not (tmp_path / "audit.jsonl").exists()
+    assert AuditLog(tmp_path / "audit.jsonl", lock_timeout=0).lock_timeout == 0.0
