@@ -298,7 +298,8 @@ def export_csv(
                 "pass e.g. ['id', 'route', 'signals.mean_entropy']"
             )
     if isinstance(out, (str, os.PathLike)):
-        refuse_own_file(out, {"audit log": p, **(protect or {})}, "export target", replaces=(".csv",))
+        refuse_own_file(out, {"audit log": p, **(protect or {})}, "export target", replaces=(".csv",),
+                        example="audit.csv")
 
     def wanted(rec: Mapping[str, Any]) -> bool:
         return (domain is None or rec.get("domain") == domain) and _in_period(rec, since, until)

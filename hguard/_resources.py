@@ -58,17 +58,18 @@ def probe_folder(value: str | os.PathLike[str]) -> Path:
 
 
 def refuse_own_file(out: str | os.PathLike[str], files: Mapping[str, Path | None], option: str, *,
-                    replaces: Sequence[str] = ()) -> None:
+                    replaces: Sequence[str] = (), example: str = "report.out") -> None:
     """InputError unless ``out`` (the output file of ``option``) is a file hguard may write: not a folder,
     in a folder that exists (a mistyped folder is an error, not a new tree), and none of ``files`` (e.g.
     :meth:`Policy.own_files`), since writing there would destroy the log, the queue or the state. With
     ``replaces`` (file name endings such as ``(".csv",)``), an existing file is replaced only when its name ends
-    so (an earlier output): any other (an audit archive, another policy's log, a calibration file) is refused."""
+    so (an earlier output): any other (an audit archive, another policy's log, a calibration file) is refused.
+    ``example``: a file name of the kind written, suggested in the folder a folder was given for."""
     from .errors import InputError
 
     path = expand_home(out, option)
     if path.is_dir():
-        raise InputError(f"{option} {out} is a folder; pass a file path in it, e.g. {Path(out) / 'report.out'}")
+        raise InputError(f"{option} {out} is a folder; pass a file path in it, e.g. {Path(out) / example}")
     if not path.parent.is_dir():
         raise InputError(f"{option} {out}: the folder {path.parent} does not exist; create it first or fix the path")
     target = path.resolve()

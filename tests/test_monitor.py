@@ -3014,3 +3014,29 @@ def test_a_mistyped_review_queue_path_is_refused_by_review_list_and_show(tmp_pat
     assert review_main(["list", "--policy", str(fresh / "policy.toml")]) == 0
     assert f"its audit log {fresh / 'audit.jsonl'} holds no decision routed to review" in capsys.readouterr().out
     assert not (fresh / "queue.sqlite3").exists()
+
+
+def test_a_folder_given_as_an_output_file_is_answered_with_a_file_of_the_kind_written(tmp_path, capsys):
+    """A bad-input trial: a folder as `hguard monitor --report`, `hguard review export --out` or `hguard audit export
+    --csv` was answered "pass a file path in it, e.g. DIR/report.out" (review export's as `out_path`, its Python
+    name): the file suggested is one of the kind the command writes, and review export names its flag."""
+    import importlib.util
+
+    from hguard.cli import main
+
+    _policy_file(tmp_path, 20)
+    out = tmp_path / "out"
+    out.mkdir()
+    policy = str(tmp_path / "policy.toml")
+    cases = [(["review", "export", "--policy", policy, "--out", str(out)],
+              f"hguard review: error: out_path (--out) {out} is a folder; pass a file path in it, e.g. {out / 'reviewed.jsonl'}"),
+             (["audit", "export", str(tmp_path / "audit.jsonl"), "--csv", str(out)],
+              f"hguard audit: error: export target {out} is a folder; pass a file path in it, e.g. {out / 'audit.csv'}")]
+    if importlib.util.find_spec("matplotlib") is not None:  # without it --report is refused as needing it
+        cases.append((["monitor", "--policy", policy, "--report", str(out), "--dry-run"],
+                      f"hguard monitor: error: --report {out} is a folder; pass a file path in it, e.g. "
+                      f"{out / 'monitor-report.html'}"))
+    for argv, said in cases:
+        assert main(argv) == 2, argv
+        assert capsys.readouterr().err == said + "\n"
+    assert not any(out.iterdir())

@@ -103,7 +103,7 @@ def main(argv: list[str]) -> int:
                              "out (the estimate is printed without the HTML report)")
         refuse_own_file(args.report, {**policy.own_files(), "audit log read": Path(args.audit) if args.audit else None,
                                       "review queue read": Path(args.queue) if args.queue else None}, "--report",
-                        replaces=(".html", ".htm"))  # an earlier report; never an archive, a log, a data file
+                        replaces=(".html", ".htm"), example="monitor-report.html")  # an earlier report; never an archive, a log, a data file
     seed_warning = public_seed_warning(policy)
     if seed_warning:
         print(f"hguard monitor: warning: {seed_warning}", file=sys.stderr)

@@ -150,7 +150,7 @@ def _check_out(queue: ReviewQueue, out: Any) -> Path:
                          f"{default_path(queue.path).name}")
     path = expand_home(out, "out (--out)")
     refuse_own_file(path, {"review queue": queue.path, "audit log": queue.audit.path if queue.audit else None},
-                    "out (--out)")
+                    "out (--out)", example=default_path(queue.path).name)
     own = queue.path.absolute()
     for name in _OWN_FILES:  # sqlite removes its -wal / -shm files, a guard start rewrites .pending.jsonl
         if path.absolute() == own.with_name(own.name + name) or path.resolve() == own.resolve().with_name(own.resolve().name + name):

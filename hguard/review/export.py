@@ -507,7 +507,8 @@ def export_reviewed(
     if not isinstance(out_path, (str, os.PathLike)) or str(out_path) == "":
         raise InputError(f"out_path must be a file path, got {out_path!r}; e.g. calibration/data/reviewed.jsonl")
     out = Path(out_path)
-    refuse_own_file(out, {"review queue": queue.path, "audit log": queue.audit.path if queue.audit else None}, "out_path")
+    refuse_own_file(out, {"review queue": queue.path, "audit log": queue.audit.path if queue.audit else None}, "out_path (--out)",
+                    example="reviewed.jsonl")
     if out.exists() and not _earlier_export(out):  # a calibration file of one's own, replaced by the reviewed rows
         raise InputError(
             f"out_path {out} already exists and is not an earlier review export (not every row is a reviewed answer, "
