@@ -133,6 +133,24 @@ def test_queue_path_that_is_a_directory_raises(tmp_path):
     assert str(tmp_path) in str(info.value)
 
 
+@pytest.mark.parametrize("content", [b"x", b"\n", b"notes: call back on monday\n"])
+def test_a_file_that_is_not_a_queue_is_refused_and_left_as_it_is(tmp_path, content):
+    """A bad-input trial: `hguard monitor --queue notes.txt` (or ReviewQueue("notes.txt")) on a 1-byte file: sqlite
+    took it for a new database and overwrote it with a queue (32 KiB, the byte gone); a longer one failed as "could
+    not open the queue: file is not a database". A non-empty file that is not a SQLite database is refused, untouched."""
+    path = tmp_path / "notes.txt"
+    path.write_bytes(content)
+    with pytest.raises(ReviewQueueError) as info:
+        ReviewQueue(path)
+    assert str(info.value) == (f"review queue path {path} is a file that is not an hguard review queue (not a SQLite "
+                               "database), left as it is; name the queue file (e.g. hguard-review.sqlite3) or a new "
+                               "path where the guard creates it")
+    assert path.read_bytes() == content and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    (tmp_path / "empty.sqlite3").write_bytes(b"")  # an empty file (touched beforehand) is still made a queue
+    ReviewQueue(tmp_path / "empty.sqlite3").enqueue(make_item("a"))
+    assert ReviewQueue(tmp_path / "empty.sqlite3").get("a") is not None
+
+
 def test_enqueue_into_a_file_that_stopped_being_a_database_raises_with_path_and_cause(tmp_path):
     q = ReviewQueue(tmp_path / "q.sqlite3")
     for suffix in ("", "-wal", "-shm"):

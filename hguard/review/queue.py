@@ -434,6 +434,15 @@ class ReviewQueue:
     def _initialise(self) -> None:
         refuse_folder(self.path)
         try:
+            with open(self.path, "rb") as f:
+                head = f.read(16)
+        except OSError:  # none yet (created below), or one it may not read: said below as the open that fails
+            head = b""
+        if head and head != b"SQLite format 3\x00":  # a 1-byte file was taken by sqlite as a new database and overwritten
+            raise ReviewQueueError(f"review queue path {self.path} is a file that is not an hguard review queue (not a "
+                                   "SQLite database), left as it is; name the queue file (e.g. hguard-review.sqlite3) "
+                                   "or a new path where the guard creates it")
+        try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # Created here rather than by sqlite so the mode is ours (sqlite copies it to -wal and -shm).
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), FILE_MODE)
