@@ -101,6 +101,14 @@ def _how(lm: Any, settings: GenerationSettings, name: str, *, rag: bool, bare: b
     return hint if bare else f" ({hint})"
 
 
+def folder_missing(folder: str | Path) -> str:
+    """What is wrong with a probe folder that is not a folder, said after its name: it does not exist, or it is a
+    file (a probe file given for its folder: "does not exist" sent the user looking for a path that is there)."""
+    if Path(folder).is_file():
+        return f"is a file, not a folder (a probe file? its folder is {str(Path(folder).parent)!r})"
+    return "does not exist"
+
+
 def read_probe_folder(folder: Path, signing: Mapping[str, Any], error_modes: dict[str, str] | None = None,
                       ) -> tuple[dict[tuple[str, str], CalibratedDomain], dict[str, str]]:
     """Every calibrated domain in ``folder`` by (name, prompt mode), and why each unreadable file or
@@ -108,7 +116,7 @@ def read_probe_folder(folder: Path, signing: Mapping[str, Any], error_modes: dic
     given) gets the prompt mode of each contested domain's error."""
     errors: dict[str, str] = {}
     if not folder.is_dir():
-        errors["*"] = f"probe folder {str(folder)!r} does not exist; point the policy's probes at the folder `hguard calibrate --out` wrote"
+        errors["*"] = f"probe folder {str(folder)!r} {folder_missing(folder)}; point the policy's probes at the folder `hguard calibrate --out` wrote"
         return {}, errors
     root = folder.resolve()
     claims: dict[tuple[str, str], list[Path]] = {}

@@ -22,7 +22,7 @@ from typing import Any, Mapping, NoReturn, Sequence
 
 import numpy as np
 
-from ._guard_plan import DomainPlan, Route, build_plan, read_probe_folders
+from ._guard_plan import DomainPlan, Route, build_plan, folder_missing, read_probe_folders
 from ._decoding import _check_stop
 from ._policy_thresholds import accepts_uncertified
 from ._audit_records import RUN_KEYS, run_id_of
@@ -251,7 +251,7 @@ class Guard(_Scoring, _Recording):
                 where = f" (probes in {pol.source}, whose relative paths start at its folder)" if pol.source is not None else ""
                 default = (model or pol.model) == "default"
                 raise PolicyError(
-                    f"the probe folder {str(folder)!r}{where} does not exist; point probes at the folder "
+                    f"the probe folder {str(folder)!r}{where} {folder_missing(folder)}; point probes at the folder "
                     "`hguard calibrate --out` wrote" + (", or use probes = \"package:smollm2-135m\" for the reference "
                     "probes" if default else " for this model (the reference probes are the default model's)")
                 )

@@ -152,3 +152,23 @@ def test_a_refused_rag_probe_file_is_said_under_its_domain_once(folder, tmp_path
     assert any(m.startswith("domain 'alpha' is not scored: its probe file was refused (alpha.rag: ") for m in said)
     assert not any("'alpha.rag'" in m for m in said) and "no probe folder" not in " ".join(said)
     assert g.invoke(Q, domain="alpha").route == "review"
+
+
+def test_a_probe_file_given_for_the_probe_folder_is_said_to_be_a_file_naming_its_folder(tmp_path, capsys):
+    """A bad-input trial: `hguard evaluate --probes probes/geo.json` and a policy's `probes = "probes/geo.json"` (a probe
+    file for its folder) were refused as "the probe folder ... does not exist", a path that is there. Each says it is a
+    file and names the folder it is in."""
+    from hguard.cli import main
+
+    (tmp_path / "probes").mkdir()
+    (tmp_path / "probes" / "geo.json").write_text("{}")
+    (tmp_path / "policy.toml").write_text('version = 1\nprobes = "probes/geo.json"\n[audit]\npath = "audit.jsonl"\n'
+                                          '[review]\nqueue = "queue.sqlite3"\n[domains.geo]\n')
+    said = f"is a file, not a folder (a probe file? its folder is {str(tmp_path / 'probes')!r})"
+    assert main(["evaluate", "--probes", str(tmp_path / "probes" / "geo.json")]) == 2
+    assert capsys.readouterr().err == (f"hguard evaluate: error: the probe folder {str(tmp_path / 'probes' / 'geo.json')!r} "
+                                       f"{said}; pass the folder `hguard calibrate --out` wrote\n")
+    assert main(["ask", "q?", "--policy", str(tmp_path / "policy.toml")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"the probe folder {str(tmp_path / 'probes' / 'geo.json')!r} (probes in " in err
+    assert said in err and "does not exist" not in err and not (tmp_path / "audit.jsonl").exists()

@@ -42,7 +42,9 @@ def load_probe_dir(probes_dir: str | os.PathLike, expect: dict | None = None,
 
     d = Path(probes_dir)
     if not d.is_dir():
-        raise ProbeError(f"the probe folder {str(d)!r} does not exist; pass the folder `hguard calibrate --out` wrote")
+        from .._guard_plan import folder_missing
+
+        raise ProbeError(f"the probe folder {str(d)!r} {folder_missing(d)}; pass the folder `hguard calibrate --out` wrote")
     files = sorted(p for p in d.glob("*.json") if p.name not in ("report.json",))
     out: dict[str, CalibratedDomain] = {}
     for p in files:
