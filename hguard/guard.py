@@ -249,7 +249,7 @@ class Guard(_Scoring, _Recording):
             if not Path(folder).is_dir():
                 # a wrong folder would send every answer to review with no word about why: refuse to start
                 where = f" (probes in {pol.source}, whose relative paths start at its folder)" if pol.source is not None else ""
-                default = (model or pol.model) == "default"
+                default = (pol.model if model is None else model) == "default"
                 raise PolicyError(
                     f"the probe folder {str(folder)!r}{where} {folder_missing(folder)}; point probes at the folder "
                     "`hguard calibrate --out` wrote" + (", or use probes = \"package:smollm2-135m\" for the reference "
@@ -257,9 +257,9 @@ class Guard(_Scoring, _Recording):
                 )
         if lm is None:
             try:
-                lm = load_model(model or pol.model)
+                lm = load_model(pol.model if model is None else model)  # model="" is refused, not the policy's
             except ModelNotFoundError as exc:
-                if model or pol.source is None:
+                if model is not None or pol.source is None:
                     raise
                 raise ModelNotFoundError(f"{exc} (from `model` in the policy file {str(pol.source)!r})") from None
         guard = cls(lm, pol, **kw)

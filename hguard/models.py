@@ -607,6 +607,9 @@ def load_model(source: str | os.PathLike = "default", *, use_cache: bool = True,
     if not isinstance(source, (str, os.PathLike)):  # model=5 failed in os.fspath with a bare TypeError
         raise InputError(f"model source must be a str or a path (\"default\", a model folder, a .gguf file or a hub "
                          f"id owner/name), got {type(source).__name__} {shown(source, 60)}")
+    if not os.fspath(source).strip():  # an unset setting read as "" (`--model "$MODEL"`): not the current folder
+        raise InputError(f"model source is empty ({shown(source, 20)}); pass \"default\", a model folder, a .gguf file or a "
+                         "hub id owner/name")
     path = default_gguf_path() if source == "default" else expand_home(os.fspath(source), "model")
     if path.suffix == ".gguf":
         cast = _torch_dtype(dtype)  # read before loading: a wrong dtype is refused at once

@@ -3140,3 +3140,24 @@ def test_a_model_source_that_is_not_text_or_a_path_is_refused_naming_it():
         with pytest.raises(InputError, match=r"^model source must be a str or a path \(\"default\", a model folder, a "
                                              r"\.gguf file or a hub id owner/name\), got " + type(bad).__name__):
             load_model(bad)  # type: ignore[arg-type]
+
+
+def test_an_empty_model_source_is_refused_not_read_as_the_policys_model(tmp_path, monkeypatch):
+    """A bad-input trial: `hguard ask --model "$MODEL"` with MODEL unset (Guard.from_policy(model="")) loaded the
+    policy's model without a word, and load_model("") said "'.' is a folder without config.json". Both say the
+    source is empty and what to pass."""
+    import hguard.guard as guard_mod
+    from hguard.models import load_model
+
+    policy = Policy.model_validate({"version": 1, "audit": {"path": str(tmp_path / "audit.jsonl")},
+                                    "review": {"queue": str(tmp_path / "queue.sqlite3")}, "domains": {"alpha": {}}})
+    said = r"^model source is empty \('( )?'\); pass \"default\", a model folder, a \.gguf file or a hub id owner/name$"
+    for empty in ("", " "):
+        with pytest.raises(InputError, match=said):
+            load_model(empty)
+    real = guard_mod.load_model
+    monkeypatch.setattr(guard_mod, "load_model", lambda source, **kw: real(source, **kw) if source == "" else
+                        pytest.fail(f"loaded {source!r}"))
+    with pytest.raises(InputError, match=said):
+        Guard.from_policy(policy, model="")
+    assert not (tmp_path / "audit.jsonl").exists()
