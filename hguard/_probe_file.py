@@ -21,7 +21,7 @@ import numpy as np
 from ._json import canonical_json
 from ._numerics import finite_number
 from ._privacy import private_mode
-from .errors import InputError, ProbeError, ProbeMismatchError
+from .errors import InputError, ProbeError, ProbeMismatchError, cut_text
 
 FORMAT_NAME = "hguard.h_neuron_probe"
 FORMAT_VERSION = 1
@@ -247,9 +247,23 @@ def _from_document(doc, path: Path, cls):
     return probe
 
 
+def probe_path(path: Any) -> Path:
+    """``path`` of a probe file as a Path, or ProbeError naming a value that is not a path (load(5) failed in pathlib
+    with a bare TypeError)."""
+    if not isinstance(path, (str, os.PathLike)) or str(path) == "":
+        raise ProbeError(f"a probe file path must be a non-empty str or os.PathLike, got {type(path).__name__} "
+                         f"{cut_text(repr(path), 60)}; pass the path of a probe file `hguard calibrate --out` wrote")
+    return Path(path)
+
+
 def read_document(path: Path) -> dict:
     """The parsed JSON of a probe file, or ProbeError saying why it cannot be read."""
     try:
+        if path.is_dir():  # the probe folder given for one of its files: "not a regular file" named no fix
+            names = sorted(p.name for p in path.glob("*.json") if p.name != "report.json")
+            eg = str(path / names[0]) if names else str(path / "<domain>.json")
+            raise ProbeError(f"probe file {str(path)!r} is a folder; name a probe file in it (e.g. {eg!r}), or give the "
+                             "folder to the policy's probes")
         if not stat.S_ISREG(path.stat().st_mode):  # a FIFO or device would block or never end
             raise ProbeError(f"probe file {str(path)!r} is not a regular file; put the probe's JSON file there")
         text = path.read_text(encoding="utf-8")

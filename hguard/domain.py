@@ -337,9 +337,10 @@ class CalibratedDomain:
              require_signature: bool = False) -> "CalibratedDomain":
         """Read a probe file (see :meth:`hguard.probe.HNeuronProbe.load` for ``expect``, ``key`` and
         ``require_signature``); a domain without a name in its record is named after the file."""
+        from ._probe_file import probe_path
         from .probe import HNeuronProbe
 
-        path = Path(path)
+        path = probe_path(path)
         probe, metadata = HNeuronProbe.load(path, expect=expect, key=key, require_signature=require_signature)
         stem = path.name[: -len(".rag.json")] if path.name.endswith(".rag.json") else path.stem
         return cls.from_metadata(probe, metadata, name=stem, where=f"probe file {str(path)!r} metadata")

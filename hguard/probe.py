@@ -46,6 +46,7 @@ from ._probe_file import (
     _signature,
     check_fingerprints,
     mismatch_error,
+    probe_path,
     read_document,
     write_document,
 )
@@ -391,7 +392,7 @@ class HNeuronProbe(ClassifierMixin, BaseEstimator):
         truncated, or was edited after saving raises :class:`ProbeError`; so does, with ``key``, a
         signature that does not match, and with ``require_signature`` a file that is not signed.
         """
-        path = Path(path)
+        path = probe_path(path)
         doc = read_document(path)
         probe = _from_document(doc, path, cls)
         _check_signature(doc, path, key, require_signature)

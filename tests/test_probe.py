@@ -638,3 +638,24 @@ def test_a_number_too_large_for_a_float_in_a_rehashed_file_is_refused_naming_it(
     broken.write_text(json.dumps(doc), encoding="utf-8")
     with pytest.raises(ProbeError, match=r"model\['intercept'\] is missing or not a number \(found 1000"):
         HNeuronProbe.load(broken)
+
+
+def test_a_probe_folder_or_a_value_that_is_not_a_path_given_for_a_probe_file_is_said_so(tmp_path):
+    """Bad-input trials: CalibratedDomain.load(folder) (the probe folder for one of its files) said "is not a regular
+    file; put the probe's JSON file there", and CalibratedDomain.load(5) / HNeuronProbe.load(5) failed in pathlib with a
+    bare TypeError. The folder is said to be one, naming a probe file in it; a value that is not a path is named."""
+    from hguard.domain import CalibratedDomain
+    from hguard.errors import ProbeError
+    from hguard.probe import HNeuronProbe
+
+    (tmp_path / "report.json").write_text("{}")
+    (tmp_path / "geo.json").write_text("{}")
+    for load in (CalibratedDomain.load, HNeuronProbe.load):
+        with pytest.raises(ProbeError) as info:
+            load(tmp_path)
+        assert str(info.value) == (f"probe file {str(tmp_path)!r} is a folder; name a probe file in it (e.g. "
+                                   f"{str(tmp_path / 'geo.json')!r}), or give the folder to the policy's probes")
+        for bad in (5, None, ""):
+            with pytest.raises(ProbeError, match=r"^a probe file path must be a non-empty str or os\.PathLike, got "
+                                                 + type(bad).__name__):
+                load(bad)
