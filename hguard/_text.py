@@ -27,7 +27,7 @@ import regex  # Unicode properties the standard re lacks
 
 from .errors import one_line
 
-__all__ = ["misdecoded", "asks_only_yes_no", "asks_yes_no", "asked_in", "opens_with_yes_or_no", "opening_no_is_determiner", "yes_or_no_opening", "yes_no_question", "offers_alternatives", "fold_accents", "function_words", "hidden_character", "join_digit_groups", "japanese_grammar",
+__all__ = ["misdecoded", "asks_only_yes_no", "asks_yes_no", "asked_in", "opens_with_yes_or_no", "opening_no_is_determiner", "yes_or_no_opening", "yes_no_question", "offers_alternatives", "fold_accents", "function_words", "hidden_character", "looks_utf16", "join_digit_groups", "japanese_grammar",
            "language_of", "asks", "clauses", "own_questions", "refers_back", "sentences",
            "script_of", "script_words",
            "direction_controls", "listed", "matching_form", "reads_english", "same_words", "seen_form", "shown_lines", "shown_plainly", "without_ignorables", "words_of", "written_in", "languages_ahead"]
@@ -244,6 +244,12 @@ def blank(text: str) -> bool:
     """Whether ``text`` shows nothing: empty, or whitespace and invisible characters alone (a zero-width space, a
     byte-order mark, a variation selector, the Hangul filler, a blank Braille cell), which ``str.strip`` keeps."""
     return _BLANK.fullmatch(text) is not None
+
+
+def looks_utf16(head: bytes) -> bool:
+    """Whether a file's first bytes are UTF-16's (Windows "Unicode" text): its byte-order mark, or a NUL byte among the
+    first two (an ASCII character's other half)."""
+    return head.startswith((b"\xff\xfe", b"\xfe\xff")) or (len(head) > 1 and b"\x00" in head[:2])
 
 
 def shown_plainly(text: str) -> str:

@@ -822,3 +822,20 @@ def test_rows_asking_the_same_question_with_the_same_passage_are_refused_naming_
     assert said.endswith("remove the duplicate rows, keeping one of each") and "\n" not in said
     assert [e.id for e in load_examples([a, write_lines(tmp_path / "c.jsonl", [row(id="q6", context="Other.")])])] == \
         ["q1", "q2", "q6"]
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le"])  # with its byte-order mark (Windows "Unicode"), without
+def test_a_utf16_calibration_file_is_said_to_be_utf16_once_with_the_command_that_converts_it(tmp_path, encoding):
+    """A bad-input trial: a calibration file saved as UTF-16 gave an error per line ("not valid UTF-8 (byte 0:
+    b'\\xff\\xfe{\\x00')", then "not valid JSON ... (got "\\u0000")") and "re-save the file as UTF-8". One line says
+    it is UTF-16 and how to convert it, as `hguard ask --answer` does for a UTF-16 text file."""
+    path = tmp_path / "rows.jsonl"
+    rows = [{"id": str(i), "question": "Which city is the capital of France?", "answers": ["Paris"], "domain": "geo"}
+            for i in range(2)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding=encoding)
+    with pytest.raises(DataError) as info:
+        load_examples(path)
+    assert str(info.value) == (f"{path}: UTF-16 text, not UTF-8; convert it, e.g. `iconv -f utf-16 -t utf-8 {path} > "
+                               f"{tmp_path / 'rows.utf8.jsonl'}`")
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    assert [ex.id for ex in load_examples(path)] == ["0", "1"]

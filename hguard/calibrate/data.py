@@ -32,7 +32,7 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 
 from hguard._numerics import is_real
 from hguard._privacy import private_mode
-from hguard._text import blank
+from hguard._text import blank, looks_utf16
 from hguard.errors import DataError, InputError, cut_text
 
 __all__ = [
@@ -365,6 +365,10 @@ def load_examples(path_or_paths: str | os.PathLike[str] | Iterable[str | os.Path
             raise DataError(f"{path}: data file not found; check the path (cwd is {Path.cwd()})")
         n_rows = 0
         with path.open("rb") as fh:
+            if looks_utf16(fh.read(4)):  # each line was "not valid UTF-8", then "not valid JSON (got "\u0000")"
+                raise DataError(f"{path}: UTF-16 text, not UTF-8; convert it, e.g. `iconv -f utf-16 -t utf-8 {path} > "
+                                f"{path.with_name(path.stem + '.utf8' + path.suffix)}`")
+            fh.seek(0)
             for lineno, raw in enumerate(fh, start=1):
                 try:
                     ex = _read_row(path, lineno, raw, seen)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .._policy_fit import accept_threshold_warnings, check_levels
 from ..errors import AuditError, HGuardError, InputError, cut_text, install_extra, one_line
-from .._text import blank, shown_lines, shown_plainly
+from .._text import blank, looks_utf16, shown_lines, shown_plainly
 from ..settings import CALIBRATION_MAX_NEW_TOKENS, CALIBRATION_SYSTEM_PROMPT
 
 _MODEL_HELP = ('the model: "default" (the embedded SmolLM2-135M-Instruct), a Hugging Face model folder, a .gguf file '
@@ -60,8 +60,7 @@ def read_text_file(path: str, what: str) -> str:
         head = bytes(exc.object[:4])
         # a UTF-16 file (Windows "Unicode") opens with its byte-order mark or NUL bytes; a Windows "ANSI" file is
         # Windows-1252 (Latin-1 would read its "€" and "’" as control characters, which the guard refuses)
-        source = ("utf-16" if head.startswith((b"\xff\xfe", b"\xfe\xff")) or (len(head) > 1 and b"\x00" in head[:2])
-                  else "cp1252" if _decodes(exc.object, "cp1252") else None)
+        source = ("utf-16" if looks_utf16(head) else "cp1252" if _decodes(exc.object, "cp1252") else None)
         byte = f"byte {exc.start}: {exc.object[exc.start:exc.start + 1]!r}"
         if source is None:  # a byte Windows-1252 has no character for: another encoding
             raise InputError(f"{what} file {path!r} is neither UTF-8 nor Windows-1252 text ({byte}); find its encoding "
