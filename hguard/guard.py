@@ -146,6 +146,16 @@ class Guard(_Scoring, _Recording):
                 raise InputError(f"{name} takes {what}, got the path {str(given)!r}; or set its path in the policy")
             if given is not None and not isinstance(given, kind):  # audit=5 failed as "'int' object has no attribute"
                 raise InputError(f"{name} takes {what} or None, got {type(given).__name__} {shown(given, 60)}")
+        for name, given, method in (("embedder", embedder, "encode(list of str)"), ("grounding", grounding,
+                                                                                 "score(question, answer, context)")):
+            # a model's name or path ("all-MiniLM-L6-v2") held every answer with "encode() argument 'encoding' must be
+            # str" (str.encode), an object without the method with an AttributeError, each as a reason per answer
+            if given is not None and (isinstance(given, (str, bytes, os.PathLike))
+                                      or not callable(getattr(given, method.split("(")[0], None))):
+                raise InputError(f"{name} takes an object with the method {method}, got {type(given).__name__} "
+                                 f"{shown(given, 60)}" + ("; a name or path is not loaded here: load the model and pass "
+                                                          "it" if isinstance(given, (str, bytes, os.PathLike)) else "")
+                                 + "; or leave it None for the bundled one")
         if probes is not None and not isinstance(probes, Mapping):  # a list of them failed as "has no attribute 'items'"
             raise InputError(f"probes takes calibrated domains by name (a dict of name -> CalibratedDomain or "
                              f"(probe, metadata)), got {type(probes).__name__} {shown(probes, 60)}")

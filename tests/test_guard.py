@@ -1414,7 +1414,14 @@ def test_a_missing_embeddings_extra_is_said_when_the_guard_starts(calibrated, tm
         warnings.simplefilter("error")
         warnings.filterwarnings("ignore", message=".*does not beat chance")  # the tiny probe's own, said at start
         warnings.filterwarnings("ignore", message=".*public spot-check seed")  # the test policy sets no seed of its own
-        Guard.from_policy(_policy(root, tmp_path, accept_below=None, abstain_above=None), lm=lm, embedder=object())
+        Guard.from_policy(_policy(root, tmp_path, accept_below=None, abstain_above=None), lm=lm, embedder=_OwnEmbedder())
+
+
+class _OwnEmbedder:
+    """An embedder of one's own, never called: what the guard is built with."""
+
+    def encode(self, texts):
+        raise AssertionError("not called")
 
 
 def test_a_question_far_from_a_named_domain_goes_to_review_with_its_similarity(calibrated, tmp_path):
@@ -3161,3 +3168,26 @@ def test_an_empty_model_source_is_refused_not_read_as_the_policys_model(tmp_path
     with pytest.raises(InputError, match=said):
         Guard.from_policy(policy, model="")
     assert not (tmp_path / "audit.jsonl").exists()
+
+
+@pytest.mark.parametrize("kw, said", [
+    ({"embedder": "all-MiniLM-L6-v2"}, "embedder takes an object with the method encode(list of str), got str "
+                                       "'all-MiniLM-L6-v2'; a name or path is not loaded here: load the model and pass "
+                                       "it; or leave it None for the bundled one"),
+    ({"embedder": 5}, "embedder takes an object with the method encode(list of str), got int 5; or leave it None for the "
+                      "bundled one"),
+    ({"grounding": Path("nli-model")}, "grounding takes an object with the method score(question, answer, context), got "
+                                       "PosixPath PosixPath('nli-model'); a name or path is not loaded here: load the "
+                                       "model and pass it; or leave it None for the bundled one"),
+])
+def test_an_embedder_or_grounding_scorer_that_cannot_be_one_is_refused_when_the_guard_is_built(tmp_path, kw, said):
+    """A bad-input trial: Guard(..., embedder="all-MiniLM-L6-v2") (a model's name for the model) was taken, and every
+    answer went to review with "domain choice failed: TypeError: encode() argument 'encoding' must be str, not list"
+    (str.encode); embedder=5 with "'int' object has no attribute 'encode'". Refused at once, naming the value."""
+    from hguard.testing import tiny_model
+
+    policy = Policy.model_validate({"version": 1, "audit": {"path": str(tmp_path / "audit.jsonl")},
+                                    "review": {"queue": str(tmp_path / "queue.sqlite3")}, "domains": {"alpha": {}}})
+    with pytest.raises(InputError) as info:
+        Guard(tiny_model("llama", seed=3), policy, **kw)
+    assert str(info.value) == said
