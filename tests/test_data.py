@@ -839,3 +839,30 @@ def test_a_utf16_calibration_file_is_said_to_be_utf16_once_with_the_command_that
                                f"{tmp_path / 'rows.utf8.jsonl'}`")
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     assert [ex.id for ex in load_examples(path)] == ["0", "1"]
+
+
+def test_a_gzip_compressed_calibration_file_is_said_to_be_one(tmp_path):
+    """A bad-input trial: `hguard calibrate --data rows.jsonl.gz` said "line 1: not valid UTF-8 (byte 1:
+    b'\\x8b\\x08...'); re-save the file as UTF-8". One line says it is gzip-compressed and how to decompress it."""
+    import gzip
+
+    path = tmp_path / "rows.jsonl.gz"
+    path.write_bytes(gzip.compress(b'{"id": "1", "question": "Which city is the capital of France?", '
+                                   b'"answers": ["Paris"], "domain": "geo"}\n'))
+    with pytest.raises(DataError) as info:
+        load_examples(path)
+    assert str(info.value) == f"{path}: gzip-compressed, not JSON Lines text; decompress it first (`gunzip -k {path}`)"
+
+
+def test_calibrate_with_an_empty_model_is_refused_not_read_as_the_default_model(tmp_path, capsys):
+    """A bad-input trial: `hguard calibrate --model "$MODEL"` with MODEL unset calibrated the default model without a
+    word (`model or "default"`): an empty model source is refused, before anything is written."""
+    from hguard.cli import main
+
+    data = tmp_path / "rows.jsonl"
+    data.write_text('{"id": "1", "question": "Which city is the capital of France?", "answers": ["Paris"], '
+                    '"domain": "geo"}\n')
+    assert main(["calibrate", "--data", str(data), "--out", str(tmp_path / "out"), "--model", ""]) == 2
+    assert capsys.readouterr().err == ("hguard calibrate: error: model source is empty (''); pass \"default\", a model "
+                                       "folder, a .gguf file or a hub id owner/name\n")
+    assert not (tmp_path / "out").exists()

@@ -505,4 +505,4 @@ def _load_lm(model: str | None, lm):
         return lm
     from ..models import load_model
 
-    return load_model(model or "default")
+    return load_model("default" if model is None else model)  # "" (`--model "$MODEL"`, unset) is refused there

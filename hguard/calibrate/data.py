@@ -365,7 +365,10 @@ def load_examples(path_or_paths: str | os.PathLike[str] | Iterable[str | os.Path
             raise DataError(f"{path}: data file not found; check the path (cwd is {Path.cwd()})")
         n_rows = 0
         with path.open("rb") as fh:
-            if looks_utf16(fh.read(4)):  # each line was "not valid UTF-8", then "not valid JSON (got "\u0000")"
+            head = fh.read(4)
+            if head.startswith(b"\x1f\x8b"):  # said as "not valid UTF-8 (byte 1: b'\x8b\x08...')"
+                raise DataError(f"{path}: gzip-compressed, not JSON Lines text; decompress it first (`gunzip -k {path}`)")
+            if looks_utf16(head):  # each line was "not valid UTF-8", then "not valid JSON (got "\u0000")"
                 raise DataError(f"{path}: UTF-16 text, not UTF-8; convert it, e.g. `iconv -f utf-16 -t utf-8 {path} > "
                                 f"{path.with_name(path.stem + '.utf8' + path.suffix)}`")
             fh.seek(0)
