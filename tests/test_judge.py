@@ -3149,6 +3149,51 @@ def test_a_number_in_words_before_its_unit_is_read_as_a_figure(answer, context, 
         assert as_written(answer, missing)[0].startswith("'") and "(read as " in holds[0], holds
 
 
+@pytest.mark.parametrize("question, answer, context, missing", [
+    # a review (R4): an interval or an idiom of availability the passage says in other words is stated (held once
+    # numbers in words were read: "every three months" from "quarterly")
+    ("How often are statements sent?", "Statements are issued every three months.", "Account statements are issued quarterly.", []),
+    ("How often are cleanings covered?", "Cleanings are covered every six months.", "The plan covers two dental cleanings per year.", []),
+    ("How often am I paid?", "You are paid every two weeks.", "Employees are paid biweekly by direct deposit.", []),
+    ("When does it renew?", "The contract renews every 12 months.", "The agreement renews automatically each year unless cancelled.", []),
+    ("How often?", "Take it every 24 hours.", "Take one tablet daily.", []),
+    ("How often?", "Apply every 8 hours.", "Apply 3 times daily.", []),
+    ("Is support available on weekends?", "Yes, customer service is available seven days a week.",
+     "Our support line is open every day, including weekends and holidays, from 8am to 8pm.", []),
+    ("Can I reach a nurse at night?", "Yes, nurses are available twenty-four hours a day.",
+     "A nurse advice line is available around the clock at no cost to members.", []),
+    ("Can I pay by phone?", "You can pay by phone 24/7.", "Phone payments are available 24 hours a day.", []),
+    # a limit's "in 24 hours" is per day ("g" is grams)
+    ("What is the maximum dose?", "The maximum is four grams per day.", "Do not exceed 4 g of acetaminophen in 24 hours.", []),
+    ("What is the maximum dose?", "The maximum is 4000 mg per day.", "Do not exceed 4 grams in any 24-hour period.", []),
+    # ... each still held where the passage gives another interval, another availability or another amount
+    ("How often are statements sent?", "Statements are issued every four months.", "Account statements are issued quarterly.", ["4 month"]),
+    ("How often are cleanings covered?", "Cleanings are covered every four months.", "The plan covers two dental cleanings per year.", ["4 month"]),
+    ("How often am I paid?", "You are paid every two weeks.", "Employees are paid weekly by direct deposit.", ["2 week"]),
+    ("How often?", "Apply every 6 hours.", "Apply 3 times daily.", ["6 hour"]),
+    ("Is support available on weekends?", "Customer service is available five days a week.",
+     "Our support line is open every day, including weekends and holidays, from 8am to 8pm.", ["5 day/week"]),
+    ("Can I reach a nurse at night?", "Yes, nurses are available twenty-four hours a day.", "The nurse line is open from 8am to 8pm.", ["24 hour/day"]),
+    ("When do nurses call back?", "Nurses are available 24 hours a day.", "Nurses return calls within 24 hours.", ["24 hour/day"]),
+    ("What is the maximum dose?", "The maximum is eight grams per day.", "Do not exceed 4 g of acetaminophen in 24 hours.", ["8 g/day"]),
+    ("What is the maximum dose?", "The maximum is 4 grams per week.", "Do not exceed 4 g of acetaminophen in 24 hours.", ["4 g/week"]),
+    # a count of an amount is no frequency, a deadline's "within 24 hours" no day, a question's words no passage's
+    ("How often?", "Take 2 tablets every 12 hours.", "Take 2 tablets per day.", ["12 hour"]),
+    ("What does the room cost?", "$189 a night plus a $350/day resort fee.",
+     "ER visits carry a $350 copay, waived if admitted within 24 hours. Room rate: $189 per night.", ["350 dollar/day"]),
+    ("How often is the fee charged, every year?", "It is charged every 12 months.", "The fee is charged monthly.", ["12 month"]),
+    # not read: a rate converted, or months as days (no month is a fixed number of days)
+    ("How much is the membership per year?", "The membership costs $120 per year.", "The membership costs $10 per month.", ["120 dollar/year"]),
+    ("What is the penalty?", "The penalty is six months of interest.", "Early withdrawal penalty: 180 days of simple interest.", ["6 month"]),
+])
+def test_an_interval_or_availability_said_in_other_words_is_stated(question, answer, context, missing):
+    from hguard._guard_scoring import answer_holds
+    from hguard.calibrate.judge import unstated_numbers
+
+    assert unstated_numbers(answer, context, question) == missing
+    assert bool(answer_holds(question, answer, context, None)) == bool(missing)
+
+
 def test_a_currency_between_two_numbers_is_not_the_second_ones_where_it_has_a_unit():
     """"A stamp cost 50 dollars 10 years ago.": the 10 is years, not dollars (read as "$10", an answer's "ten years
     ago" was held as stated nowhere)."""

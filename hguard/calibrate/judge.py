@@ -1174,6 +1174,100 @@ _UNIT_SHOWN = {"yenyuan": "\u00a5 (yen or yuan)"}
 _LIST_MARKER = re.compile(r"(?m)^\s*\d+[.)](?=\s)|\[\d+\]")  # "1. ..." at a line's start, a citation "[1]"
 
 
+# How often a thing happens, read as the interval between two times (`_said_as_interval`): a period's adverb
+# ("quarterly": 3 months; `_PERIOD_WORDS`'s, and the two-period ones below), "every"/"each"/"once a" period (1 of
+# it), or a count over a period ("two dental cleanings per year", "twice a year", "3 times daily": the period over the
+# count). An answer's "every three months" counts as stated where its passage gives that interval in one of these ways
+# ("every 12 months" from "each year", "every 24 hours" from "daily"); not "$120 per year" from "$10 per month" (a
+# rate converted: a passage may price a year apart, "or $100 per year") nor "six months" from "180 days" (no month is
+# a fixed number of days), which stay held. An idiom of availability, "7 days a week", "24 hours a day", "24/7", "365
+# days a year", counts as stated where the passage says the same in other words ("every day", "around the clock").
+_TWO_PERIOD_ADVERBS = {"biweekly": ("2", "week"), "bi-weekly": ("2", "week"), "fortnightly": ("2", "week"),
+                       "semiannually": ("6", "month"), "semi-annually": ("6", "month"), "semiannual": ("6", "month"),
+                       "semi-annual": ("6", "month"), "half-yearly": ("6", "month"), "half yearly": ("6", "month")}
+_INTERVAL_ADVERBS = {**{a: ("1", period) for period in ("hour", "day", "week", "month", "quarter", "year")
+                        for a in _PERIOD_WORDS[period].adverbs}, **_TWO_PERIOD_ADVERBS}
+_INTERVAL_PERIOD = r"(hours?|hrs?|days?|weeks?|wks?|fortnights?|months?|mos?|quarters?|years?|yrs?)"
+_COUNT = r"(\d+(?:\.\d+)?|once|twice|thrice|" + _NUMBER_WORD + r"(?:[\s-]+(?:and[\s-]+)?" + _NUMBER_WORD + r")*)"
+_EVERY_FIGURE = re.compile(r"(?i)(?<![\w-])(?:once\s+)?every\s+(\d+(?:\.\d+)?)\s+(?:calendar\s+)?" + _INTERVAL_PERIOD
+                           + r"(?![\w-])")
+# a count over a period, with up to three words of what is counted between ("two dental cleanings per year")
+_COUNT_OVER = re.compile(r"(?i)(?<![\w.,$\u20ac\u00a3\u00a5-])" + _COUNT + r"((?:\s+[a-z-]+){0,3}?)\s+(?:(?:per|a|an|each|every)\s+"
+                         + _INTERVAL_PERIOD + "|(" + "|".join(sorted(map(re.escape, _INTERVAL_ADVERBS), key=len, reverse=True)) + r"))(?![\w-])")
+_ONE_PERIOD = re.compile(r"(?i)(?<![\w-])(?:(?:every|each)\s+(other\s+)?|once\s+(?:a|an|per|every|each)\s+)"
+                         + _INTERVAL_PERIOD + r"(?![\w-])|(?<![\w-])(" + "|".join(
+                             sorted(map(re.escape, _INTERVAL_ADVERBS), key=len, reverse=True)) + r")(?![\w-])")
+_COUNTS = {"once": 1, "twice": 2, "thrice": 3}
+_ALL_DAY = (r"a?round[\s-]the[\s-]clock|24\s*(?:/|x|-)\s*7|twenty[\s-]four\s+seven|day\s+(?:and|or)\s+night"
+            r"|night\s+(?:and|or)\s+day|at\s+all\s+hours|all\s+hours"
+            r"|24\s+hours\s+(?:a|per|each|every)\s+day|twenty[\s-]four\s+hours\s+(?:a|per|each|every)\s+day"
+            r"|24-hour\s+(?:[a-z]+\s+)?(?:line|service|support|access|hotline|helpline|care|coverage|availability|assistance)")
+_EVERY_DAY = (r"every\s+day|each\s+day|(?:open|available|staffed|operat\w*)\s+daily|(?:7|seven)\s+days\s+(?:a|per|each|every)\s+week|365\s+days"
+              r"|all\s+year(?:\s+(?:round|long))?|year[\s-]round|" + _ALL_DAY)
+# the idioms an answer writes (after `_spelt_figures`), each with what its passage says for it
+_AVAILABILITY = ((re.compile(r"(?i)(?<![\w/.-])(?:24\s*(?:/|x)\s*7(?:\s*/\s*365)?|24\s+hours\s+(?:a|per|each|every)\s+day)"
+                             r"(?![\w/-])"), re.compile(r"(?i)(?<![\w-])(?:" + _ALL_DAY + r")(?![\w-])")),
+                 (re.compile(r"(?i)(?<![\w/.-])(?:7\s+days\s+(?:a|per|each|every)\s+week|365\s+days\s+(?:a|per|each|every)"
+                             r"\s+year)(?![\w/-])"), re.compile(r"(?i)(?<![\w-])(?:" + _EVERY_DAY + r")(?![\w-])")))
+
+
+def _interval(count: str, period: str, times: Decimal = Decimal(1)) -> tuple[str, str | None]:
+    """``count`` ``period``s over ``times`` as an amount in its unit's base (`_amount`: "24 hours" and "1 day" alike,
+    "12 months" and "1 year"); a quarter is 3 months, a fortnight 2 weeks."""
+    value, period = Decimal(count) / times, period.lower()
+    if period.rstrip("s") in ("quarter", "fortnight"):
+        value, period = (value * 3, "month") if period.startswith("q") else (value * 2, "week")
+    return _amount(format(value.normalize(), "f"), _MEASURE_UNITS[period][0])
+
+
+def _count_of(words: str) -> Decimal | None:
+    """The count ``words`` write ("3", "twice", "two"), or None."""
+    if words.lower() in _COUNTS:
+        return Decimal(_COUNTS[words.lower()])
+    if any(c.isdigit() for c in words):
+        return Decimal(words)
+    split = re.split(r"[\s-]+", words.lower())
+    parsed = _number_words(split, 0)
+    return Decimal(parsed[0]) if parsed is not None and parsed[1] == len(split) and parsed[0] > 0 else None
+
+
+def _intervals(text: str) -> set[tuple[str, str | None]]:
+    """The intervals ``text`` says a thing happens at (see above), each as `_interval` gives it. A count of an amount
+    is no frequency ("2 tablets per day", "$10 per month", "20 days per year" say no interval)."""
+    out: set[tuple[str, str | None]] = set()
+    for m in _COUNT_OVER.finditer(text):
+        count = _count_of(m.group(1))
+        nouns = m.group(2).split()
+        if not count or any((w.lower() in _MEASURE_UNITS and w.lower() not in ("times", "x")) or normalize(w) in _UNIT_WORDS
+                            for w in nouns[-1:]):
+            continue
+        if m.group(3):
+            out.add(_interval("1", m.group(3), count))
+        else:
+            one, period = _INTERVAL_ADVERBS[m.group(4).lower()]
+            out.add(_interval(one, period, count))
+        text = text[:m.start()] + " " * (m.end() - m.start()) + text[m.end():]  # its period is no "every year" too
+    for m in _ONE_PERIOD.finditer(text):
+        if m.group(2):
+            out.add(_interval("2" if m.group(1) else "1", m.group(2)))
+        else:
+            out.add(_interval(*_INTERVAL_ADVERBS[m.group(3).lower()]))
+    return out
+
+
+def _said_as_interval(answer: str, said: str) -> str:
+    """``answer`` (its numbers in words written in digits: `_spelt_figures`) less the intervals and idioms of
+    availability that ``said`` (its passage) gives in other words (see above): "every 3 months" where
+    ``said`` has "quarterly", "7 days a week" where it has "every day"; each as it is where ``said`` does not."""
+    for idiom, same in _AVAILABILITY:
+        if idiom.search(answer) and same.search(said):
+            answer = idiom.sub(" ", answer)
+    if _EVERY_FIGURE.search(answer):
+        intervals = _intervals(said)
+        answer = _EVERY_FIGURE.sub(lambda m: " " if _interval(m.group(1), m.group(2)) in intervals else m.group(0), answer)
+    return answer
+
+
 def unstated_numbers(answer: str, context: str, question: str = "") -> list[str]:
     """The numbers ``answer`` writes in digits that neither ``context`` nor ``question`` states (see
     `_unstated_numbers`), each text read in the convention it is written in (`_readings`: a German passage and an
@@ -1198,6 +1292,7 @@ def unstated_numbers(answer: str, context: str, question: str = "") -> list[str]
                 affirmed += [f for f in unstated_numbers(answer, f"{context}\n{question}") if f not in affirmed]
             return affirmed
         question = ""
+    answer = _said_as_interval(answer, context)  # (the passage's words alone: not a question's "every year" echoed)
     texts = (answer, context, question)
     if not any(_ambiguous(t) for t in texts):  # every reading is English's: no text's convention to read
         return _unstated_numbers(answer, context, question, (_ENGLISH, _ENGLISH, _ENGLISH))
@@ -2189,6 +2284,14 @@ def _period_name(words: _PeriodWords) -> re.Pattern[str]:
 
 
 _PERIOD_NAMES = {period: _period_name(words) for period, words in _PERIOD_WORDS.items()}
+# a day named as its hours, for an amount's period ("4 g per day" from "no more than 4 g in 24 hours", "4 g in any
+# 24-hour period"): a limit's "in 24 hours" or "per", "every", "in any" 24 hours; not a deadline's ("a $350 copay,
+# waived if admitted within 24 hours" says no "$350/day"), nor for a figure in hours or days itself ("24 hours a day"
+# is not said by "every 24 hours")
+_TWENTY_FOUR_HOURS = r"(?:24|twenty[\s-]four)[\s-]*(?:hours?|hrs?|h)(?![\w-])"
+_DAY_AS_HOURS = re.compile(r"(?i)(?<![\w-])(?:(?:per|every|each)\s+|(?:in|over|during)\s+(?:any|a|one|each|every)\s+)"
+                           + _TWENTY_FOUR_HOURS + r"|(?<![\w-])(?:exceed\w*|more\s+than|maximum|max|up\s+to|at\s+most|limit\w*)"
+                           r"(?![\w-]).*?(?<![\w-])(?:in|over)\s+" + _TWENTY_FOUR_HOURS)
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?;])\s+(?=\S)")
 
 
@@ -2206,6 +2309,11 @@ def _periods_named(text: str, value: str, unit: str, periods: tuple[str, ...], r
     for "$500", "5 days" for "500 mg") nor of another unit ("a term of 5 years" for "5% per year")."""
     digits = _significant(value)
     want, number = _amount(value, unit.split("/")[0]), Decimal(value)
+    duration = want[1] in ("second", "month")  # a figure of hours, days, weeks, months or years
+
+    def names(period: str, piece: str) -> bool:
+        return bool(_PERIOD_NAMES[period].search(piece) or (period == "day" and not duration and _DAY_AS_HOURS.search(piece)))
+
     scales: set[Decimal] | None = None
     blocks = _BLANK_LINES.split(text)
     for block in blocks:
@@ -2215,7 +2323,7 @@ def _periods_named(text: str, value: str, unit: str, periods: tuple[str, ...], r
                 continue
             row = "|" in line or "\t" in line
             for piece in ([f"{lines[0]}\n{line}"] if row else _SENTENCE_BREAK.split(line)):
-                if digits not in re.sub(r"\D", "", piece) or not all(_PERIOD_NAMES[p].search(piece) for p in periods):
+                if digits not in re.sub(r"\D", "", piece) or not all(names(p, piece) for p in periods):
                     continue
                 for v, u in stated_numbers(piece, reading=reading):
                     if _canonical_number(v) is None:
