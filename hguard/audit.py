@@ -84,7 +84,7 @@ from ._audit_verify import VerifyReport, verify
 from ._numerics import finite_number
 from ._privacy import FILE_MODE
 from .errors import (AuditError, AuditIntegrityError, AuditKeyMismatch, AuditKeyRequired, InputError, NothingToArchive,
-                     error_text, shown, warn_aside)
+                     error_text, shown, strict_bool, warn_aside)
 
 __all__ = [
     "CONTINUATION",
@@ -202,7 +202,7 @@ class AuditLog:
             raise InputError(
                 f"audit log path {str(path)!r} is not a regular file (a device, a pipe or a socket); pass a file path "
                 "such as audit.jsonl")
-        self.redact = bool(redact)
+        self.redact = strict_bool("AuditLog", "redact", redact)  # bool("no") redacted
         seconds = finite_number(lock_timeout)  # "x" failed as a bare ValueError; NaN or -1 were taken (no wait at all)
         if seconds is None or seconds < 0:
             raise InputError(f"lock_timeout must be a number of seconds, 0 or more, got {shown(lock_timeout, 60)}; "

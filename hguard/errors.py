@@ -24,6 +24,7 @@ Every message says what was wrong, echoes the value, and says what to do.
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 
 class HGuardError(Exception):
@@ -175,3 +176,14 @@ def install_extra(extra: str) -> str:
     wheel (an index that does not hold hguard cannot resolve ``hguard[...]``)."""
     return (f"pip install 'hguard[{extra}]' (installed from a wheel: pip install "
             f"'hguard-<version>-py3-none-any.whl[{extra}]', the same wheel with the extra)")
+
+
+def strict_bool(owner: str, name: str, value: Any, fix: str = "") -> bool:
+    """A bool setting or keyword (``early_stop=``, ``redact=``, an adapter's ``streaming=``), as given: anything but
+    True or False (``"no"`` is truthy, ``1``, None, a numpy bool) raises InputError in one line naming it and the fix
+    (``fix``: said after it), as the adapters' strict pydantic bool settings are refused. The one check of a bool
+    argument: ``bool(value)`` took "no" as True."""
+    if type(value) is not bool:
+        raise InputError(f"{owner}: {name}={value!r:.40} is not True or False ({type(value).__name__}); pass "
+                         f"{name}=True or {name}=False{fix}")
+    return value

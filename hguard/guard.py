@@ -35,7 +35,7 @@ from ._resources import DEFAULT_POLICY, public_seed_warning
 from .domain import CalibratedDomain
 from .audit import append_warned
 from .errors import (AuditError, HGuardError, InputError, ModelNotFoundError, PolicyError, ProbeError, UsageError, cut_text,
-                     error_text, install_extra, shown)
+                     error_text, install_extra, shown, strict_bool)
 from .generation import Generator
 from .models import LoadedModel, load_model
 from ._policy_load import checked_policy
@@ -1461,6 +1461,11 @@ class Guard(_Scoring, _Recording):
             raise self._refused(asked, InputError(
                 f"runs must be a list with one run mapping (or None) per question, got one mapping {dict(runs)!r:.80}; "
                 "use invoke(run=...) for one question, or pass a list of them"), given=given)
+        if type(early_stop) is not bool:  # "no" ran with early stopping on
+            try:
+                strict_bool("Guard", "early_stop", early_stop)
+            except InputError as e:
+                raise self._refused(asked, e, given=given) from None
         if type(served) is not bool:  # "true", 1, numpy's True_: recorded as given, read otherwise by the monitor
             raise self._refused(asked, InputError(
                 f"served must be True or False, got {type(served).__name__} {served!r:.40}; pass True where the answers "

@@ -493,16 +493,6 @@ def settings_error(cls_name: str, exc: Any, fixes: Mapping[str, str]) -> InputEr
     return InputError(text if text.startswith(cls_name) else f"{cls_name}: {text}")
 
 
-def strict_bool(owner: str, name: str, value: Any, fix: str = "") -> bool:
-    """An adapter's bool setting, or a call's bool keyword (``early_stop=``), as given: anything but True or False
-    (``"no"`` is truthy, ``1``, None, a numpy bool) raises InputError in one line naming it and the fix (``fix``: said
-    after it), as the adapters' strict pydantic bool settings are refused (:func:`settings_error`)."""
-    if type(value) is not bool:
-        raise InputError(f"{owner}: {name}={value!r:.40} is not True or False ({type(value).__name__}); pass "
-                         f"{name}=True or {name}=False{fix}")
-    return value
-
-
 def with_text(passages: Sequence[str]) -> list[str]:
     """The passages that show any text. A passage of whitespace or invisible characters alone (a zero-width
     space, a byte-order mark: :func:`hguard._text.blank`) is none: the generator refuses such a context, and an
@@ -1393,7 +1383,6 @@ async def aguard_stream(
 __all__ = [
     "asks_for_actions",
     "settings_error",
-    "strict_bool",
     "DECISION_KEYS",
     "CONTEXT_NOT_IDENTIFIED",
     "GuardedText",

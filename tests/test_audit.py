@@ -1637,3 +1637,11 @@ def test_a_lock_timeout_that_is_not_seconds_is_refused_naming_it(tmp_path, bad):
     assert str(info.value).startswith("lock_timeout must be a number of seconds, 0 or more, got ")
     assert str(info.value).endswith("; e.g. 60") and not (tmp_path / "audit.jsonl").exists()
     assert AuditLog(tmp_path / "audit.jsonl", lock_timeout=0).lock_timeout == 0.0
+
+
+@pytest.mark.parametrize("bad", ["no", 1, None])
+def test_a_redact_that_is_not_a_bool_is_refused_naming_it(tmp_path, bad):
+    """AuditLog(path, redact="no") redacted (read with bool()): refused in one line naming the value and the fix."""
+    with pytest.raises(InputError, match=rf"^AuditLog: redact={re.escape(repr(bad))} is not True or False"):
+        AuditLog(tmp_path / "audit.jsonl", redact=bad)
+    assert AuditLog(tmp_path / "audit.jsonl", redact=False).redact is False

@@ -471,3 +471,18 @@ def test_ask_shows_a_tab_in_an_answer_as_a_tab_and_escapes_other_control_charact
     lines = capsys.readouterr().out.splitlines()
     assert lines[:2] == ["[needs review] a\tb\\x1b", "c"], lines
     assert "\\t" not in "\n".join(lines[:2]) and "\x1b" not in "\n".join(lines)
+
+
+@pytest.mark.parametrize("value", ["no", 1, None, np.True_])
+@pytest.mark.parametrize("call", [lambda g, v: g.invoke("who ?", early_stop=v),
+                                  lambda g, v: g.batch(["who ?"], early_stop=v)], ids=["invoke", "batch"])
+def test_an_early_stop_that_is_not_a_bool_is_refused_on_record_before_generating(calibrated_guard, tmp_path, monkeypatch,
+                                                                                 call, value):
+    """Guard.invoke(early_stop="no") ran with early stopping on (the adapters refuse a call's "no" since this stop; the
+    guard read it with a truth test). Refused in one line naming it, on record, before anything is generated."""
+    monkeypatch.setattr(calibrated_guard.generator, "generate", lambda *a, **k: pytest.fail("generated"))
+    with pytest.raises(InputError) as err:
+        call(calibrated_guard, value)
+    assert str(err.value).startswith(f"Guard: early_stop={value!r} is not True or False ({type(value).__name__}); pass ")
+    recs = list(AuditLog(tmp_path / "audit.jsonl"))
+    assert [r["kind"] for r in recs] == ["error"] and err.value.audit_id == recs[0]["id"]

@@ -15,6 +15,7 @@ from langchain_core.outputs import ChatGeneration, LLMResult
 
 from hguard._privacy import redacted
 from hguard.audit import AuditLog, append_warned
+from hguard.errors import strict_bool
 from hguard.streaming import after_delivery, error_fields, jsonable
 
 from .chat_models import DECISION_KEYS, any_text, read_chat
@@ -66,7 +67,7 @@ class HGuardAuditCallbackHandler(BaseCallbackHandler):
 
     def __init__(self, audit: AuditLog | str | os.PathLike[str], *, redact: bool = False, record_starts: bool = False) -> None:
         self.audit = audit if isinstance(audit, AuditLog) else AuditLog(audit, redact=redact)
-        self.record_starts = record_starts
+        self.record_starts = strict_bool("HGuardAuditCallbackHandler", "record_starts", record_starts)  # "no" was True
         self._runs: dict[UUID, dict[str, Any]] = {}
         self._lock = threading.Lock()
 

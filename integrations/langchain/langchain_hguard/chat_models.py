@@ -28,10 +28,10 @@ from hguard.errors import InputError
 from hguard.generation import check_system
 from hguard.guard import Guard, GuardResult, _join_context, batch_refused
 
+from hguard.errors import strict_bool
 from hguard.streaming import (  # DECISION_KEYS: keys of AIMessage.response_metadata with the guard's decision
     DECISION_KEYS,
     asks_for_actions,
-    strict_bool,
     STREAM_MODES,
     StreamMode,
     appears_in,

@@ -617,3 +617,10 @@ def test_root_runs_whose_end_was_never_seen_are_bounded(monkeypatch):
     assert list(capture._runs_of_root) == roots[2:] and capture.open_runs() == 6
     capture.on_chain_end(None, run_id=roots[-1])
     assert capture.open_runs() == 4
+
+
+@pytest.mark.parametrize("bad", ["no", 0, None])
+def test_a_record_starts_that_is_not_a_bool_is_refused(tmp_path, bad):
+    """HGuardAuditCallbackHandler(record_starts="no") wrote a start record for every call (a truth test took "no")."""
+    with pytest.raises(InputError, match=r"^HGuardAuditCallbackHandler: record_starts=.* is not True or False"):
+        HGuardAuditCallbackHandler(tmp_path / "calls.jsonl", record_starts=bad)

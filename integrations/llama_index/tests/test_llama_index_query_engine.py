@@ -268,3 +268,11 @@ def test_a_blank_node_among_others_is_named_in_the_reasons(make_guard):
     said = [x for x in r.metadata["reasons"] if "empty and left out" in x]
     assert said and "1 of the 2 retrieved passages (number 0" in said[0], r.metadata["reasons"]
     assert "Canberra is the capital of Australia." in str(AuditLog(guard.audit.path).find(r.metadata["audit_id"])["context"])
+
+
+@pytest.mark.parametrize("bad", ["yes", 0, None])
+def test_an_event_handler_record_starts_that_is_not_a_bool_is_refused(tmp_path, bad):
+    """HGuardAuditEventHandler(record_starts="yes") was coerced by pydantic's lax bool (0 and None too): refused in one
+    line naming it, as the adapters' other bool settings are."""
+    with pytest.raises(InputError, match=r"^HGuardAuditEventHandler: record_starts=.* is not True or False"):
+        HGuardAuditEventHandler(tmp_path / "calls.jsonl", record_starts=bad)

@@ -28,6 +28,7 @@ from hguard.generation import check_system
 from hguard.guard import Guard, GuardResult
 
 from llama_index.core.instrumentation.span import active_span_id
+from hguard.errors import strict_bool
 from hguard.streaming import (
     answers_as_context,
     asks_for_actions,
@@ -52,7 +53,6 @@ from hguard.streaming import (
     until_delivered,
     raise_if_routed,
     blank,
-    strict_bool,
     refuse_unknown_settings,
     settings_error,
     to_thread_awake,

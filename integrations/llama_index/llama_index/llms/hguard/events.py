@@ -26,6 +26,7 @@ from llama_index.core.instrumentation.events.span import SpanDropEvent
 from pydantic import PrivateAttr
 
 from hguard.audit import AuditLog, append_warned
+from hguard.errors import strict_bool
 from hguard.streaming import DECISION_KEYS, after_delivery, error_fields, jsonable
 
 from .base import split_chat
@@ -101,7 +102,7 @@ class HGuardAuditEventHandler(BaseEventHandler):
 
     def __init__(self, audit: AuditLog | str | os.PathLike[str], *, redact: bool = False, record_starts: bool = False) -> None:
         log = audit if isinstance(audit, AuditLog) else AuditLog(audit, redact=redact)
-        super().__init__(audit=log, record_starts=record_starts)
+        super().__init__(audit=log, record_starts=strict_bool("HGuardAuditEventHandler", "record_starts", record_starts))
 
     @classmethod
     def from_guard(cls, guard: Any, **kwargs: Any) -> "HGuardAuditEventHandler":

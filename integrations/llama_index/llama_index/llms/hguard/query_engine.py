@@ -19,7 +19,8 @@ from llama_index.core.schema import NodeWithScore, QueryBundle, QueryType
 from hguard.errors import InputError
 from hguard.generation import check_question
 from hguard.guard import Guard, _is_domain_name
-from hguard.streaming import GuardedText, blanks_emptied, nothing_retrieved, strict_bool
+from hguard.errors import strict_bool
+from hguard.streaming import GuardedText, blanks_emptied, nothing_retrieved
 
 from .base import _SETTING_FIXES, HGuardLLM
 from .templates import note_decision
