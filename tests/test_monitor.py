@@ -3040,3 +3040,38 @@ def test_a_folder_given_as_an_output_file_is_answered_with_a_file_of_the_kind_wr
         assert main(argv) == 2, argv
         assert capsys.readouterr().err == said + "\n"
     assert not any(out.iterdir())
+
+
+def test_a_mistyped_review_queue_path_is_refused_by_review_serve_decide_export_and_archive(tmp_path, capsys, monkeypatch):
+    """`review list` and `show` refused a queue file that does not exist while the log promises review items, but
+    `serve`, `decide`, `export` and `archive` still created an empty one at the mistyped path (and served, exported or
+    archived nothing, exit 0). They refuse it alike, in one line, creating nothing; a fresh project whose log holds no
+    held item still gets its queue."""
+    from hguard.cli.review import main as review_main
+    from hguard.review import make_server
+
+    monkeypatch.setenv("HGUARD_REVIEW_TOKEN", "test-token-0123456789abcdef")
+    monkeypatch.setattr("uvicorn.Server.run", lambda self: pytest.fail("served a queue made at the mistyped path"))
+    _policy_file(tmp_path, 60, 'on_breach = "review"\naccept_below = 0.3\n')
+    text = (tmp_path / "policy.toml").read_text()
+    (tmp_path / "typo.toml").write_text(text.replace('queue = "queue.sqlite3"', 'queue = "qeueu.sqlite3"'))
+    typo, said = str(tmp_path / "typo.toml"), f"no review queue at {tmp_path / 'qeueu.sqlite3'}, but the audit log"
+    fix = f"check the [review] queue path (in {typo})"
+    for argv in (["serve"], ["decide", "some-item", "--verdict", "correct", "--reviewer", "r"],
+                 ["export", "--out", str(tmp_path / "out.jsonl")], ["archive", "--decided-before", "2030-01-01"]):
+        assert review_main([argv[0], "--policy", typo, *argv[1:]]) == 2, argv
+        (line,) = capsys.readouterr().err.splitlines()
+        assert said in line and fix in line, argv
+    with pytest.raises(InputError, match=re.escape(said)):
+        make_server(typo)
+    assert not (tmp_path / "qeueu.sqlite3").exists() and not (tmp_path / "out.jsonl").exists()  # none created
+    # a fresh project (the log holds no held item, or there is no log yet): the queue is created as before
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / "policy.toml").write_text(text)
+    make_server(fresh / "policy.toml")
+    assert (fresh / "queue.sqlite3").is_file()
+    (fresh / "queue.sqlite3").unlink()
+    AuditLog(fresh / "audit.jsonl").append({"route": "accept", "domain": "geo"}, kind="decision")
+    assert review_main(["archive", "--policy", str(fresh / "policy.toml"), "--decided-before", "2030-01-01"]) == 0
+    assert (fresh / "queue.sqlite3").is_file()

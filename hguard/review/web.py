@@ -55,7 +55,7 @@ from ._auth import MIN_TOKEN_LENGTH as MIN_TOKEN_LENGTH
 from ._auth import SESSION_MAX_AGE_S as SESSION_MAX_AGE_S
 from ._auth import TOKEN_ENV, _check_token, _is_loopback
 from ._pages import _INSTALL_HINT
-from .queue import ReviewQueue
+from .queue import ReviewQueue, refuse_missing_queue
 
 if TYPE_CHECKING:
     import uvicorn
@@ -99,7 +99,9 @@ def _open_source(
     file, already loaded) or a queue file.
 
     A queue file must exist: a mistyped path is an error, not a new empty queue. A policy's ``review.queue`` is
-    created when missing (as the guard would create it) only if its folder exists.
+    created when missing (as the guard would create it) only if its folder exists and its audit log holds no decision
+    promising a review item (:func:`~hguard.review.queue.refuse_missing_queue`: those are in another queue, the one
+    the guard wrote; a mistyped ``[review] queue`` path was created empty and served, decided or exported as such).
     """
     if isinstance(audit, (str, os.PathLike)):
         _existing_folder(Path(audit), "the audit log", "check the path, or create the folder first if it is right")
@@ -130,6 +132,8 @@ def _open_source(
             )  # fmt: skip
         if audit is None:
             audit = AuditLog.from_policy(policy)
+        if not queue_path.is_file():  # created only where its log promises no item yet: else a mistyped path
+            refuse_missing_queue(queue_path, audit.history(), audit.path, f"in {path}")
         return ReviewQueue(queue_path, audit=audit)
     _require_queue_file(path)
     return ReviewQueue(path, audit=audit)
