@@ -1152,6 +1152,36 @@ def test_the_decided_page_filters_an_evaluations_items_and_headings_say_what_the
     assert r.status_code == 400 and "evaluation must be &#39;exclude&#39; or &#39;only&#39;, got &#39;bogus&#39;" in r.text
 
 
+def test_the_decided_page_filters_by_domain_as_the_pending_page_does(queue, audit):
+    """/decided had no domain filter while / has one: ?domain=NAME (``-``: the items without one) lists that domain's
+    verdicts, offered as the pending page offers it (one link per domain of the queue, with the evaluation filter
+    kept), the heading saying how many it leaves of how many, with the evaluation filter too."""
+    enqueue_given(queue, "eval", False, risk=0.99, domain="medicine")
+    for item_id in ("eval", "mid", "high", "nodom"):
+        ReviewQueue(queue.path, audit=audit).decide(item_id, verdict="correct", reviewer="r")
+    c = client_for(queue)
+    login(c)
+    decided = lambda q: sorted(re.findall(r'<a href="/items/([^"]+)">', c.get(f"/decided{q}").text))  # noqa: E731
+    heading = lambda q: html.unescape(re.search(r"<h1>(.*?)</h1>", c.get(f"/decided{q}").text, re.S).group(1))  # noqa: E731
+    assert decided("") == ["eval", "high", "mid", "nodom"]
+    assert decided("?domain=medicine") == ["eval", "mid"] and decided("?domain=geography") == ["high"]
+    assert decided("?domain=-") == ["nodom"] and decided("?domain=medicine&evaluation=exclude") == ["mid"]
+    assert heading("?domain=medicine").endswith("(2 of 4: in medicine)</span>")
+    assert heading("?domain=medicine&evaluation=only").endswith("(1 of 4: an evaluation's items only, in medicine)</span>")
+    assert heading("").endswith("(latest 4)</span>")
+    body = c.get("/decided?evaluation=only").text
+    for link in ('href="/decided?evaluation=only" class="active">all</a>',
+                 'href="/decided?domain=medicine&amp;evaluation=only"\n class="">medicine</a>',
+                 'href="/decided?domain=-&amp;evaluation=only"\n class="">(no domain)</a>'):
+        assert link in body, link
+    assert 'href="/decided?domain=geography"\n class="active">geography</a>' in c.get("/decided?domain=geography").text
+    assert "No verdicts yet in this domain." in c.get("/decided?domain=nowhere").text
+    # the pending page's links are the same markup (one macro): its own filters still read as before
+    page = c.get("/?order=time&evaluation=only").text
+    assert 'href="/?domain=geography&amp;order=time&amp;evaluation=only"\n class="">geography</a>' in page
+    assert 'href="/?order=time&amp;evaluation=only" class="active">all</a>' in page
+
+
 def test_the_page_without_the_audit_log_cannot_tell_an_evaluations_items_and_refuses_the_filter(tmp_path):
     """Without the audit log which items are an evaluation's cannot be told: none is marked, the item page says so and
     how to give the log, no filter is offered and one asked for is refused in one line naming the fix."""

@@ -264,6 +264,31 @@ def create_app(
             return None
         return NO_DOMAIN if param == _NO_DOMAIN_PARAM else param
 
+    def domain_of(request: Request) -> str | None:
+        """``?domain=NAME`` (``-``: the items without one) of the pending and the decided page; None: every domain."""
+        return request.query_params.get("domain") or None
+
+    def in_domain(counts: dict[str | None, dict[str, int]], domain_param: str, status: str) -> int:
+        """How many ``status`` items :meth:`ReviewQueue.counts` holds in the domain ``domain_param`` names."""
+        return sum(c[status] for d, c in counts.items()
+                   if d == domain_param or (d is None and domain_param == _NO_DOMAIN_PARAM))
+
+    def domain_rows(counts: dict[str | None, dict[str, int]],
+                    apart: dict[str | None, dict[str, int]] | None = None) -> list[dict[str, Any]]:
+        """Each domain of the queue as the pages' counts and domain links show it."""
+        return [
+            {"label": shown_domain(d), "param": d if d is not None else _NO_DOMAIN_PARAM,
+             "pending": c["pending"], "decided": c["decided"], "state": state_of(d),
+             "evaluation": (apart or {}).get(d)}
+            for d, c in counts.items()
+        ]  # fmt: skip
+
+    def filters_said(evaluation_param: str | None, domain_param: str | None) -> str:
+        """What the filters leave, for a page's heading ("" with none)."""
+        return ", ".join(x for x in (EVALUATION_FILTER_SAID.get(evaluation_param or ""), None if domain_param is None
+                                     else "in " + shown_domain(None if domain_param == _NO_DOMAIN_PARAM else domain_param))
+                         if x)  # fmt: skip
+
     def evaluation_of(items: list[ReviewItem], with_counts: bool = False,
                       ) -> tuple[dict[str, bool | None], dict[str | None, dict[str, int]], str | None]:
         """Which ``items`` are an evaluation's (:meth:`ReviewQueue.for_evaluation`, as ``hguard review list`` marks
@@ -303,7 +328,7 @@ def create_app(
         evaluation_param, refused = evaluation_filter(request)
         if refused is not None:
             return refused
-        domain_param = request.query_params.get("domain") or None
+        domain_param = domain_of(request)
         limit = 500
         checked_order = cast(Literal["risk", "time"], order)  # checked just above
         items = await run_in_threadpool(queue.pending, domain_filter(domain_param), checked_order,
@@ -318,14 +343,8 @@ def create_app(
             items = [it for it in items if bool(evaluation[it.id]) == (evaluation_param == "only")]
             shown_pending = len(items)  # read without the limit: every item the filters leave
         elif domain_param is not None:
-            shown_pending = sum(c["pending"] for d, c in counts.items()
-                                if d == domain_param or (d is None and domain_param == _NO_DOMAIN_PARAM))
-        rows = [
-            {"label": shown_domain(d), "param": d if d is not None else _NO_DOMAIN_PARAM,
-             "pending": c["pending"], "decided": c["decided"], "state": state_of(d),
-             "evaluation": apart.get(d)}
-            for d, c in counts.items()
-        ]  # fmt: skip
+            shown_pending = in_domain(counts, domain_param, "pending")
+        rows = domain_rows(counts, apart)
         message = None
         done = request.query_params.get("done")
         if done:
@@ -341,9 +360,7 @@ def create_app(
             message_kind="error" if unread is not None else "ok", evaluation=evaluation,
             evaluation_param=evaluation_param, evaluation_mark=EVALUATION_MARK, has_audit=queue.audit is not None,
             evaluation_query=f"&evaluation={evaluation_param}" if evaluation_param else "",
-            filter_said=", ".join(x for x in (EVALUATION_FILTER_SAID.get(evaluation_param or ""),
-                                              None if domain_param is None else "in " + shown_domain(
-                                                  None if domain_param == _NO_DOMAIN_PARAM else domain_param)) if x),
+            filter_said=filters_said(evaluation_param, domain_param),
         )  # fmt: skip
 
     async def decided_page(request: Request) -> Response:
@@ -352,19 +369,26 @@ def create_app(
         evaluation_param, refused = evaluation_filter(request)
         if refused is not None:
             return refused
-        limit = 1000  # the filter first, then the limit, as on the pending page
-        items = await run_in_threadpool(lambda: queue.decided(limit=None if evaluation_param else limit, newest_first=True))
+        domain_param = domain_of(request)
+        limit = 1000  # the filters first, then the limit, as on the pending page
+        items = await run_in_threadpool(lambda: queue.decided(domain_filter(domain_param), newest_first=True,
+                                                              limit=None if evaluation_param else limit))
+        counts = await run_in_threadpool(queue.counts)
         evaluation, _, unread = await run_in_threadpool(evaluation_of, items)
-        total_decided = None
+        total_decided = shown_decided = sum(c["decided"] for c in counts.values())
         if evaluation_param is not None:
             if unread is not None:  # the filter cannot be applied: said, not a list that reads as filtered
                 return error(request, 503, unread)
-            total_decided = len(items)
             items = [it for it in items if bool(evaluation[it.id]) == (evaluation_param == "only")]
-        return render(request, "decided.html", items=items[:limit], shown_decided=len(items),
+            shown_decided = len(items)  # read without the limit: every item the filters leave
+        elif domain_param is not None:
+            shown_decided = in_domain(counts, domain_param, "decided")
+        return render(request, "decided.html", items=items[:limit], shown_decided=shown_decided,
                       total_decided=total_decided, evaluation=evaluation, evaluation_mark=EVALUATION_MARK,
                       evaluation_param=evaluation_param, has_audit=queue.audit is not None,
-                      filter_said=EVALUATION_FILTER_SAID.get(evaluation_param or ""), message=unread,
+                      counts=domain_rows(counts), domain_param=domain_param,
+                      evaluation_query=f"&evaluation={evaluation_param}" if evaluation_param else "",
+                      filter_said=filters_said(evaluation_param, domain_param), message=unread,
                       message_kind="error")  # fmt: skip
 
     async def item_page(request: Request, item: ReviewItem, status: int = 200, message: str | None = None,

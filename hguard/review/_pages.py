@@ -89,7 +89,16 @@ can read this queue and verdicts cannot be recorded. Set {{ token_env }} (16 cha
 </html>
 """
 
+_FILTERS = """{% macro domain_links(page, counts, domain_param, query) -%}
+Domain:
+<a href="{{ page }}?{{ query }}" class="{{ 'active' if domain_param is none else '' }}">all</a>
+{% for row in counts %}<a href="{{ page }}?domain={{ row.param|urlencode }}{{ '&' ~ query if query else '' }}"
+ class="{{ 'active' if domain_param == row.param else '' }}">{{ row.label }}</a>{% endfor %}
+{%- endmacro %}
+"""
+
 _INDEX = """{% extends "base.html" %}
+{% from "filters.html" import domain_links %}
 {% block content %}
 <h1>Pending review <span class="muted count">({% if filter_said %}{{ shown_pending }} of {{ total_pending }}: {{ filter_said }}{% else %}{{ total_pending }}{% endif %})</span></h1>
 <table class="counts" id="counts">
@@ -108,10 +117,7 @@ _INDEX = """{% extends "base.html" %}
 </table>
 {% if filter_said %}<p class="muted" id="counts-unfiltered">The counts above are unfiltered: of the whole queue.</p>{% endif %}
 <p class="filters">
-Domain:
-<a href="/?order={{ order }}{{ evaluation_query }}" class="{{ 'active' if domain_param is none else '' }}">all</a>
-{% for row in counts %}<a href="/?domain={{ row.param|urlencode }}&amp;order={{ order }}{{ evaluation_query }}"
- class="{{ 'active' if domain_param == row.param else '' }}">{{ row.label }}</a>{% endfor %}
+{{ domain_links("/", counts, domain_param, "order=" ~ order ~ evaluation_query) }}
 &nbsp; Sort:
 <a href="{{ self_url(order='risk') }}" class="{{ 'active' if order == 'risk' else '' }}">highest risk first</a>
 <a href="{{ self_url(order='time') }}" class="{{ 'active' if order == 'time' else '' }}">oldest first</a>
@@ -211,13 +217,16 @@ right answer you would only word better, choose Correct and put your wording in 
 """
 
 _DECIDED = """{% extends "base.html" %}
+{% from "filters.html" import domain_links %}
 {% block title %}Decided{% endblock %}
 {% block content %}
 <h1>Decided <span class="muted count">({% if filter_said %}{{ shown_decided }} of {{ total_decided }}: {{ filter_said }}{% if shown_decided > items|length %}, the latest {{ items|length }} shown{% endif %}{% else %}latest {{ items|length }}{% endif %})</span></h1>
-{% if has_audit %}<p class="filters">Evaluation items (served to no user):
+<p class="filters">
+{{ domain_links("/decided", counts, domain_param, evaluation_query[1:]) }}
+{% if has_audit %}&nbsp; Evaluation items (served to no user):
 <a href="{{ self_url(evaluation='') }}" class="{{ 'active' if evaluation_param is none else '' }}" id="evaluation-all">all</a>
 <a href="{{ self_url(evaluation='exclude') }}" class="{{ 'active' if evaluation_param == 'exclude' else '' }}" id="evaluation-exclude">leave out</a>
-<a href="{{ self_url(evaluation='only') }}" class="{{ 'active' if evaluation_param == 'only' else '' }}" id="evaluation-only">only</a></p>{% endif %}
+<a href="{{ self_url(evaluation='only') }}" class="{{ 'active' if evaluation_param == 'only' else '' }}" id="evaluation-only">only</a>{% endif %}</p>
 <table id="decided">
 <thead><tr><th>When</th><th>Verdict</th><th>By</th><th>Risk</th><th>Domain</th><th>Question</th></tr></thead>
 <tbody>
@@ -227,7 +236,7 @@ _DECIDED = """{% extends "base.html" %}
 <td>{{ item.domain|domain_name }}</td>
 <td>{% if evaluation[item.id] %}<strong class="evaluation">{{ evaluation_mark }}</strong> {% endif %}<a href="/items/{{ item.id|urlencode }}">{{ item.question|truncate(140) }}</a></td></tr>
 {% else %}
-<tr><td colspan="6" class="muted">No verdicts yet{{ {"only": " among an evaluation's items", "exclude": " but on an evaluation's items"}.get(evaluation_param, "") }}.</td></tr>
+<tr><td colspan="6" class="muted">No verdicts yet{{ " in this domain" if domain_param is not none else "" }}{{ {"only": " among an evaluation's items", "exclude": " but on an evaluation's items"}.get(evaluation_param, "") }}.</td></tr>
 {% endfor %}
 </tbody>
 </table>
@@ -257,6 +266,7 @@ _ERROR = """{% extends "base.html" %}
 
 TEMPLATES = {
     "base.html": _BASE,
+    "filters.html": _FILTERS,
     "index.html": _INDEX,
     "item.html": _ITEM,
     "decided.html": _DECIDED,
