@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import os
 import threading
 import time
@@ -393,3 +394,89 @@ def _iter_records(path: Path) -> Iterator[dict[str, Any]]:
                 f"{path} line {problem.line}: {problem.message}; run `hguard audit verify {path}` to see what else is damaged"
             )
         yield rec  # type: ignore[misc]
+
+
+@dataclass
+class _FileRead:
+    """What :class:`AppendedRecords` read of one file: the stat it saw, the bytes read (their count, lines and sha256;
+    up to the end of the last whole line) and what ``keep`` made of the records on them."""
+
+    stamp: tuple[int, int, int]  # (size, mtime_ns, ctime_ns) when read
+    read_at_ns: int  # when: a stamp then within _RACY_NS of it may not show a write right after it
+    offset: int
+    lineno: int
+    digest: Any
+    records: list[Any]
+
+
+_RACY_NS = 2_000_000_000  # a file's times tick coarsely: one written this close to a read may look unchanged after it
+
+
+class AppendedRecords:
+    """The records of an audit log's files for a reader that asks again and again (the review page, on each load),
+    reading only what was appended since it last asked (:meth:`AuditLog.history` with ``since=``). Each file is known by
+    its identity (device, inode), so the file a rotation archives (a hard link to the log it was) is not read again, and
+    a rotated log's fresh file, a new inode, is read from its start. A file whose size, mtime and ctime are those last
+    seen (and were so well before it was read) is not read at all; one that changed is read from where the last read ended once the bytes read before still
+    hash the same (sha256: read again, not parsed), and anew from its first line when they do not (edited in place,
+    truncated) or it shrank: a line damaged anywhere is refused as a full read refuses it (AuditIntegrityError), and a
+    torn last line, never acknowledged, is left for the next read. ``keep(record)`` is what is kept of each record (a
+    reader needing a few fields of most of them keeps less than the whole log in memory)."""
+
+    def __init__(self, keep: Any = None) -> None:
+        self._keep = keep if keep is not None else (lambda rec: rec)
+        self._files: dict[tuple[int, int], _FileRead] = {}
+        self._seen: set[tuple[int, int]] = set()
+        self._lock = threading.Lock()
+
+    def records(self, path: Path) -> list[Any]:
+        """What ``keep`` made of each record of the file at ``path``, in file order, reading only what it has not."""
+        with self._lock, open(path, "rb") as f:  # one descriptor: a file put in its place meanwhile is not mixed in
+            st = os.fstat(f.fileno())
+            ident, stamp = (st.st_dev, st.st_ino), (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            self._seen.add(ident)
+            read = self._files.get(ident)
+            if read is not None and read.stamp == stamp and read.read_at_ns - st.st_mtime_ns > _RACY_NS:
+                return read.records
+            if read is None or st.st_size < read.offset or not _same_prefix(f, read):
+                read = _FileRead(stamp, 0, 0, 0, hashlib.sha256(), [])
+            self._files.pop(ident, None)  # a read that fails leaves nothing half read behind
+            f.seek(read.offset)
+            while read.offset < st.st_size:
+                raw = f.readline(st.st_size - read.offset)
+                if not raw.endswith(b"\n"):
+                    break  # a torn tail, never acknowledged: read again once a writer completed or moved it
+                lineno = read.lineno + 1
+                try:
+                    rec, _ = _parse_line(raw[:-1], canonical=False)
+                except ValueError as e:
+                    raise AuditIntegrityError(
+                        f"{path} line {lineno}: {_damaged_message(lineno, raw[:-1], str(e))}; run `hguard audit verify "
+                        f"{path}` to see what else is damaged") from None
+                read.records.append(self._keep(rec))
+                read.digest.update(raw)
+                read.offset, read.lineno = read.offset + len(raw), lineno
+            read.stamp, read.read_at_ns = stamp, time.time_ns()
+            self._files[ident] = read
+            return read.records
+
+    def forget_unseen(self) -> None:
+        """Drop the files not asked for since the last call (a log rotated twice, an archive removed)."""
+        with self._lock:
+            for ident in set(self._files) - self._seen:
+                del self._files[ident]
+            self._seen = set()
+
+
+def _same_prefix(f: Any, read: _FileRead) -> bool:
+    """Whether the first ``read.offset`` bytes of the open file ``f`` still hash as they did when read."""
+    digest = hashlib.sha256()
+    f.seek(0)
+    left = read.offset
+    while left > 0:
+        chunk = f.read(min(left, 1 << 20))
+        if not chunk:
+            return False
+        digest.update(chunk)
+        left -= len(chunk)
+    return digest.digest() == read.digest.digest()

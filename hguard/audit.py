@@ -51,6 +51,7 @@ from typing import Any
 
 from ._audit_export import export_csv, show
 from ._audit_files import (
+    AppendedRecords,
     Problem,
     _exclusive_fd,
     _existing,
@@ -476,10 +477,12 @@ class AuditLog:
         if self.path.exists():
             yield from _iter_records(self.path)
 
-    def history(self) -> Iterator[dict[str, Any]]:
+    def history(self, since: AppendedRecords | None = None) -> Iterator[Any]:
         """The records of the archives this log continues (beside it, oldest first; see :meth:`rotate`), then its
         own, as ``iter`` reads them: nothing is verified (:func:`verify` checks the chain; :func:`export_csv` marks
-        each record with what it found). Raises AuditIntegrityError when an archive it names is not there."""
+        each record with what it found). Raises AuditIntegrityError when an archive it names is not there.
+        ``since``: an :class:`AppendedRecords` kept by a reader that asks again and again, which reads only what was
+        appended since it last did (a rotated, truncated or edited file anew) and yields what its ``keep`` kept."""
         archives: list[Path] = []
         if self.path.exists():
             for archive, after in _continued_archives(self.path, limit=_MAX_ARCHIVES):
@@ -489,9 +492,16 @@ class AuditLog:
                         f"{after.get('archive_last_seq')}), which is not beside it: put the archive back to read the "
                         "records before the rotation")
                 archives.append(archive)
+        if since is None:
+            for archive in reversed(archives):
+                yield from _iter_records(archive)
+            yield from self
+            return
         for archive in reversed(archives):
-            yield from _iter_records(archive)
-        yield from self
+            yield from since.records(archive)
+        if self.path.exists():
+            yield from since.records(self.path)
+        since.forget_unseen()
 
     def find(self, record_id: str) -> dict[str, Any] | None:
         """The first record whose ``id`` is record_id, or None."""

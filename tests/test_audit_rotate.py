@@ -401,3 +401,38 @@ def test_an_archive_replaced_by_another_chain_of_the_same_seqs_is_said_as_such(t
     msg = verify(path, key=KEY, archives=True).summary()
     assert "its last record (seq 3) has another hash than the one the log's first record chains onto" in msg, msg
     assert "is not the one the log's first record chains onto" not in msg
+
+
+def test_history_since_reads_only_what_was_appended_and_agrees_with_a_full_read(tmp_path):
+    """AuditLog.history(since=AppendedRecords()) (the review page's reader, asked on each load) yields what history()
+    yields, across rotations, reading each file only past where it last ended: a torn last line is left for the next
+    read (read once completed); a file cut shorter, or a rotated log's fresh file, is read from its start; a line damaged
+    in place before where the last read ended is refused as a full read refuses it."""
+    from hguard._audit_files import AppendedRecords
+
+    log = AuditLog(tmp_path / "a.jsonl", key=None)
+    since = AppendedRecords()
+    seqs = lambda: [r["seq"] for r in log.history(since=since)]  # noqa: E731
+    full = lambda: [r["seq"] for r in log.history()]  # noqa: E731
+    for i in range(3):
+        log.append({"i": i})
+    assert seqs() == full() == [0, 1, 2]
+    with open(log.path, "ab") as f:
+        f.write(b'{"torn": ')  # a write cut short: not a record yet
+    assert seqs() == full() == [0, 1, 2]
+    with open(log.path, "ab") as f:
+        f.write(b'1, "seq": 3}\n')  # completed (not a record the log wrote, but a line read as one)
+    assert seqs() == full() == [0, 1, 2, 3]
+    log.path.write_bytes(b"".join(log.path.read_bytes().splitlines(keepends=True)[:2]))  # cut shorter, same file
+    assert seqs() == full() == [0, 1]
+    log = AuditLog(tmp_path / "a.jsonl", key=None)  # a new writer (the one before refuses a log cut back)
+    log.append({"i": 9})
+    log.rotate()
+    log.append({"i": 10})
+    assert seqs() == full() == [0, 1, 2, 3, 4]  # the archive (the file read before), the rotation's record, the one after
+    lines = log.path.read_bytes().splitlines(keepends=True)
+    log.path.write_bytes(lines[0] + b"[" + lines[1][1:])  # damaged in place, the same size
+    with pytest.raises(AuditIntegrityError, match="a.jsonl line 2: damaged"):
+        seqs()
+    with pytest.raises(AuditIntegrityError, match="a.jsonl line 2: damaged"):
+        full()

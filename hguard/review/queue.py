@@ -59,6 +59,7 @@ from .._numerics import finite_number, is_real
 from .._policy_route import SPOT_CHECK_REASON
 from .._privacy import FILE_MODE, redacted
 from .._text import hidden_characters_in, same_words
+from .._audit_files import AppendedRecords
 from .._audit_records import CONTINUATION
 from ..audit import AuditLog, append_written, sink_failed_after
 from ..errors import HGuardError, InputError, ReviewQueueError, error_text, warn_aside
@@ -159,6 +160,13 @@ def not_put_back(record: Mapping[str, Any], kept: set[str], newest: int) -> str 
     if type(record.get("seq")) is int and record["seq"] < newest:
         return "its decision record is in an archive of the rotated log, which a guard start does not read"
     return None
+
+
+def _looked_up(record: dict[str, Any]) -> dict[str, Any]:
+    """What :meth:`ReviewQueue.decision_records` keeps of a record it read: a decision whole, another its id and kind
+    (the first record of an id is the one an item is checked against, and one that is not a decision is refused as
+    such), so the log's logins, monitor checks and verdicts are not all kept in memory."""
+    return record if record.get("kind") == "decision" else {"id": record.get("id"), "kind": record.get("kind")}
 
 
 def item_wanted(record: Mapping[str, Any]) -> tuple[str, str | None] | None:
@@ -358,6 +366,7 @@ class ReviewQueue:
     audit: AuditLog | None
     busy_timeout: float
     _init_lock: threading.Lock
+    _log_read: AppendedRecords
 
     def __init__(
         self,
@@ -384,6 +393,9 @@ class ReviewQueue:
         self.audit = audit
         self.busy_timeout = seconds
         self._init_lock = threading.Lock()
+        # the log's records read so far, for a reader that lists the queue again and again (the page: each load reads
+        # only what was appended since; decision_records)
+        self._log_read = AppendedRecords(keep=_looked_up)
         self._initialise()
 
     def __repr__(self) -> str:
@@ -910,7 +922,8 @@ class ReviewQueue:
         assert self.audit is not None
         wanted = {it.audit_id for it in items}
         found: dict[str, Mapping[str, Any]] = {}
-        for rec in self._log_records("check the items against their decision records", "fix the audit log and try again"):
+        for rec in self._log_records("check the items against their decision records", "fix the audit log and try again",
+                                     since=self._log_read):
             if rec.get("id") in wanted and rec["id"] not in found:
                 found[rec["id"]] = rec
         return found
@@ -1004,14 +1017,15 @@ class ReviewQueue:
                 verdicts.append(rec)  # on this item, or on a copy of it
         return record, verdicts
 
-    def _log_records(self, doing: str, then: str) -> Iterator[dict[str, Any]]:
-        """The audit log's records, its archives' first (:meth:`AuditLog.history`). AuditLogUnavailable when they cannot
+    def _log_records(self, doing: str, then: str, since: AppendedRecords | None = None) -> Iterator[dict[str, Any]]:
+        """The audit log's records, its archives' first (:meth:`AuditLog.history`; ``since``: as read so far, only what
+        was appended since read now). AuditLogUnavailable when they cannot
         be read (a damaged line or a missing archive, said with its fix; a file this process may not read, a disk
         error), naming the log, ``doing`` and ``then`` (what to do once the log is fixed): a raw OSError reached the
         review page as a bare 500."""
         assert self.audit is not None
         try:
-            yield from self.audit.history()
+            yield from (self.audit.history() if since is None else self.audit.history(since=since))
         except Exception as e:  # noqa: BLE001 - whatever it was, the log was not read: said, naming it
             cause = str(e) if isinstance(e, HGuardError) else (
                 f"{error_text(e)}; check that this process may read it and the disk it is on")
