@@ -254,7 +254,7 @@ def test_an_audit_log_that_cannot_be_read_is_said_in_one_line_naming_it_and_noth
     queue.enqueue(make_item("a"))
     before = audit.path.read_bytes()
 
-    def history(self):
+    def history(self, since=None):
         raise OSError(errno.EIO, "Input/output error")
         yield  # a generator, as AuditLog.history is
 
