@@ -346,7 +346,7 @@ def main(argv: list[str]) -> int:
             _known_domain(args.domain, counts, archived.values())
             shown = counts if args.domain is None else {d: c for d, c in counts.items() if d == args.domain}
             # every item's decision read once: the counts of an evaluation's items, and the listing's marks
-            everything = queue.pending(limit=None) + queue.decided() if queue.audit else []
+            everything = queue.item_keys() if queue.audit else []
             records = queue.decision_records(everything) if queue.audit else {}
             apart = queue.evaluation_counts(records, everything) or {}
             for domain, c in shown.items():  # with --json, stdout holds only the JSON lines; --domain: its counts

@@ -299,7 +299,7 @@ def create_app(
         try:
             if not with_counts:
                 return queue.for_evaluation(items), {}, None
-            everything = queue.pending(limit=None) + queue.decided()
+            everything = queue.item_keys()  # the whole queue's, without the text: read for the counts only
             records = queue.decision_records(everything)
             return queue.for_evaluation(items, records), queue.evaluation_counts(records, everything) or {}, None
         except AuditLogUnavailable as e:  # the queue is still listed; the reviewer and the operator are told
