@@ -256,7 +256,7 @@ def check_selection(policy, records: Sequence[Mapping[str, Any]]) -> dict:
     for r in records:
         # an evaluation's given answers are never spot-check candidates (the guard selects none of them)
         if r.get("kind") == "decision" and r.get("route") == "accept" and r.get("domain") in policy.domains \
-                and not given_answer(r):
+                and not evaluation_decision(r):
             accepted[r["id"]] = r
             d = out[r["domain"]]
             d["accepted"] += 1
@@ -324,7 +324,7 @@ def made_by_another_model(record: Mapping[str, Any], calibrated: Mapping[str, se
     return bool(models) and None not in models and made_by is not None and made_by not in models
 
 
-def given_answer(record: Mapping[str, Any]) -> bool:
+def evaluation_decision(record: Mapping[str, Any]) -> bool:
     """Whether a decision scored an answer given to :meth:`hguard.guard.Guard.check` (``answer_source: "given"``) for
     an evaluation or a log scored again (``given_answer.served`` false), not one shown to users as it routed (true: the same
     model served by another server, guarded here, which is live traffic as a generated answer is): no user was served
@@ -519,7 +519,7 @@ def _review_backlog(policy, items: Sequence[Any], archived: Sequence[Any], recor
     what it keeps of its archived items (decided: their verdict times are read from their ``review_verdict`` records
     in ``recorded``, the chain's by id, the domain too where the queue kept none), against
     ``[monitor] review_backlog_max_age_hours``. Items whose decisions are in ``evaluation`` (answers given to
-    Guard.check for an evaluation, :func:`given_answer`) are counted apart (``evaluation_items``), in no figure nor
+    Guard.check for an evaluation, :func:`evaluation_decision`) are counted apart (``evaluation_items``), in no figure nor
     the warning: they served no one, and an evaluation alone warned of a backlog in a deployment whose live items were
     all reviewed. ``put_back``: when items were put back in the queue (:func:`_put_back_times`), which they wait from.
     ``unreadable``: why the queue could not be read (its file missing while the log holds items routed to review): its
@@ -650,7 +650,7 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
     records = [r for r in records if r.get("id") not in foreign and not linked_decisions(r) & foreign]
     by_id = {r["id"]: r for r in decisions}  # every decision: the queue's items (a given answer held too) are checked
     # the decisions whose answers users were served by this guard: every live figure below reads these alone
-    evaluation = frozenset(r["id"] for r in decisions if given_answer(r))
+    evaluation = frozenset(r["id"] for r in decisions if evaluation_decision(r))
     given = Counter(str(r.get("domain")) for r in decisions if r["id"] in evaluation)
     served = [r for r in decisions if r["id"] not in evaluation]
     served_given = [r for r in served if r.get("answer_source") == "given"]  # Guard.check(served=True): live traffic

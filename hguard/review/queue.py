@@ -948,10 +948,10 @@ class ReviewQueue:
                        records: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, bool | None]:
         """Whether each item (item id -> answer) judges an answer of an evaluation: given to Guard.check with
         ``served=False``, shown to no user, so no one waits on it; as the monitor tells it
-        (:func:`hguard.monitor.given_answer`), which counts such items apart from the review backlog. None where it
+        (:func:`hguard.monitor.evaluation_decision`), which counts such items apart from the review backlog. None where it
         cannot be told: the queue has no audit log, or its decision record is not a decision of it (a reviewer then
         takes it as live: a user may wait). ``records``: the log's :meth:`decision_records`, when read already."""
-        from ..monitor import given_answer
+        from ..monitor import evaluation_decision
 
         if self.audit is None:
             return {it.id: None for it in items}
@@ -959,7 +959,7 @@ class ReviewQueue:
         said: dict[str, bool | None] = {}
         for it in items:
             rec = found.get(it.audit_id)
-            said[it.id] = given_answer(rec) if rec is not None and rec.get("kind") == "decision" else None
+            said[it.id] = evaluation_decision(rec) if rec is not None and rec.get("kind") == "decision" else None
         return said
 
     def evaluation_counts(self, records: Mapping[str, Mapping[str, Any]] | None = None,
