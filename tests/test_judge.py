@@ -674,6 +674,60 @@ def test_an_alias_the_question_holds_counts_only_as_the_reply(question, answer, 
         assert judge(answer, aliases).label == "correct"  # without the question the judge cannot tell
 
 
+_ENGLAND = "What is the central bank of England called?"
+_MACBETH = "Which play features the character Macbeth?"
+_ANNA = "In which book does the character Anna Karenina appear?"
+_ROMEO = "Which play features the lovers Romeo and Juliet?"
+
+
+@pytest.mark.parametrize("question, answer, aliases", [
+    # a review: the alias after a possessive or a region's adjective was read as the end of a longer name ...
+    ("In which book does the character Victor Frankenstein appear?", "Victor Frankenstein appears in Mary Shelley's Frankenstein.",
+     ["Frankenstein"]),
+    (_ROMEO, "They appear in Shakespeare's Romeo and Juliet.", ["Romeo and Juliet"]),
+    ("In which book does the character Oliver Twist appear?", "He appears in Dickens' Oliver Twist.", ["Oliver Twist"]),
+    (_MACBETH, "Shakespeare\u2019s Macbeth.", ["Macbeth"]),
+    ("Which novel features the character Harry Potter?", "J.K. Rowling's Harry Potter series.", ["Harry Potter"]),
+    ("On which continent is South Africa?", "It is in Southern Africa.", ["Africa"]),
+    ("On which continent is South Africa?", "South Africa is located in Southern Africa.", ["Africa"]),
+    # ... and a description on the other side of "X is Y" as a name of its own (the reply naming the alias counts on
+    # either side): a possessive's, a name's adjective, "by" an author, the question's words "of" a place
+    ("Which institution is the central bank of Thailand?", "The Bank of Thailand is Thailand's central bank.", ["Bank of Thailand"]),
+    ("Which institution is the central bank of Thailand?", "The Bank of Thailand is the Thai central bank.", ["Bank of Thailand"]),
+    ("Which institution is the central bank of Thailand?", "The Bank of Thailand is the central bank of the Kingdom of Thailand.",
+     ["Bank of Thailand"]),
+    (_ENGLAND, "The Bank of England is the UK's central bank.", ["Bank of England"]),
+    (_ENGLAND, "The Bank of England is the central bank of the United Kingdom.", ["Bank of England"]),
+    (_ENGLAND, "The UK's central bank is the Bank of England.", ["Bank of England"]),
+    (_ICELAND, "The Central Bank of Iceland is Iceland's central bank.", ["Central Bank of Iceland"]),
+    (_MACBETH, "Macbeth is by Shakespeare.", ["Macbeth"]),
+    (_MACBETH, "Macbeth is the title character of Shakespeare's Macbeth.", ["Macbeth"]),
+    (_ROMEO, "Romeo and Juliet is Shakespeare's tragedy.", ["Romeo and Juliet"]),
+    (_ROMEO, "Romeo and Juliet is a tragedy by Shakespeare.", ["Romeo and Juliet"]),
+    (_ANNA, "Anna Karenina is the heroine of Leo Tolstoy's Anna Karenina.", ["Anna Karenina"]),
+])
+def test_an_alias_after_a_possessive_or_beside_a_description_is_the_reply(question, answer, aliases) -> None:
+    j = judge(answer, aliases, question=question)
+    assert (j.label, j.matched) == ("correct", aliases[0]), j.reason
+
+
+@pytest.mark.parametrize("question, answer, aliases", [
+    # ... while a name of its own on the other side, right after the copula or "of" a thing of its own, is still the
+    # reply, and the alias at the end of a longer name still that name
+    (_ENGLAND, "The Bank of England is the Royal Bank of England.", ["Bank of England"]),
+    (_ENGLAND, "It is the Royal Bank of England.", ["Bank of England"]),
+    (_ANNA, "Anna Karenina is the heroine of War and Peace.", ["Anna Karenina"]),
+    (_ANNA, "Anna Karenina is the heroine of Tolstoy's War and Peace.", ["Anna Karenina"]),
+    ("Which novel features the character Robinson Crusoe?", "Robinson Crusoe is the hero of Gulliver's Travels.",
+     ["Robinson Crusoe"]),
+    ("What is the central bank of Kenya called?", "The central bank of Kenya is the Kenya Reserve Bank.", ["Central Bank of Kenya"]),
+])
+def test_a_name_of_its_own_beside_the_questions_span_is_still_the_reply(question, answer, aliases) -> None:
+    j = judge(answer, aliases, question=question)
+    assert j.label == "hallucinated", j.reason
+    assert f"{aliases[0]!r} appears only inside words the answer repeats from the question" in j.reason
+
+
 @pytest.mark.parametrize("answer, aliases, label", [
     # a finance team's trial: a code alias named by the currency its letters read as ("CLP" by "the Chilean peso",
     # "USD" by "dollar") counted as said; a code in capitals is matched as that code
@@ -696,6 +750,7 @@ def test_an_alias_the_question_holds_counts_only_as_the_reply(question, answer, 
 ])
 def test_a_code_alias_matches_only_as_that_code(answer, aliases, label) -> None:
     assert judge(answer, aliases).label == label
+
 
 
 def test_an_alias_seen_only_in_the_questions_words_is_named_in_the_reason() -> None:

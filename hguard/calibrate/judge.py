@@ -34,10 +34,12 @@ containing "t" as right) poisons everything downstream. The rules, all deliberat
   official language of the Czech Republic"); not written as the question writes it where the alias is written
   otherwise ("It is the central bank of Iceland." for "Central Bank of Iceland" to "What is the name of the central
   bank of Iceland?"); not on the side of an "X is Y" clause made of the question's words only where the other side
-  names something of its own, a capitalised word the question lacks ("The Central Bank of Egypt is the Royal Bank of
-  Egypt."); not at the end of a longer name ("the Royal Bank of Thailand" for "Bank of Thailand"). The reply naming
-  it counts, on either side: "The central bank of Iceland is the Central Bank of Iceland (Seðlabanki Íslands).",
-  "It is the Bank of Thailand.". A question offering choices ("A or B?") is read as before (`_match`).
+  names something of its own, a name right after the "is" or "of" a thing of its own ("The Central Bank of Egypt is
+  the Royal Bank of Egypt.", "Anna Karenina is the heroine of War and Peace."), not a description ("... is the UK's
+  central bank", "... is a tragedy by Shakespeare"); not at the end of a longer name ("the Royal Bank of Thailand"
+  for "Bank of Thailand"; not after a possessive or a region's adjective: "Mary Shelley's Frankenstein", "Southern
+  Africa"). The reply naming it counts, on either side: "The central bank of Iceland is the Central Bank of Iceland
+  (Seðlabanki Íslands).", "It is the Bank of Thailand.". A question offering choices ("A or B?") is read as before (`_match`).
 - A match denied in its clause does not count (a clause ends at , ; : ! ?, a sentence's full stop, a dash, or
   before "but", "however", "rather"...): a negation earlier in the clause ("is not Canberra", "Budgets are never
   approved by the CFO", "Neither Deloitte nor KPMG"), or, to a question that does not itself ask for what is
@@ -3241,6 +3243,25 @@ def _echoed(ans_tok: list[str], start: int, n: int, q: list[str], ans_cased: lis
 _COPULAS = frozenset({"is", "are", "was", "were"})
 # words that name nothing of their own on a copula's side ("It is ...", "Its name is ...")
 _PLACEHOLDERS = _RUN_STOPWORDS | frozenset({"this", "that", "these", "those", "they", "he", "she", "name", "answer"})
+# a region's adjective before a name ("Southern Africa"), which makes it no longer name than the one it qualifies
+_REGION_WORDS = frozenset({"northern", "southern", "eastern", "western", "northeastern", "northwestern", "southeastern",
+                           "southwestern", "north-eastern", "north-western", "south-eastern", "south-western"})
+# the small words inside a name ("Bank of England", "War and Peace", "Banco de México")
+_NAME_JOINS = frozenset({"of", "and", "de", "del", "des", "du", "la", "le", "von", "van", "da", "di"})
+
+
+def _possessives(text: str, tokens: list[str]) -> list[bool] | None:
+    """For each token of ``text`` (its `_tokens`), whether the word it comes from is written as a possessive
+    ("Shelley's", "Dickens'", "Thailand’s"), aligned as `_cased` aligns them, or None where they do not align."""
+    out: list[bool] = []
+    folded: list[str] = []
+    for raw in text.split():
+        word = raw.rstrip(".,;:!?\"()[]{}")
+        owner = word.endswith(("'s", "\u2019s", "'", "\u2019")) and not word.startswith(("'", "\u2018"))
+        for t in normalize(raw).split():
+            folded.append(t)
+            out.append(owner)
+    return out if folded == tokens else None
 
 
 def _held_at(q: list[str], al: list[str]) -> int | None:
@@ -3249,18 +3270,66 @@ def _held_at(q: list[str], al: list[str]) -> int | None:
     return next((i for i in range(len(q) - n + 1) if q[i:i + n] == al), None)
 
 
+def _names_rival(ans_tok: list[str], ans_cased: list[str], owners: list[bool] | None, other: list[int], first: int,
+                 asked: set[str]) -> bool:
+    """Whether the side ``other`` of an "X is Y" clause (token indices; ``first`` the clause's first, which a sentence
+    capitalises) names something of its own that the question (its tokens ``asked``) does not, rather than
+    describing what the other side names: a proper name right after the copula ("the Royal Bank of Egypt", "the
+    Landsbanki"), or a thing of its own's name after "of" or "in" ("the heroine of War and Peace", "the hero of
+    Gulliver's Travels"). Not a description: a possessive's ("Thailand's central bank", "the UK's central bank",
+    "Shakespeare's tragedy"), a name's adjective ("the Thai central bank"), "by" an author ("by Shakespeare", "a
+    tragedy by Shakespeare"), or the question's own words "of" a place ("the central bank of the United Kingdom")."""
+    def own(i: int) -> bool:
+        return ans_tok[i] not in asked and ans_tok[i] not in _PLACEHOLDERS and ans_cased[i][:1].isupper() and i != first
+
+    def capital(i: int) -> bool:
+        return ans_cased[i][:1].isupper()
+
+    def name_at(k: int) -> list[int]:  # the name that starts at other[k]: capitalised words and the joins inside it
+        run: list[int] = []
+        for i in other[k:]:
+            if not (capital(i) or (run and ans_tok[i] in _NAME_JOINS)):
+                break
+            run.append(i)
+        while run and not capital(run[-1]):
+            run.pop()
+        return run
+
+    if not other:
+        return False
+    if capital(other[0]):
+        run = name_at(0)
+        if owners is not None and any(owners[i] for i in run):
+            return False  # "Thailand's central bank": a possessive's description
+        after = other[len(run)] if len(run) < len(other) else None
+        if len(run) == 1 and after is not None and not capital(after) and ans_tok[after] not in _RUN_STOPWORDS:
+            return False  # "the Thai central bank": a name's adjective
+        return any(own(i) for i in run)
+    # "the heroine of War and Peace": what it is, in words of its own, of or in a name of its own
+    k = next((k for k, i in enumerate(other) if ans_tok[i] in ("of", "in") or capital(i)), None)
+    if k is None or k == 0 or capital(other[k]) or k + 1 >= len(other):
+        return False
+    head = other[:k]
+    if not any(ans_tok[i] not in asked and ans_tok[i] not in _PLACEHOLDERS for i in head):
+        return False  # the question's own words ("the central bank of the United Kingdom"): a description
+    return any(own(i) for i in name_at(k + 1))
+
+
 def _restates(ans_tok: list[str], clause: list[int], start: int, n: int, q: list[str], ans_cased: list[str] | None,
-              q_cased: list[str] | None, alias: str) -> bool:
+              q_cased: list[str] | None, alias: str, owners: list[bool] | None = None) -> bool:
     """Whether the alias at ``ans_tok[start:start + n]``, which the question's own words hold (case and word form
     aside: "central bank of Iceland" holds "Central Bank of Iceland"), is only the question's span said again, not
     the reply. Where the question writes it otherwise than the alias does, the answer writing it as the question does
     restates it ("The Icelandic Monetary Authority is the central bank of Iceland."); in a clause "X is Y" whose
-    other side names something the question does not (a capitalised word of its own: "The Central Bank of Egypt is
-    the Royal Bank of Egypt."), the side made of the question's words only is the question's, whatever its case; and
-    the alias at the end of a longer name ("the Royal Bank of Thailand" for "Bank of Thailand") is that name. The
-    reply naming the alias stays an answer: "The central bank of Iceland is the Central Bank of Iceland (Seðlabanki
-    Íslands).", "It is the Bank of Thailand.", "The capital of Luxembourg is Luxembourg.". Where the reply's words as
-    written are unknown (``ans_cased`` None: `_cased`), a word of the other side's own, any case, names something."""
+    other side names something the question does not (`_names_rival`: "The Central Bank of Egypt is the Royal Bank of
+    Egypt.", "Anna Karenina is the heroine of War and Peace."), the side made of the question's words only is the
+    question's, whatever its case, while one that only describes it ("The Bank of England is the UK's central bank.",
+    "Macbeth is by Shakespeare.") leaves it the reply; and the alias at the end of a longer name ("the Royal Bank of
+    Thailand" for "Bank of Thailand") is that name, not after a possessive ("Mary Shelley's Frankenstein", ``owners``:
+    `_possessives`) or a region's adjective ("Southern Africa"). The reply naming the alias stays an answer: "The
+    central bank of Iceland is the Central Bank of Iceland (Seðlabanki Íslands).", "It is the Bank of Thailand.", "The
+    capital of Luxembourg is Luxembourg.". Where the reply's words as written are unknown (``ans_cased`` None:
+    `_cased`), a word of the other side's own, any case, names something."""
     at = _held_at(q, ans_tok[start:start + n])
     if at is None:
         return False
@@ -3276,7 +3345,8 @@ def _restates(ans_tok: list[str], clause: list[int], start: int, n: int, q: list
     words = [i for i in range(len(ans_tok)) if clause[i] == here]
     if ans_cased is not None and start > words[0]:
         before = ans_cased[start - 1]
-        if before[:1].isupper() and ans_tok[start - 1] not in _PLACEHOLDERS and not before.isupper():
+        if (before[:1].isupper() and ans_tok[start - 1] not in _PLACEHOLDERS and not before.isupper()
+                and not (owners is not None and owners[start - 1]) and before.lower() not in _REGION_WORDS):
             return True  # "the Royal Bank of Thailand": a longer name
     copula = next((i for i in words if ans_tok[i] in _COPULAS), None)
     if copula is None or start < copula < end:
@@ -3288,10 +3358,8 @@ def _restates(ans_tok: list[str], clause: list[int], start: int, n: int, q: list
         return False  # the alias's side says more than the question: the reply
     if ans_cased is None:
         return any(ans_tok[i] not in asked_words and ans_tok[i] not in _PLACEHOLDERS for i in other)
-    # the other side names something the question does not: a capitalised word of its own (not the clause's first,
-    # which a sentence capitalises); "The Central Bank of Kenya is the official central bank of Kenya." names none
-    return any(ans_tok[i] not in asked_words and ans_tok[i] not in _PLACEHOLDERS and ans_cased[i][:1].isupper()
-               for i in other if i != words[0])
+    # "The Central Bank of Kenya is the official central bank of Kenya." names nothing of its own
+    return _names_rival(ans_tok, ans_cased, owners, other, words[0], asked_words)
 
 
 def _match(answer: str, aliases: list[str], question: str | None = None) -> tuple[str | None, str | None, str | None]:
@@ -3310,6 +3378,7 @@ def _match(answer: str, aliases: list[str], question: str | None = None) -> tupl
     literal = {a for a in aliases if _CODE_ALIAS.fullmatch(a.strip())}
     ans_cased = _cased(answer, ans_tok) if q or codes or literal else None  # the reply's words as written, read once
     q_cased = _cased(question, q) if question else None
+    owners = _possessives(answer, ans_tok) if q else None
     choices = {q[j] for i, w in enumerate(q) if w == "or" for j in (i - 1, i + 1) if 0 <= j < len(q)}
     spoiled: str | None = None
     echoed: str | None = None
@@ -3325,7 +3394,7 @@ def _match(answer: str, aliases: list[str], question: str | None = None) -> tupl
             if q and _echoed(ans_tok, start, len(al), q, ans_cased, q_cased) and (not choices or (choices - set(al)) & set(ans_tok[:start])):
                 echoed = echoed or alias
                 continue
-            if q and not choices and _restates(ans_tok, clause, start, len(al), q, ans_cased, q_cased, alias):
+            if q and not choices and _restates(ans_tok, clause, start, len(al), q, ans_cased, q_cased, alias, owners):
                 echoed = echoed or alias
                 continue
             before = ans_tok[start - 1] if start > 0 else ""
