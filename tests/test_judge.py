@@ -752,6 +752,43 @@ def test_a_code_alias_matches_only_as_that_code(answer, aliases, label) -> None:
     assert judge(answer, aliases).label == label
 
 
+@pytest.mark.parametrize("answer, aliases", [
+    # a review: a code inside a hyphenated word was no code written
+    ("Coca-Cola is NYSE-listed under the ticker KO.", ["NYSE"]),
+    ("The GDPR-compliant regime under Regulation 2016/679.", ["GDPR"]),
+    ("Its USD\u2013denominated bonds.", ["USD"]),
+])
+def test_a_code_alias_matches_as_a_part_of_a_hyphenated_word(answer, aliases) -> None:
+    assert judge(answer, aliases).label == "correct"
+    assert judge("It is Nasdaq-listed.", ["NYSE"]).label == "hallucinated"
+
+
+_ISO_USD = "What is the ISO code of the US dollar?"
+
+
+@pytest.mark.parametrize("question, answer, aliases, label", [
+    # a review: a row listing only the code judged the currency's name wrong to a question asking for the currency;
+    # there the name answers the code alias, not after another country's adjective ...
+    ("What currency is used in the United States?", "The US dollar.", ["USD"], "correct"),
+    ("What currency is used in Sweden?", "Sweden uses the Swedish krona.", ["SEK"], "correct"),
+    ("What currency is used in Chile?", "The Chilean peso.", ["CLP"], "correct"),
+    ("What currency is used in the United States?", "The Canadian dollar.", ["USD"], "hallucinated"),
+    ("What currency is used in the United States?", "The Hong Kong dollar.", ["USD"], "hallucinated"),
+    ("What currency is used in Sweden?", "Sweden uses the Norwegian krone.", ["SEK"], "hallucinated"),
+    ("What currency is used in Chile?", "The Mexican peso.", ["CLP"], "hallucinated"),
+    # ... while to a question asking for a code (the finance trial's) only the code written answers it
+    (_ISO_USD, "The code is the dollar.", ["USD"], "hallucinated"),
+    (_ISO_USD, "The code is US$.", ["USD"], "hallucinated"),
+    ("What is the ISO code of the Chilean peso?", "It is the peso.", ["CLP"], "hallucinated"),
+    ("What is the ISO 4217 code for the Swedish krona?", "The krona.", ["SEK"], "hallucinated"),
+    ("Which three-letter code stands for the Swedish krona?", "The Swedish krona.", ["SEK"], "hallucinated"),
+    ("What is the ticker symbol of the pound?", "The pound.", ["GBP"], "hallucinated"),
+    (_ISO_USD, "It is USD.", ["USD"], "correct"),
+])
+def test_a_code_alias_is_matched_as_its_currency_only_where_the_question_asks_for_the_currency(question, answer, aliases,
+                                                                                                label) -> None:
+    assert judge(answer, aliases, question=question).label == label
+
 
 def test_an_alias_seen_only_in_the_questions_words_is_named_in_the_reason() -> None:
     j = judge("Ross Lynch is older Glenn Hughes.", ["Glenn Hughes"], question="Who is older Glenn Hughes or Ross Lynch?")

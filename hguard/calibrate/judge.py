@@ -22,10 +22,12 @@ containing "t" as right) poisons everything downstream. The rules, all deliberat
   ("seventy-nine", "one hundred eighteen") equal their digits. A side effect: the word "one"
   reads as 1, so alias "1" matches "the one in Europe"; numeric aliases should be specific.
 - An alias written as a code, one token in capitals ("CLP", "USD", "NYSE", "H"), matches only where the reply
-  writes that code (case and dots aside: "clp", "U.S.D."), not the currency its letters read as: "It is the peso."
-  and "The ISO code for the Chilean peso is CHP." do not name "CLP", "the US dollar" does not name "USD"; list the
-  currency's names as aliases where a name is a right answer. An amount's code still reads as its currency
-  ("5,000 pesos" matches "5000 CLP").
+  writes that code (case and dots aside: "clp", "U.S.D."; a hyphen's part: "NYSE-listed"), not the currency its
+  letters read as, where the question asks for a code (`_ASKS_FOR_CODE`: "What is the ISO code of ...?") or is not
+  given: "It is the peso." and "The ISO code for the Chilean peso is CHP." do not name "CLP", "the US dollar" does
+  not name "USD". To a question asking for the currency ("What currency is used in Sweden?") its name answers the
+  code ("the Swedish krona" names "SEK"), not after another country's adjective ("the Canadian dollar" is no "USD").
+  An amount's code still reads as its currency ("5,000 pesos" matches "5000 CLP").
 - Percent and currency signs stay with their number as words ("20%" reads "20 percent", "$5,000" and "5,000
   USD" read "5000 dollar"): alias "20%" does not match "20 days", "$5,000" does not match "5,000 EUR"; an
   alias without a unit ("5000") matches the number with any.
@@ -3165,7 +3167,8 @@ def _find(seq: list[str], sub: list[str], yen_or_yuan: frozenset[str] = _YEN_OR_
     number in both. Named alone, a code matches its own currency's name (`_CODE_NAMES`: "SEK" the krona, "CHF" the
     franc, "¥" the yen or the yuan, ``yen_or_yuan`` where the other aliases say which), not after another country's
     adjective ("the Swedish krona" is no "NOK", "the French franc" no "CHF"); `_match` then keeps such a match for
-    a sign ("¥") only: an alias written as a code in capitals ("SEK", "USD") names that code (`_written_as_code`)."""
+    a sign ("¥") only where the question asks for a code or is not given: an alias written as a code in capitals
+    ("SEK", "USD") names that code there (`_written_as_code`)."""
     n, m = len(seq), len(sub)
     if not any(t in _FAMILY_OF or t in _CURRENCY_FAMILIES for t in sub):
         return [i for i in range(n - m + 1) if seq[i : i + m] == sub]
@@ -3374,8 +3377,10 @@ def _match(answer: str, aliases: list[str], question: str | None = None) -> tupl
     # a code spelling a word ("US", "the US"); one written in lower case is here only as a row's sole alias ("in" for a
     # question whose answer is that word), which matches as any alias does
     codes = {a for a in aliases if a != a.lower() and _word_code(a)}
-    # a code in capitals ("CLP", "USD", "NYSE", "H"): matched as that code, not as the currency name it would read as
-    literal = {a for a in aliases if _CODE_ALIAS.fullmatch(a.strip())}
+    # a code in capitals ("CLP", "USD", "NYSE", "H"): matched as that code, not as the currency name it would read as,
+    # where the question asks for a code or is not given; to a question asking for the currency ("What currency is
+    # used in Sweden?") its name answers it ("the Swedish krona" for "SEK")
+    literal = {a for a in aliases if _CODE_ALIAS.fullmatch(a.strip())} if not question or _ASKS_FOR_CODE.search(question) else set()
     ans_cased = _cased(answer, ans_tok) if q or codes or literal else None  # the reply's words as written, read once
     q_cased = _cased(question, q) if question else None
     owners = _possessives(answer, ans_tok) if q else None
@@ -3391,6 +3396,8 @@ def _match(answer: str, aliases: list[str], question: str | None = None) -> tupl
                 continue
             if alias in literal and not _written_as_code(answer, ans_cased, start, alias):  # "the peso" is no "CLP"
                 continue
+            if alias not in literal and _CODE_ALIAS.fullmatch(alias.strip()) and _other_countrys(ans_tok, start, alias):
+                continue  # "the Canadian dollar" is no "USD"
             if q and _echoed(ans_tok, start, len(al), q, ans_cased, q_cased) and (not choices or (choices - set(al)) & set(ans_tok[:start])):
                 echoed = echoed or alias
                 continue
@@ -3435,6 +3442,21 @@ def _in_capitals(answer: str, cased: list[str] | None, start: int, alias: str) -
 
 # a code alias: one token in capitals (an ISO currency or country code, a ticker, a chemical symbol in capitals)
 _CODE_ALIAS = re.compile(r"[A-Z][A-Z0-9]{0,5}")
+# a question asking for a code, not for the thing it stands for ("What is the ISO code of the Chilean peso?")
+_ASKS_FOR_CODE = re.compile(r"(?i)(?<![\w-])(?:codes?|iso|symbols?|tickers?|abbreviat\w*|acronyms?|initials?|initialism"
+                            r"|(?:two|three|four|2|3|4)[\s-]letters?|stands?\s+for|short\s+for|short\s+form)(?![\w-])")
+
+
+# a country's adjective before its currency's name ("the Canadian dollar"), with that currency's code (`_find` reads
+# the krona's, the peso's and the franc's)
+_ADJECTIVE_CODES = {tuple(_tokens(adjective)): code for adjective, code in _DECLARED_ADJECTIVES.items()}
+
+
+def _other_countrys(ans_tok: list[str], start: int, alias: str) -> bool:
+    """Whether the code ``alias`` matched as its currency's name at token ``start`` ("dollar" for "USD") follows another
+    country's adjective ("the Canadian dollar", "the Australian dollar": `_DECLARED_ADJECTIVES`)."""
+    code = normalize(alias)
+    return any(_ADJECTIVE_CODES.get(tuple(ans_tok[start - k:start]), code) != code for k in (1, 2) if start >= k)
 
 
 def _written_as_code(answer: str, cased: list[str] | None, start: int, alias: str) -> bool:
@@ -3444,8 +3466,9 @@ def _written_as_code(answer: str, cased: list[str] | None, start: int, alias: st
     At that place where the reply's words as written (``cased``: :func:`_cased`) align with its tokens, else
     anywhere in it."""
     code = normalize(alias)
-    if cased is not None:
-        return normalize(cased[start]).replace(" ", "") == code
+    if cased is not None:  # the word as written, or one of its hyphen's parts ("NYSE-listed", "GDPR-compliant")
+        written = normalize(cased[start])
+        return written.replace(" ", "") == code or code in written.split()
     pattern = r"[.\s\u2010-\u2015-]*".join(re.escape(c) for c in code) + r"\.?"  # "U.S.D.", "U. K."
     return re.search(rf"(?i)(?<![\w.]){pattern}(?!\w)", matching_form(fold_accents(answer))) is not None
 
