@@ -718,6 +718,7 @@ def test_an_alias_after_a_possessive_or_beside_a_description_is_the_reply(questi
     (_ENGLAND, "It is the Royal Bank of England.", ["Bank of England"]),
     (_ANNA, "Anna Karenina is the heroine of War and Peace.", ["Anna Karenina"]),
     (_ANNA, "Anna Karenina is the heroine of Tolstoy's War and Peace.", ["Anna Karenina"]),
+    (_ANNA, "Anna Karenina is a character in War and Peace.", ["Anna Karenina"]),
     ("Which novel features the character Robinson Crusoe?", "Robinson Crusoe is the hero of Gulliver's Travels.",
      ["Robinson Crusoe"]),
     ("What is the central bank of Kenya called?", "The central bank of Kenya is the Kenya Reserve Bank.", ["Central Bank of Kenya"]),

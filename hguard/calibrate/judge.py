@@ -3274,14 +3274,17 @@ def _held_at(q: list[str], al: list[str]) -> int | None:
 
 
 def _names_rival(ans_tok: list[str], ans_cased: list[str], owners: list[bool] | None, other: list[int], first: int,
-                 asked: set[str]) -> bool:
+                 q: list[str]) -> bool:
     """Whether the side ``other`` of an "X is Y" clause (token indices; ``first`` the clause's first, which a sentence
-    capitalises) names something of its own that the question (its tokens ``asked``) does not, rather than
+    capitalises) names something of its own that the question (its tokens ``q``) does not, rather than
     describing what the other side names: a proper name right after the copula ("the Royal Bank of Egypt", "the
-    Landsbanki"), or a thing of its own's name after "of" or "in" ("the heroine of War and Peace", "the hero of
+    Landsbanki"), or a name of its own "of" or "in" a thing the question does not say so ("the heroine of War and Peace", "the hero of
     Gulliver's Travels"). Not a description: a possessive's ("Thailand's central bank", "the UK's central bank",
     "Shakespeare's tragedy"), a name's adjective ("the Thai central bank"), "by" an author ("by Shakespeare", "a
-    tragedy by Shakespeare"), or the question's own words "of" a place ("the central bank of the United Kingdom")."""
+    tragedy by Shakespeare"), or the question's own words "of" a place ("the central bank of the United Kingdom" to
+    "What is the central bank of England called?"; "a character in War and Peace" is no question's "character in")."""
+    asked = set(q)
+
     def own(i: int) -> bool:
         return ans_tok[i] not in asked and ans_tok[i] not in _PLACEHOLDERS and ans_cased[i][:1].isupper() and i != first
 
@@ -3312,8 +3315,7 @@ def _names_rival(ans_tok: list[str], ans_cased: list[str], owners: list[bool] | 
     k = next((k for k, i in enumerate(other) if ans_tok[i] in ("of", "in") or capital(i)), None)
     if k is None or k == 0 or capital(other[k]) or k + 1 >= len(other):
         return False
-    head = other[:k]
-    if not any(ans_tok[i] not in asked and ans_tok[i] not in _PLACEHOLDERS for i in head):
+    if _held_at(q, [ans_tok[i] for i in other[:k + 1]]) is not None or all(ans_tok[i] in _PLACEHOLDERS for i in other[:k]):
         return False  # the question's own words ("the central bank of the United Kingdom"): a description
     return any(own(i) for i in name_at(k + 1))
 
@@ -3362,7 +3364,7 @@ def _restates(ans_tok: list[str], clause: list[int], start: int, n: int, q: list
     if ans_cased is None:
         return any(ans_tok[i] not in asked_words and ans_tok[i] not in _PLACEHOLDERS for i in other)
     # "The Central Bank of Kenya is the official central bank of Kenya." names nothing of its own
-    return _names_rival(ans_tok, ans_cased, owners, other, words[0], asked_words)
+    return _names_rival(ans_tok, ans_cased, owners, other, words[0], q)
 
 
 def _match(answer: str, aliases: list[str], question: str | None = None) -> tuple[str | None, str | None, str | None]:
