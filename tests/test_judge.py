@@ -2821,11 +2821,70 @@ def test_a_figure_the_passage_states_only_about_something_else_is_held_with_its_
     held = answer_holds(_KEPT, "The answer is 30 days.", _RETENTION, None)
     assert held == ["the answer states '30 days' (read as 30 day), which the passage states only about something else "
                     "(no sentence or table row of it that states the figure shares a word with the answer's sentence or "
-                    "the question, while those that do state other figures): held for review"], held
+                    "the question, while those that do state other figures; or one stating another figure matches the "
+                    "answer's subject better; or no passage names the subject the question asks about): held for "
+                    "review"], held
     redacted = answer_holds(_KEPT, "The answer is 30 days.", _RETENTION, None, redact=True)
     assert len(redacted) == 1 and "30" not in redacted[0] and "1 figure(s) (not quoted" in redacted[0], redacted
     assert answer_holds(_KEPT, "The answer is 7 years.", _RETENTION, None) == []
     assert answer_holds(_KEPT, "I don't know; it may be 30 days.", _RETENTION, "I don't know") == []  # declines
+
+
+# A finance team's trial (retrieval k=2): a figure copied from the other retrieved sentence passed, as every sentence
+# stating it shared some word of the answer's ("transfer", "overdraft", "instant"); it is named where a sentence
+# matching the claim's subject better states another figure, or where no passage names the subject asked about
+_WIRES = ("Domestic wire transfers submitted before 16:00 CET on a business day are executed the same day. Later "
+          "submissions are executed on the next business day.\n\nInternational wire transfers in USD must be submitted "
+          "before 14:00 CET to be executed the same day. Transfers in other currencies must be submitted before 12:00 CET.")
+_OVERDRAFT = ("Arranged overdrafts carry an interest rate of 9.9% per year. Unarranged overdrafts carry 14.9% per year and "
+              "a one-off fee of 10 EUR per month in which they occur.\n\nCard payments in a currency other than EUR carry "
+              "a foreign exchange markup of 1.75% over the reference rate published by the European Central Bank.")
+_SAVINGS = ("The instant-access savings account pays 2.1% interest per year on balances up to 100,000 EUR. Balances above "
+            "100,000 EUR earn 0.5%.")
+_SEPA = ("SEPA Instant transfers are available 24 hours a day, every day, up to 15,000 EUR per transfer, and cost 0.50 EUR "
+         "each.\n\n" + _SAVINGS)
+_ACCOUNT = (_SAVINGS + "\n\nThe basic current account costs 4.90 EUR per month. The fee is waived for customers under 26 "
+            "and for accounts receiving at least 1,500 EUR in salary each month.")
+_CUT_OFF = "What is the cut-off time for same-day domestic wire transfers?"
+_ARRANGED = "What interest rate do arranged overdrafts carry?"
+_MAXIMUM = "What is the maximum amount of a SEPA Instant transfer?"
+_MORTGAGE = "What is the interest rate on a mortgage?"
+
+
+@pytest.mark.parametrize("answer, context, question, elsewhere", [
+    # a time is read as its figure (the hour): 12:00 is stated for other currencies, domestic transfers' is 16:00
+    ("The cut-off time for same-day domestic wire transfers is 12:00 CET.", _WIRES, _CUT_OFF, ["12"]),
+    ("The cut-off time for same-day domestic wire transfers is 16:00 CET.", _WIRES, _CUT_OFF, []),
+    ("It is 12:00 CET.", _WIRES, _CUT_OFF, ["12"]),  # an answer of one sentence answers in the question's words
+    ("Domestic wires must be in by 16:00 CET. Transfers in other currencies must be in by 12:00 CET.", _WIRES,
+     _CUT_OFF, []),  # a second sentence on another subject, in its own words
+    ("Domestic wire transfers are due by 16:00 CET and transfers in other currencies by 12:00 CET.", _WIRES, _CUT_OFF,
+     []),  # one sentence on both: its own words match the statement stating 12:00 best
+    # "unarranged" is not "arranged": the fee is unarranged overdrafts'
+    ("The interest rate on arranged overdrafts is 10 EUR per month.", _OVERDRAFT, _ARRANGED, ["10 euro/month"]),
+    ("The interest rate on arranged overdrafts is 14.9% per year.", _OVERDRAFT, _ARRANGED, ["14.9 percent/year"]),
+    ("The interest rate on arranged overdrafts is 9.9% per year.", _OVERDRAFT, _ARRANGED, []),
+    ("Arranged overdrafts carry 9.9% per year; unarranged ones 14.9% per year and a fee of 10 EUR per month.",
+     _OVERDRAFT, _ARRANGED, []),  # one sentence, its figures told apart by no shared word: not named
+    # both figures from the savings passage, to a question on SEPA Instant transfers
+    ("The maximum amount of a SEPA Instant transfer is 2.1% interest per year, and 100,000 EUR is the maximum", _SEPA,
+     _MAXIMUM, ["2.1 percent", "100000 euro"]),
+    ("The maximum amount of a SEPA Instant transfer is 15,000 EUR.", _SEPA, _MAXIMUM, []),
+    # the subject asked about ("on a mortgage") is in no passage: the savings account's rate is no answer
+    ("The interest rate on a mortgage is 2.1% per annum.", _ACCOUNT, _MORTGAGE, ["2.1 percent/year"]),
+    ("The passages do not say.", _ACCOUNT, _MORTGAGE, []),
+    ("The interest rate on the savings account is 2.1% per year.", _ACCOUNT,
+     "What is the interest rate on the savings account?", []),
+])
+def test_a_figure_a_better_matching_sentence_contradicts_is_named(answer, context, question, elsewhere):
+    from hguard._guard_scoring import answer_holds
+    from hguard.calibrate.judge import misattributed_numbers, unstated_numbers
+
+    assert misattributed_numbers(answer, context, question) == elsewhere
+    assert unstated_numbers(answer, context, question) == []  # every figure is stated: the number check passes them
+    holds = answer_holds(question, answer, context, None)
+    assert bool(holds) == bool(elsewhere), holds
+    assert all("states only about something else" in h for h in holds), holds
 
 
 # The guard reads an answer's figures from the passages in the question's language (``stated_in``), but a passage in
