@@ -22,7 +22,7 @@ from .signals.relevance import repeats_question
 from .signals.grounding import reversed_claims
 from .errors import cut_text, error_text, shown
 from .generation import CLOSED_BOOK, RAG, Generation, addressed_to_model, model_decoding_problem, typed_turns
-from ._policy_route import OUT_OF_DISTRIBUTION
+from ._policy_route import OUT_OF_DISTRIBUTION, OUTSIDE_CALIBRATION
 from .settings import calibrate_hint
 from .policy import CLOSED_BOOK_GROUNDING_WEIGHT, Decision, Thresholds, apply_grounding, decide, merge_risk
 
@@ -303,11 +303,17 @@ def missing_neuron_signal(g: Generation) -> str | None:
     return None
 
 
-def scoring_problem(exc: BaseException) -> str:
-    """The reason an answer whose scoring raised ``exc`` is held: a signal the merger cannot score, or a missing neuron
+def scoring_problem(exc: BaseException, *, rag: bool = False) -> str:
+    """The reason an answer whose scoring raised ``exc`` is held: a signal beyond the merger's calibration is the
+    out-of-calibration finding it is ("outside the calibration: ...", naming how to calibrate on such answers: ``rag``,
+    the answer was scored by a RAG probe); a signal the merger cannot score (missing, not finite), or a missing neuron
     signal, is named as the hold it is (the decision prefixes "scoring problem: "); anything else is a failure."""
-    from ._policy_risk import UnscorableSignal
+    from ._policy_risk import OutsideCalibration, UnscorableSignal
 
+    if isinstance(exc, OutsideCalibration):
+        how = ("calibrate a RAG domain on answers like these with `hguard calibrate-rag`" if rag else
+               "calibrate the domain on answers like these with `hguard calibrate`")
+        return f"{OUTSIDE_CALIBRATION}{exc}; held for review (a finding about the answer, not a failure): {how}"
     if isinstance(exc, (UnscorableSignal, MissingNeuronSignal)):
         return str(exc)  # "cannot merge risk: signal ... is ..., beyond what the merger was calibrated on ..."
     return f"scoring failed: {error_text(exc)}"
@@ -500,7 +506,7 @@ class _Scoring:
                     if note is not None:
                         notes.append(note)
             except Exception as exc:
-                problems.append(scoring_problem(exc))
+                problems.append(scoring_problem(exc, rag=probe_mode == RAG))
                 risk = None
         return signals, risk, thresholds, fingerprint_problems
 

@@ -42,6 +42,24 @@ class UnscorableSignal(InputError):
     calibrated on. The guard holds such an answer for review with this message as its reason (a safety hold, not a
     failure: it read "scoring failed: InputError: ..." beside real faults)."""
 
+
+class OutsideCalibration(UnscorableSignal):
+    """A signal far beyond the values the merger was calibrated on, where it would lower the risk: an
+    out-of-calibration finding about the answer (the domain was calibrated on other kinds of answers), not a failure.
+    The guard holds the answer for review, its reason opening "outside the calibration: " (it read "scoring problem:
+    cannot merge risk ...", and two trials took a right, well-grounded answer's hold for a malfunction)."""
+
+    @classmethod
+    def of(cls, signal: str, value: float, deviations: float, mean: float, scale: float) -> OutsideCalibration:
+        """The finding for ``signal`` at ``value``, ``deviations`` calibration standard deviations from its ``mean``
+        (one message argument, as every error: it pickles and copies as one)."""
+        return cls(
+            f"this answer's signal {signal!r} is {value:.6g}, {deviations:.3g} standard deviations from its calibration mean "
+            f"{mean:.6g} (scale {scale:.3g}): it lies far outside what the domain's calibration answers had (the "
+            "domain was calibrated on other kinds of answers), and the merger, read beyond them, would lower the risk, "
+            "so the answer's risk is not scored"
+        )
+
 def merge_risk(signals: Mapping[str, float | None], merger: Mapping[str, Any]) -> float:
     """Combine an answer's signals into one risk in [0, 1] with the calibrated merger.
 
@@ -49,9 +67,9 @@ def merge_risk(signals: Mapping[str, float | None], merger: Mapping[str, Any]) -
     ``risk = sigmoid(coef . ((x - mean) / scale) + intercept)``.
     Signals the merger does not use are ignored.
 
-    Raises InputError when a feature the merger needs is missing, None or not
-    finite, so the caller can fail closed; raises ProbeError when the merger
-    itself is malformed.
+    Raises InputError (:class:`UnscorableSignal`) when a feature the merger needs is missing, None or not
+    finite, and :class:`OutsideCalibration` when one lies beyond :data:`EXTRAPOLATION_LIMIT` where it would lower
+    the risk, so the caller can fail closed; raises ProbeError when the merger itself is malformed.
     """
     if not isinstance(merger, Mapping):
         raise ProbeError(f"risk merger must be a mapping, got {_short(merger)}; recalibrate the domain")
@@ -94,11 +112,7 @@ def merge_risk(signals: Mapping[str, float | None], merger: Mapping[str, Any]) -
             )
         zi = (float(x) - m) / s
         if abs(zi) > EXTRAPOLATION_LIMIT and c * zi < 0:
-            raise UnscorableSignal(
-                f"cannot merge risk: signal {name!r} is {float(x):.6g}, {abs(zi):.3g} standard deviations from its "
-                f"calibration mean {m:.6g} (scale {s:.3g}), beyond what the merger was calibrated on, and it would "
-                "lower the risk; route the answer to review (or recalibrate on answers like it)"
-            )
+            raise OutsideCalibration.of(name, float(x), abs(zi), m, s)
         z += c * zi
     return sigmoid(z)
 

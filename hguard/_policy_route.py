@@ -113,8 +113,9 @@ def decide(
         close(ABSTAIN, f"the model {shown_wording}: it asserts nothing the risk could certify; abstain")
     if unscored is not None:  # no calibration scores this kind of request: it decides the route, so it comes first
         close(REVIEW, unscored)  # (the first reason is what a review list shows; it was behind an out-of-distribution one)
-    for problem in problems:  # a finding that the question lies outside the calibration is no fault: said as it is
-        close(REVIEW, problem if problem.startswith(OUT_OF_DISTRIBUTION) else f"scoring problem: {problem}")
+    for problem in problems:  # a finding that the question or answer lies outside the calibration is no fault: said as it is
+        close(REVIEW, problem if problem.startswith((OUT_OF_DISTRIBUTION, OUTSIDE_CALIBRATION))
+              else f"scoring problem: {problem}")
     for hold in holds:
         close(REVIEW, hold)
 
@@ -257,6 +258,9 @@ def decide(
 
 # How a problem passed to decide() says the question lies outside the domain's calibration (not a fault in scoring)
 OUT_OF_DISTRIBUTION = "out of distribution: "
+# How a problem passed to decide() says a signal of the answer lies beyond the merger's calibration
+# (:class:`hguard._policy_risk.OutsideCalibration`): a finding about the answer, not a fault in scoring
+OUTSIDE_CALIBRATION = "outside the calibration: "
 
 # How a reason says where an answer was routed (not why it was held): the review page skips it.
 CHOSEN_WITH_SIMILARITY = "chosen with similarity"

@@ -2711,12 +2711,21 @@ def test_a_signal_beyond_the_calibration_is_named_as_a_hold_not_a_failure():
     from hguard._policy_risk import UnscorableSignal, merge_risk
 
     merger = {"features": ["grounding_x_relevance"], "mean": [0.03], "scale": [0.08], "coef": [-1.0], "intercept": 0.0}
-    for signals in ({"grounding_x_relevance": 0.876}, {"grounding_x_relevance": float("nan")}, {}):
+    for signals in ({"grounding_x_relevance": float("nan")}, {}):  # a signal not read: a scoring problem
         with pytest.raises(UnscorableSignal) as err:
             merge_risk(signals, merger)
         assert scoring_problem(err.value) == str(err.value)  # decide() says "scoring problem: " before it
         assert str(err.value).startswith("cannot merge risk: ")
     assert scoring_problem(KeyError("mean_logprob")) == "scoring failed: KeyError: 'mean_logprob'"
+    # a signal far beyond the calibration: an out-of-calibration finding (two HR trials read "scoring problem: cannot
+    # merge risk" on right, well-grounded answers as a malfunction), said in plain words with how to calibrate on them
+    with pytest.raises(UnscorableSignal) as err:
+        merge_risk({"grounding_x_relevance": 0.976}, merger)
+    said = scoring_problem(err.value, rag=True)
+    assert said.startswith("outside the calibration: this answer's signal 'grounding_x_relevance' is 0.976, 11.8 "
+                           "standard deviations from its calibration mean 0.03"), said
+    assert "the domain was calibrated on other kinds of answers" in said and "`hguard calibrate-rag`" in said
+    assert "`hguard calibrate`" in scoring_problem(err.value)  # a closed-book probe's
 
 
 def test_the_policys_review_busy_timeout_reaches_the_guards_queue_and_not_its_hash(calibrated, tmp_path):

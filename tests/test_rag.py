@@ -237,6 +237,39 @@ def _policy(folder, tmp_path, **alpha):
     })
 
 
+def test_an_answer_beyond_the_rag_calibration_is_held_as_outside_it_not_as_a_scoring_problem(tiny_rag, tmp_path,
+                                                                                             monkeypatch):
+    """An HR trial: right, well-grounded answers in the bundled `policy` domain were held with "scoring problem: cannot
+    merge risk: signal 'grounding_x_relevance' is 0.976, 11.4 standard deviations from its calibration mean 0.029 ...",
+    read as a malfunction. An answer's signal far beyond the merger's calibration is said as the finding it is, held
+    for review (never accepted), naming `hguard calibrate-rag`; a signal not read is still a scoring problem."""
+    import hguard._guard_scoring as scoring
+    from hguard.guard import Guard
+    from hguard.policy import merge_risk
+
+    lm, folder, _ = tiny_rag
+    g = Guard.from_policy(_policy(folder, tmp_path, knowledge_conflict="trust_context"), lm=lm)
+    seen: dict = {}
+
+    def far(signals, merger):  # the real merger, its one feature's calibration 100 standard deviations below
+        x = signals["grounding_x_relevance"]
+        seen["x"] = x
+        return merge_risk(signals, {"features": ["grounding_x_relevance"], "mean": [x - 100.0], "scale": [1.0],
+                                    "coef": [-1.0], "intercept": -5.0})
+
+    monkeypatch.setattr(scoring, "merge_risk", far)
+    r = g.invoke("capital city river ?", context="river city capital is here", domain="alpha")
+    assert r.route == "review" and r.risk is None, (r.route, r.reasons)
+    said = [x for x in r.reasons if x.startswith("outside the calibration: ")]
+    assert len(said) == 1 and f"signal 'grounding_x_relevance' is {seen['x']:.6g}, 100 standard deviations" in said[0]
+    assert "`hguard calibrate-rag`" in said[0] and "calibrated on other kinds of answers" in said[0], said
+    assert not any(x.startswith("scoring problem: ") for x in r.reasons), r.reasons
+    monkeypatch.setattr(scoring, "merge_risk", lambda signals, merger: merge_risk({}, merger))  # a signal not read
+    r = g.invoke("capital city river ?", context="river city capital is here", domain="alpha")
+    assert r.route == "review" and any(x.startswith("scoring problem: cannot merge risk: ") for x in r.reasons), r.reasons
+    assert not any(x.startswith("outside the calibration") for x in r.reasons)
+
+
 def test_guard_uses_the_probe_of_the_requests_prompt_mode(tiny_rag, tmp_path):
     from hguard.guard import Guard
 
