@@ -1686,7 +1686,10 @@ class Guard(_Scoring, _Recording):
         or more (its context is them joined), for the scoring to read each passage's language on its own. ``answers``:
         each row's answer given to be scored (:meth:`check_batch`), its tokens forced in place of generated ones;
         ``served``: whether those are shown to users (said in their records, for the monitor)."""
+        from .streaming import held_history_turn, held_texts
+
         at = {} if at is None else at
+        held = held_texts(self)  # what a held answer is shown as: a history turn holding it was held
         for (d, rag), idx in groups.items():
             at.update(rows=idx, stage=GENERATION)
             route = self.route_for(d, rag)
@@ -1714,6 +1717,8 @@ class Guard(_Scoring, _Recording):
                     g.extra.setdefault("holds", []).append(CANCELLED_HOLD)
                     g.extra["criterion_stopped"] = True
                 g.extra.setdefault("notes", []).extend(notes[i])  # said in the reasons, not a problem
+                if (held_turn := held_history_turn(histories[i], held)) is not None:  # built on a held answer
+                    g.extra.setdefault("holds", []).append(held_turn)
                 if passages is not None and passages[i] is not None:
                     g.extra["passages"] = passages[i]
                 if streamer is not None:  # a reviewer must know that the caller may have shown it already

@@ -47,6 +47,7 @@ from hguard._text import blank
 from hguard._guard_scoring import _near
 from hguard.errors import InputError, RouteError, error_text, one_line, route_error
 from hguard._guard_result import CUT_MARK, REVIEW_MARK
+from hguard.policy import ACCEPT
 from hguard.guard import Guard, GuardResult
 
 StreamMode = Literal["hold", "passthrough"]
@@ -458,6 +459,42 @@ def held_texts(guard: Guard) -> list[str]:
     for d in policy.domains.values():
         texts += [d.own_abstain_message, d.review_message]
     return list(dict.fromkeys(t for t in texts if isinstance(t, str) and not blank(t)))
+
+
+#: the key of a history turn (``{"role": "assistant", "content": ..., HISTORY_DECISION: {...}}``) carrying the
+#: decision hguard made on that answer, as the adapters read it from a message's metadata (``route``, ``audit_id``)
+HISTORY_DECISION = "hguard"
+
+
+def held_history_turn(history: Any, held: Sequence[str]) -> str | None:
+    """The hold of a follow-up whose ``history`` (``Guard.invoke(history=...)``'s turns) holds an answer hguard held,
+    never reviewed: an assistant turn carrying a decision (:data:`HISTORY_DECISION`, as the adapters pass an
+    ``AIMessage``'s ``response_metadata`` or a LlamaIndex message's ``additional_kwargs``) whose route is not accept,
+    or whose text is what a held answer is shown as (``held``: :func:`held_texts`): one of those messages (hold
+    mode), an answer ending in its passthrough notice (:func:`held_notice`), or one opening with the review mark. A
+    chat history keeping the shown text keeps that it was held, and the follow-up built on it ("Part-time employees
+    receive 28 days" after the held "Sick leave: 10 days.", an HR trial) was given no reason. None when there is no
+    such turn (a malformed history is the guard's to refuse)."""
+    if not isinstance(history, (list, tuple)):
+        return None
+    notices = {" ".join(t.split()) for t in held} | {REVIEW_MARK.strip(" []")}
+    for i, turn in enumerate(history):
+        if not isinstance(turn, Mapping) or turn.get("role") != "assistant":
+            continue
+        decision = turn.get(HISTORY_DECISION)
+        route = decision.get("route") if isinstance(decision, Mapping) else None
+        text = turn.get("content")
+        shown = " ".join(text.split()) if isinstance(text, str) else ""
+        if route is None and not (shown in notices or shown.startswith(REVIEW_MARK.strip())
+                                  or any(shown.endswith(f"[{n}]") for n in notices)):
+            continue
+        if route == ACCEPT:
+            continue
+        aid = decision.get("audit_id") if isinstance(decision, Mapping) else None
+        record = f" (record {aid})" if isinstance(aid, str) and aid else ""
+        return (f"the history holds an answer hguard held for review{record} (history turn {i}); a follow-up may "
+                "build on it, so this answer is held for review too")
+    return None
 
 
 def refuse_unknown_settings(cls: Any, data: Any, unused: Sequence[str] = ()) -> Any:

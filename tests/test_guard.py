@@ -3200,3 +3200,40 @@ def test_an_embedder_or_grounding_scorer_that_cannot_be_one_is_refused_when_the_
     with pytest.raises(InputError) as info:
         Guard(tiny_model("llama", seed=3), policy, **kw)
     assert str(info.value) == said
+
+
+def test_a_follow_up_whose_history_holds_a_held_answer_is_held_naming_it(calibrated, tmp_path):
+    """An HR trial kept a held answer's turn in the history as shown ("Sick leave: 10 days." and its passthrough
+    notice); the follow-up built on it ("Part-time employees receive 28 days") got no reason. A history assistant turn
+    that hguard held (its text the policy's message, ending in the passthrough notice, or opening with the review
+    mark; or a decision passed with it whose route is not accept) holds the follow-up for review, naming it."""
+    from types import SimpleNamespace
+
+    from hguard._guard_result import HELD_FOR_REVIEW
+    from hguard.streaming import HISTORY_DECISION, held_notice
+
+    lm, root = calibrated
+    pol = _policy(root, tmp_path, accept_below=1.0, abstain_above=1.0, review_message="This answer is held for HR.")
+    g = Guard.from_policy(pol.model_copy(update={"fingerprint_mismatch": "warn"}), lm=lm)
+    ask = "How many days of annual leave do I get?"
+
+    def follow_up(said: str, **turn):
+        return g.invoke("who is the author ?", domain="alpha", history=[
+            {"role": "user", "content": ask}, {"role": "assistant", "content": said, **turn}])
+
+    fine = follow_up("30 days.")
+    assert fine.route == "accept" and not any("history holds" in x for x in fine.reasons), fine.reasons
+    held = g.invoke(ask, domain="alpha")
+    shown = ["Sick leave: 10 days." + held_notice(SimpleNamespace(route="review", review_message="This answer is "
+                                                                  "held for HR.")),  # passthrough
+             "This answer is held for HR.", "[needs review] Sick leave: 10 days.", g.policy.abstain_message]
+    for text in shown:
+        r = follow_up(text)
+        assert r.route == "review", (text, r.route, r.reasons)
+        assert ("the history holds an answer hguard held for review (history turn 1); a follow-up may build on it, "
+                "so this answer is held for review too") in r.reasons, r.reasons
+    r = follow_up("Sick leave: 10 days.", **{HISTORY_DECISION: {"route": "review", "audit_id": held.audit_id}})
+    assert r.route == "review" and any(f"held for review (record {held.audit_id}) (history turn 1)" in x
+                                       for x in r.reasons), r.reasons
+    assert follow_up("30 days.", **{HISTORY_DECISION: {"route": "accept"}}).route == "accept"  # accepted: it stands
+    assert HELD_FOR_REVIEW not in shown and follow_up(HELD_FOR_REVIEW).route == "review"  # an agent's hold text

@@ -44,6 +44,7 @@ from hguard.streaming import (  # DECISION_KEYS: keys of AIMessage.response_meta
     answers_as_context,
     check_stream_mode,
     context_not_identified,
+    HISTORY_DECISION,
     held_texts,
     lists_answers,
     decision_metadata,
@@ -425,7 +426,11 @@ def read_chat(
                 f"ChatHGuard answers from human, AI, system and context messages; message {i} has role "
                 f"{_role(m)!r} (tool calls are not supported: the guard scores text answers)"
             )
-        history.append({"role": "user" if m.type == "human" else "assistant", "content": texts[i]})
+        turn: dict[str, Any] = {"role": "user" if m.type == "human" else "assistant", "content": texts[i]}
+        decided = getattr(m, "response_metadata", None) or {}
+        if m.type == "ai" and isinstance(decided.get("route"), str):  # an answer hguard decided: a held one holds the
+            turn[HISTORY_DECISION] = {k: decided.get(k) for k in ("route", "audit_id")}  # follow-up (held_history_turn)
+        history.append(turn)
     # the question's own template's instruction follows the system messages', as it follows them in the prompt
     system = "\n\n".join(with_text([own.get(i) or texts[i] for i in systems] + [own.get(q_at) or ""])) or None
     return ChatRead(question, context or None, history, system, problems, context_from)

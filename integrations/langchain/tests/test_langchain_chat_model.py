@@ -1089,3 +1089,31 @@ def test_a_calls_early_stop_that_is_not_a_bool_is_refused_in_one_line(make_guard
         assert rec["kind"] == "error" and rec["source"] == "ChatHGuard"
     assert not [r for r in AuditLog(guard.audit.path) if r["kind"] == "decision"]  # nothing generated
     assert chat.invoke(Q, early_stop=False).response_metadata["route"] == "accept"
+
+
+def test_a_follow_up_after_a_held_turn_kept_in_the_history_is_held_naming_it(make_guard):
+    """An HR trial kept the held "Sick leave: 10 days." in the chat history (as the passthrough notice is there for)
+    and the follow-up built on it got no reason. The held turn's decision (``response_metadata``) or its shown text
+    (the passthrough notice) is read: the follow-up is held for review, naming the held answer's record."""
+    guard = make_guard("accept")
+    chat = ChatHGuard(guard=guard, domain="alpha", stream_mode="passthrough")
+    first = chat.invoke("capital of france ?")
+    held = AIMessage("Sick leave: 10 days.", response_metadata={"route": "review", "audit_id": first.response_metadata["audit_id"]})
+    said = "the history holds an answer hguard held for review"
+
+    def follow_up(turn: AIMessage) -> AIMessage:
+        return chat.invoke([HumanMessage("How many days of annual leave?"), turn, HumanMessage(Q)])
+
+    msg = follow_up(held)
+    reasons = msg.response_metadata["reasons"]
+    assert msg.response_metadata["route"] == "review"
+    assert any(r.startswith(f"{said} (record {first.response_metadata['audit_id']}) (history turn 1)") for r in reasons)
+    reviewing = ChatHGuard(guard=make_guard("review"), domain="alpha", stream_mode="passthrough")
+    streamed = "".join(c.content for c in reviewing.stream([HumanMessage("How many days of annual leave?")]))
+    assert streamed.endswith("]") and "\n\n[" in streamed  # held: the stream ends in its notice
+    msg = follow_up(AIMessage(streamed))  # the text the user was shown, kept without its metadata
+    assert any(r.startswith(f"{said} (history turn 1)") for r in msg.response_metadata["reasons"])
+    plain = follow_up(AIMessage("Sick leave: 10 days."))  # an answer not hguard's held one: no such reason
+    assert not any(r.startswith(said) for r in plain.response_metadata["reasons"])
+    accepted = follow_up(AIMessage("30 days.", response_metadata={"route": "accept", "audit_id": "x"}))
+    assert not any(r.startswith(said) for r in accepted.response_metadata["reasons"])

@@ -715,3 +715,20 @@ def test_a_calls_early_stop_that_is_not_a_bool_is_refused_in_one_line(make_guard
         assert rec["kind"] == "error" and rec["source"] == "HGuardLLM" and rec["question"] == Q
     assert not [r for r in AuditLog(guard.audit.path) if r["kind"] == "decision"]  # nothing generated
     assert llm.complete(Q, early_stop=False).additional_kwargs["route"] == "accept"
+
+
+def test_a_follow_up_after_a_held_turn_kept_in_the_chat_history_is_held_naming_it(make_guard):
+    """A held answer kept in the chat history (its message's additional_kwargs hold hguard's decision) holds the
+    follow-up built on it for review, naming the held answer's record (an HR trial: no reason said it)."""
+    guard = make_guard("accept")
+    llm = HGuardLLM(guard, domain="alpha")
+    said = "the history holds an answer hguard held for review"
+
+    def follow_up(**kwargs) -> list[str]:
+        return llm.chat([ChatMessage(role=MessageRole.USER, content="How many days of annual leave?"),
+                         ChatMessage(role=MessageRole.ASSISTANT, content="Sick leave: 10 days.", additional_kwargs=kwargs),
+                         ChatMessage(role=MessageRole.USER, content=Q)]).message.additional_kwargs["reasons"]
+
+    assert any(r.startswith(f"{said} (record rec-1) (history turn 1)") for r in follow_up(route="review", audit_id="rec-1"))
+    assert not any(r.startswith(said) for r in follow_up())
+    assert not any(r.startswith(said) for r in follow_up(route="accept", audit_id="rec-2"))

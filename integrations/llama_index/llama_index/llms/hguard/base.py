@@ -48,6 +48,7 @@ from hguard.streaming import (
     delivering_stream,
     guard_stream,
     guarded_invoke,
+    HISTORY_DECISION,
     held_texts,
     unread_context,
     until_delivered,
@@ -395,7 +396,12 @@ class HGuardLLM(CustomLLM):
                 if not self.system_as_context:  # a blank one is refused, as Guard.invoke(system="") is
                     system.append(check_system(m.content or "", f"HGuardLLM: system message {i}") or "")
             elif m.role in (MessageRole.USER, MessageRole.ASSISTANT):
-                history.append({"role": "user" if m.role == MessageRole.USER else "assistant", "content": m.content or ""})
+                turn: dict[str, Any] = {"role": "user" if m.role == MessageRole.USER else "assistant", "content": m.content or ""}
+                decided = m.additional_kwargs or {}
+                if m.role == MessageRole.ASSISTANT and isinstance(decided.get("route"), str):  # an answer hguard
+                    # decided: a held one holds the follow-up (hguard.streaming.held_history_turn)
+                    turn[HISTORY_DECISION] = {k: decided.get(k) for k in ("route", "audit_id")}
+                history.append(turn)
             else:
                 raise InputError(f"HGuardLLM answers from user, assistant and system messages; got role {m.role.value!r}")
         if history:
