@@ -670,6 +670,62 @@ def test_a_claim_is_paired_by_its_object_too(answer, passage, paired):
     assert found == ([(answer, paired)] if paired else []), found
 
 
+
+_EXPENSES = ("Expenses: Business travel expenses are reimbursed when submitted within 30 days with receipts. Meals while "
+             "travelling are reimbursed up to 40 euros per day. Alcohol is never reimbursed.")
+_HEALTH = ("Health benefits: The company pays 80 percent of the health insurance premium for employees and 50 percent "
+           "for dependants. Coverage begins on the first day of the month after the start date.")
+_VISITORS = "Visitors may bring laptops on site after registering at reception. Dogs are never allowed on the premises."
+_DEPOSIT = "Tenants must pay the rent in cash at the office. The deposit is never accepted in cash."
+_SURGERY = "Patients may not take aspirin after surgery. Ibuprofen may be taken for pain after surgery."
+_BONUS = "The annual bonus is paid to all full-time staff in March. Part-time staff are not eligible."
+_SMOKING = "Smoking is prohibited on the hospital premises. Pets are allowed in the hospital garden."
+
+
+@pytest.mark.parametrize(("answer", "passage", "paired"), [
+    # an HR trial's (two retrieved passages, both orders): compared with the health-benefits sentence by its subject
+    # and verb ("company", "pay"), the right answer was held
+    ("The company does not pay alcohol for employees.", f"{_EXPENSES}\n\n{_HEALTH}", None),
+    ("The company does not pay alcohol for employees.", f"{_HEALTH}\n\n{_EXPENSES}", None),
+    ("Alcohol is reimbursed.", f"{_HEALTH}\n\n{_EXPENSES}", "Alcohol is never reimbursed."),
+    ("Visitors may not bring dogs on site.", _VISITORS, None),
+    ("Dogs are allowed on the premises.", _VISITORS, "Dogs are never allowed on the premises."),
+    ("Tenants must not pay the deposit in cash.", _DEPOSIT, None),
+    ("The deposit is accepted in cash.", _DEPOSIT, "The deposit is never accepted in cash."),
+    # a review's (ml06)
+    ("Patients may take ibuprofen for pain after surgery.", _SURGERY, None),
+    ("Patients may not take ibuprofen after surgery.", _SURGERY, "Ibuprofen may be taken for pain after surgery."),
+    # a sentence giving the verb no object (an ellipsis) restates the claim still
+    ("Part-time staff are eligible for the annual bonus.", _BONUS, "Part-time staff are not eligible."),
+    # the predicate's word is no object: "allowed" in another sentence does not rule the prohibition out
+    ("Smoking is allowed on the hospital premises.", _SMOKING, "Smoking is prohibited on the hospital premises."),
+])
+@pytest.mark.parametrize("flipped", [False, True])
+def test_a_sentence_giving_the_claim_s_verb_another_object_is_not_its_restatement(answer, passage, paired, flipped):
+    """Where a passage sentence holds a claim's object, one that gives its verb another object does not restate it:
+    "The company does not pay alcohol for employees." shares subject and verb with "The company pays 80 percent of
+    the health insurance premium for employees ..." and was held against it (an HR trial), though "Alcohol is never
+    reimbursed." is the sentence about alcohol. A sentence giving the verb no object ("... are not eligible.") and one
+    wording the predicate otherwise ("prohibited" of "allowed") still restate it. Both sentence orders."""
+    from hguard.signals.grounding import reversed_claims, split_sentences
+
+    if flipped:
+        passage = " ".join(reversed(split_sentences(passage)))
+    found = reversed_claims(answer, passage)
+    assert found == ([(answer, paired)] if paired else []), found
+
+
+def test_a_claim_s_verb_and_object_are_read_after_its_auxiliary():
+    from hguard.signals._grounding_lexical import _verb_and_object, _verb_object
+
+    assert _verb_and_object("The company does not pay alcohol for employees.") == ({"pay"}, {"alcohol"})
+    assert _verb_and_object("Smoking is allowed on the premises.") == ({"allow"}, {"premis"})
+    assert _verb_and_object("Employees are not eligible.") == ({"eligible"}, set())
+    assert _verb_and_object("The company never pays for alcohol.") == (set(), set())  # no auxiliary: not read
+    assert _verb_object("The company pays 80 percent of the premium for employees.", {"pay"}) == {"80", "percent", "premium"}
+    assert _verb_object("Employees with less than six months of service are not eligible.", {"eligible"}) == set()
+    assert _verb_object("Alcohol is never reimbursed.", {"pay"}) == set()
+
 # a review of the legal fix (751add0) on new cases: wrong answers held before it and passed after it (the qualifier
 # read one-sided, a lone "without" dropped, a covenant's name read in "a non-disclosure agreement", "not limited to" as
 # the predicate), and wrong answers the first try at mending it passed

@@ -589,20 +589,14 @@ _CORE_END = frozenset("in on at for with without from by within after before dur
 _OBJECT_OPENERS = frozenset("over in on at for with from by through about".split())
 
 
-def _core(claim: str, *, with_object: bool = False) -> set[str]:
-    """The stems of an English claim's subject and predicate (its core), read in its first clause (up to a comma,
-    semicolon, colon, bracket or dash) with a content word that opens with no preposition or conjunction (not a reply,
-    "Yes,", nor a fronted qualifier, "In children with a normal physical examination, ..."): the content words before its first auxiliary (a contraction, "don't",
-    among them) and those after it up to the next preposition or conjunction ("CT" and "always necessary" of "CT is not
-    always necessary in children with a normal physical examination."); without an auxiliary, the content words up to
-    the first of these ("company shares personal information" of "The company shares your personal information with
-    third-party advertisers."). A later clause's auxiliary made its words the core of a sentence of several claims ("Gift
-    cards range from $10 to $500, never expire, and you can use up to 5 per order." read as "use 5"). ``with_object``:
-    after an auxiliary, a predicate of one content word (a bare verb) reads on past one preposition of
-    `_OBJECT_OPENERS` to its object ("carry over unused vacation days to the next year"). Empty where it finds none."""
+#: a word of a claim as `_core` reads it ("4,000", "don't", "third-party": one word) or a mark that ends its clause
+_CORE_WORD = re.compile(r"\d+(?:[.,]\d+)*|[^\W_]+(?:['\u2019-][^\W_]+)*|[,;:()\u2013\u2014]")
+
+
+def _core_words(claim: str, *, with_object: bool = False) -> tuple[list[str], list[str], bool]:
+    """The words of an English claim's subject and of its predicate (`_core`), and whether an auxiliary parts them."""
     clauses: list[list[str]] = [[]]
-    for w in re.findall(r"\d+(?:[.,]\d+)*|[^\W_]+(?:['\u2019-][^\W_]+)*|[,;:()\u2013\u2014]",  # "4,000": one word
-                        _QUOTED.sub(" ", claim).lower()):
+    for w in _CORE_WORD.findall(_QUOTED.sub(" ", claim).lower()):
         if w[0].isalnum():
             clauses[-1].append(w)
         elif clauses[-1]:
@@ -621,7 +615,51 @@ def _core(claim: str, *, with_object: bool = False) -> set[str]:
             continue
         if w not in _AUXILIARIES and w not in NEGATIONS:
             said.append(w)
+    return head, said, aux is not None
+
+
+def _core(claim: str, *, with_object: bool = False) -> set[str]:
+    """The stems of an English claim's subject and predicate (its core), read in its first clause (up to a comma,
+    semicolon, colon, bracket or dash) with a content word that opens with no preposition or conjunction (not a reply,
+    "Yes,", nor a fronted qualifier, "In children with a normal physical examination, ..."): the content words before its first auxiliary (a contraction, "don't",
+    among them) and those after it up to the next preposition or conjunction ("CT" and "always necessary" of "CT is not
+    always necessary in children with a normal physical examination."); without an auxiliary, the content words up to
+    the first of these ("company shares personal information" of "The company shares your personal information with
+    third-party advertisers."). A later clause's auxiliary made its words the core of a sentence of several claims ("Gift
+    cards range from $10 to $500, never expire, and you can use up to 5 per order." read as "use 5"). ``with_object``:
+    after an auxiliary, a predicate of one content word (a bare verb) reads on past one preposition of
+    `_OBJECT_OPENERS` to its object ("carry over unused vacation days to the next year"). Empty where it finds none."""
+    head, said, _ = _core_words(claim, with_object=with_object)
     return {_CAP_STEMS.get(stem, stem) for stem in _stems(" ".join(head + said))}
+
+
+def _verb_and_object(claim: str) -> tuple[set[str], set[str]]:
+    """The stems of an English claim's verb, its predicate's first content word (`_core`, ``with_object``), and the
+    stems of its object, the predicate's words after it ("pay" and "alcohol" of "The company does not pay alcohol for
+    employees.", "allow" and "premises" of "Smoking is allowed on the premises."): both empty where no auxiliary
+    parts subject and predicate, the object where the predicate is one word."""
+    _, said, parted = _core_words(claim, with_object=True)
+    at = next((n for n, w in enumerate(said) if _stems(w)), None)
+    if not parted or at is None:
+        return set(), set()
+    return _stems(said[at]), {_CAP_STEMS.get(stem, stem) for stem in _stems(" ".join(said[at + 1:]))}
+
+
+def _verb_object(sentence: str, verb: set[str]) -> set[str]:
+    """The stems of the object ``sentence`` gives its first word of stems ``verb``: the content words after it, read
+    past one preposition of `_OBJECT_OPENERS` right after it, up to the next preposition, conjunction or mark that ends
+    a clause ("80 percent of the premium" of "The company pays 80 percent of the premium for employees." and "pay"). Empty where the
+    sentence has no such word or gives it no object ("Employees with less than six months of service are not
+    eligible.": an ellipsis)."""
+    words = _CORE_WORD.findall(_QUOTED.sub(" ", sentence).lower())
+    at = next((n for n, w in enumerate(words) if w[0].isalnum() and _stems(w) == verb), len(words))
+    said: list[str] = []
+    for w in words[at + 1:]:
+        if not w[0].isalnum() or (w in _CORE_END and (said or w not in _OBJECT_OPENERS)):
+            break
+        if w not in _CORE_END and w not in _AUXILIARIES and w not in NEGATIONS:
+            said.append(w)
+    return _stems(" ".join(said))
 
 
 def _pair_stems(text: str) -> set[str]:
@@ -648,7 +686,10 @@ def reversed_claims(answer: str, context: Any) -> list[tuple[str, str]]:
     its "CT is not always necessary." (three): a claim is compared with a sentence stating its subject and predicate;
     paired by those alone, "Employees may carry over unused vacation days to the next year." was compared with
     "Employees may not carry over sick leave." rather than the vacation sentence it restates (a review): the object
-    counts first.
+    counts first. Where a passage sentence holds the claim's object, one that gives the claim's verb another object
+    (`_verb_object`) is compared last: "The company does not pay alcohol for employees." was held against "The company
+    pays 80 percent of the health insurance premium for employees ..." rather than compared with "Alcohol is never
+    reimbursed." (an HR trial); one giving it none ("... are not eligible.") still restates it.
     A paired sentence is not required to share any of them (that lost reversals whose predicate the passage words
     otherwise: "Smoking is allowed" of "Smoking is prohibited", "The non-compete does not apply" of "... shall not
     compete ..."). Linear in the
@@ -672,7 +713,12 @@ def reversed_claims(answer: str, context: Any) -> list[tuple[str, str]]:
         english = written_in(words_of(claim)) in ("english", None)
         core = _core(claim) if english else set()
         whole = _core(claim, with_object=True) if english else set()
-        best = min(shared, key=lambda i: (-len(whole & stems_of[i]), -len(core & stems_of[i]), -shared[i], i))
+        verb, obj = _verb_and_object(claim) if english else (set(), set())
+        # a sentence giving the claim's verb another object restates no claim on the object another sentence holds
+        other = bool(verb and obj) and any(not obj.isdisjoint(stems_of[i]) for i in shared)
+        best = min(shared, key=lambda i: (other and obj.isdisjoint(stems_of[i])
+                                          and bool(_verb_object(passage[i], verb)),
+                                          -len(whole & stems_of[i]), -len(core & stems_of[i]), -shared[i], i))
         if (shared[best] >= min(MIN_SHARED, max(2, len(claim_stems)))
                 and _negated(claim, passage[best]) != _negated(passage[best], claim)
                 and not (len(sides := _bounds(claim)) == 1 and _bounds(passage[best]) == {"below", "beyond"} - sides)):
