@@ -803,3 +803,22 @@ def test_a_row_over_the_models_window_is_refused_before_any_row_is_answered(tmp_
                                                                f"(the 8 answers earlier runs committed are kept in "
                                                                f"{resumed}, and the next run answers only the rows "
                                                                "without one)")
+
+
+def test_the_accuracy_table_gives_each_accuracy_its_interval_beside_always_saying_the_larger_class(setup):
+    """A bank evaluator read chemistry's probe accuracy 0.858 with no interval beside it, and no line for what always
+    saying "hallucinated" scores (0.818 there): each accuracy cell carries its exact 95% interval over the scored
+    held-out answers, and a column gives the larger class's share."""
+    from hguard._stats import clopper_pearson_interval
+
+    lm, exs, data, out, report = setup
+    md = (out / "report.md").read_text()
+    table = md[md.index("Accuracy at the threshold"):].split("\n\n")[1].splitlines()
+    assert table[0].startswith("| domain | always the larger class | probe | merged |")
+    for d, m in report["domains"].items():
+        n, right, halluc = m["correct"] + m["hallucinated"], m["correct"], m["hallucinated"]
+        row = next(line for line in table if line.startswith(f"| {d} |"))
+        assert f"| {max(right, halluc) / n:.3f} (" in row
+        acc = m["accuracy"]["probe"]
+        lo, hi = clopper_pearson_interval(round(acc * n), n)
+        assert f"{acc:.3f} [{lo:.2f}, {hi:.2f}]" in row
