@@ -130,6 +130,11 @@ BENCHMARKS: dict[str, Benchmark] = {
         smoke=(("--smoke", "--out", f"{OUT}/reliability.json"),),
         writes=("reliability.json",),
     ),
+    "review_page": Benchmark(
+        full=((),),
+        smoke=(("--items", "200", "--repeat", "1", "--out", f"{OUT}/review_page.json"),),
+        writes=("review_page.json",),
+    ),
     "router": Benchmark(
         full=((),),
         smoke=(("--limit", "3", "--out", f"{OUT}/router.json"),),
