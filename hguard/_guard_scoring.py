@@ -242,7 +242,7 @@ def _elsewhere_hold(question: str, answer: str, context: str | None, unstated: l
                     whole: str | None = None) -> str | None:
     """`answer_holds`' hold for figures the passage states only about something else (those ``unstated`` aside), else
     None (:func:`hguard.calibrate.judge.misattributed_numbers`: a finance team's trial's "12:00 CET", the cut-off of
-    transfers in other currencies, passed as domestic wires' own, as did a savings rate as a mortgage's). ``whole``:
+    transfers in other currencies, passed as domestic wires' own). ``whole``:
     every passage, where ``context`` is those in the question's language: a figure either reading
     finds stated only about something else is held (read from the English passages alone, "Shipping costs $30" is the
     only sentence with "$30", and the German passage saying what the Gold Card costs, which shows the answer's "$30"
@@ -259,7 +259,7 @@ def _elsewhere_hold(question: str, answer: str, context: str | None, unstated: l
     return (f"the answer states {said}, which the passage states only about something else (no sentence or "
             "table row of it that states the figure shares a word with the answer's sentence or the question, "
             "while those that do state other figures; or one stating another figure matches the answer's subject "
-            "better; or no passage names the subject the question asks about): held for review")
+            "better): held for review")
 
 
 def _reversed_hold(answer: str, context: str | None, redact: bool) -> str | None:

@@ -2822,8 +2822,7 @@ def test_a_figure_the_passage_states_only_about_something_else_is_held_with_its_
     assert held == ["the answer states '30 days' (read as 30 day), which the passage states only about something else "
                     "(no sentence or table row of it that states the figure shares a word with the answer's sentence or "
                     "the question, while those that do state other figures; or one stating another figure matches the "
-                    "answer's subject better; or no passage names the subject the question asks about): held for "
-                    "review"], held
+                    "answer's subject better): held for review"], held
     redacted = answer_holds(_KEPT, "The answer is 30 days.", _RETENTION, None, redact=True)
     assert len(redacted) == 1 and "30" not in redacted[0] and "1 figure(s) (not quoted" in redacted[0], redacted
     assert answer_holds(_KEPT, "The answer is 7 years.", _RETENTION, None) == []
@@ -2832,7 +2831,8 @@ def test_a_figure_the_passage_states_only_about_something_else_is_held_with_its_
 
 # A finance team's trial (retrieval k=2): a figure copied from the other retrieved sentence passed, as every sentence
 # stating it shared some word of the answer's ("transfer", "overdraft", "instant"); it is named where a sentence
-# matching the claim's subject better states another figure, or where no passage names the subject asked about
+# matching the claim's subject better states another figure (not where no passage names the subject asked about: a
+# known gap, see below)
 _WIRES = ("Domestic wire transfers submitted before 16:00 CET on a business day are executed the same day. Later "
           "submissions are executed on the next business day.\n\nInternational wire transfers in USD must be submitted "
           "before 14:00 CET to be executed the same day. Transfers in other currencies must be submitted before 12:00 CET.")
@@ -2870,8 +2870,10 @@ _MORTGAGE = "What is the interest rate on a mortgage?"
     ("The maximum amount of a SEPA Instant transfer is 2.1% interest per year, and 100,000 EUR is the maximum", _SEPA,
      _MAXIMUM, ["2.1 percent", "100000 euro"]),
     ("The maximum amount of a SEPA Instant transfer is 15,000 EUR.", _SEPA, _MAXIMUM, []),
-    # the subject asked about ("on a mortgage") is in no passage: the savings account's rate is no answer
-    ("The interest rate on a mortgage is 2.1% per annum.", _ACCOUNT, _MORTGAGE, ["2.1 percent/year"]),
+    # the subject asked about ("on a mortgage") is in no passage: the savings account's rate is no answer, but it
+    # passes (a known gap): a rule holding a figure given for a subject no passage writes held right answers that
+    # restate the question's word where the passage words it otherwise ("car loans" from "Auto loans", below)
+    ("The interest rate on a mortgage is 2.1% per annum.", _ACCOUNT, _MORTGAGE, []),
     ("The passages do not say.", _ACCOUNT, _MORTGAGE, []),
     ("The interest rate on the savings account is 2.1% per year.", _ACCOUNT,
      "What is the interest rate on the savings account?", []),
@@ -2884,6 +2886,56 @@ def test_a_figure_a_better_matching_sentence_contradicts_is_named(answer, contex
     assert unstated_numbers(answer, context, question) == []  # every figure is stated: the number check passes them
     holds = answer_holds(question, answer, context, None)
     assert bool(holds) == bool(elsewhere), holds
+    assert all("states only about something else" in h for h in holds), holds
+
+
+# A review (13fadc3..c669a0a): a rule holding every figure given for a subject the question names after a preposition
+# that no passage writes held right answers restating the question's word where the passage words it otherwise; a
+# figure a better-matching statement of the other passage outmatches is still held
+_MORTGAGE_RATE = "Our 30-year fixed mortgage rate is currently 6.75% APR, with a minimum down payment of 5%."
+_AUTO_RATE = "Auto loans are available at rates from 5.49% APR for terms of up to 72 months."
+_HOME_INS = "Homeowners insurance claims must be reported within 30 days of the loss. The standard deductible is $1,000."
+_AUTO_INS = "Auto insurance claims must be reported within 14 days. The collision deductible is $500."
+_PHONE = "Employees in eligible roles receive a mobile phone stipend of $40 per month, paid with the regular payroll."
+_INTERNET = "Remote employees receive a home internet stipend of $60 per month."
+_TOP_UP = "Prepaid mobile top-ups start at $10 and are valid for 30 days."
+_BROADBAND = "Home broadband installation costs $99, waived on 24-month contracts."
+_WIRE_DOM = ("Domestic wire transfers cost $25 per outgoing transfer. Domestic wires submitted before 4:00 PM ET are "
+             "processed the same business day.")
+_WIRE_INT = ("International wire transfers cost $45 per outgoing transfer. International wires must be submitted before "
+             "2:00 PM ET to be processed the same day.")
+_RENT = "Rent is $2,150 a month, and the security deposit equals one month's rent."
+_TENANT_PARKING = "Tenant parking costs $120 per month per vehicle."
+
+
+@pytest.mark.parametrize("question, answer, passages, held", [
+    ("How much is the fee for sending money abroad by wire?", "Sending a wire abroad costs $45 per transfer.",
+     [_WIRE_DOM, _WIRE_INT], False),
+    ("How much is the allowance for a cell phone?", "The cell phone stipend is $40 per month.", [_PHONE, _INTERNET],
+     False),
+    ("How much is the allowance for a cell phone?", "The cell phone stipend is $60 per month.", [_PHONE, _INTERNET],
+     True),  # the home internet stipend: "phone" and "stipend" match the mobile phone's sentence better
+    ("What is the minimum top-up for a cell phone?", "Top-ups for a cell phone start at $10.", [_TOP_UP, _BROADBAND],
+     False),
+    ("What is the installation fee for home internet?", "Home internet installation costs $99.", [_TOP_UP, _BROADBAND],
+     False),
+    ("What is the interest rate on a home loan?", "The rate on a 30-year fixed home loan is 6.75% APR.",
+     [_MORTGAGE_RATE, _AUTO_RATE], False),
+    ("What is the rate for a car loan?", "Car loans start at 5.49% APR.", [_MORTGAGE_RATE, _AUTO_RATE], False),
+    ("What is the rate for a car loan?", "Car loans start at 6.75% APR.", [_MORTGAGE_RATE, _AUTO_RATE], True),
+    ("What is the deductible for a house insurance claim?",
+     "The standard deductible for a house insurance claim is $1,000.", [_HOME_INS, _AUTO_INS], False),
+    ("How long do I have to report a claim on my car insurance?", "Car insurance claims must be reported within 14 days.",
+     [_HOME_INS, _AUTO_INS], False),
+    ("What is the fee for parking at my apartment?", "Parking at the apartment costs $120 per month per vehicle.",
+     [_RENT, _TENANT_PARKING], False),
+])
+def test_an_answer_restating_the_questions_word_for_the_passages_is_not_held_for_it(question, answer, passages, held):
+    from hguard._guard_result import _join_context
+    from hguard._guard_scoring import answer_holds
+
+    holds = answer_holds(question, answer, _join_context(passages), None)
+    assert bool(holds) == held, holds
     assert all("states only about something else" in h for h in holds), holds
 
 

@@ -2417,8 +2417,10 @@ def misattributed_numbers(answer: str, context: str, question: str = "", *, unst
     sentences that state it do share a word (a finance team's trial, two passages retrieved: each stated figure shared
     "transfer", "overdraft" or "instant" with the answer): a figure that a statement matching the claim's subject
     better outmatches, stating another figure (`_outmatched`: "12:00 CET" to a question on domestic wire transfers,
-    the cut-off of transfers in other currencies), and every figure of an answer's sentence restating a subject the
-    question names (`_SUBJECT_NAMED`: "on a mortgage") that no passage writes. The claim's subject: the question's
+    the cut-off of transfers in other currencies). Not named: a figure given for a subject no passage writes ("The
+    interest rate on a mortgage is 2.1%." from a savings account's "2.1% interest": a known gap), since an answer
+    often restates the question's word where its passage words it otherwise ("car loans" from "Auto loans", "cell
+    phone" from "mobile phone", "home loan" from "mortgage"). The claim's subject: the question's
     words the answer's sentence restates, or, for an answer of one sentence restating none, the question's. Shown as
     :func:`unstated_numbers` shows them. ``unstated``: what :func:`unstated_numbers` gave for these three texts, where
     the caller has it (for an answer of one sentence it is not read again). Read only for an answer's sentences with
@@ -2434,7 +2436,6 @@ def misattributed_numbers(answer: str, context: str, question: str = "", *, unst
     else:
         question_states = question
     asked = _about(question)
-    subject = frozenset().union(*(_about(m.group(1)) for m in _SUBJECT_NAMED.finditer(question))) & asked
     statements: list[tuple[int, int, frozenset[str] | None]] | None = None
     declared: list[tuple[int, int]] = []
     out: list[str] = []
@@ -2468,14 +2469,7 @@ def misattributed_numbers(answer: str, context: str, question: str = "", *, unst
                 stated_anyway = unstated_numbers(said, context, question_states)
             found += [figure for figure in missing if figure not in stated_anyway]
         if claim:
-            # the subject the question names ("on a mortgage"), restated, which no passage names at all, while a
-            # statement with a figure shares another word the answer's sentence restates ("interest")
-            absent = {w for w in own & subject
-                      if w not in context.lower() and all(w not in about for _, _, about in statements if about)}
-            unnamed = bool(absent) and any(about & (own & asked) - absent and any(c.isdigit() for c in context[a:b])
-                                           for a, b, about in statements if about)
-            found += _outmatched(said, context, statements, declared, claim, own | claim, question_states,
-                                 stated_anyway, unnamed=unnamed)
+            found += _outmatched(said, context, statements, declared, claim, own | claim, question_states, stated_anyway)
         out += found
     return list(dict.fromkeys(out))
 
@@ -2497,16 +2491,6 @@ def _kept(context: str, statements: list[tuple[int, int, frozenset[str] | None]]
     return kept
 
 
-# the subject a question names after a preposition, whose figure it asks ("the interest rate on a mortgage", "the fee
-# for an outgoing wire"): up to four words. Read only where the answer restates such a word and no passage writes it
-# anywhere (a finance team's trial: "The interest rate on a mortgage is 2.1% per annum." passed from a savings
-# account's "2.1% interest"); not the question's other words, which an answer and its passage often put otherwise
-# ("the gym" for "the fitness center", "need" for "required", "CD" for "certificate of deposit": of the 601 right
-# answers of the number hold's benchmark sets 1 to 3, 39 restate a question word their passage never writes, 15 with
-# a sentence stating a figure that shares another word of theirs; this reading holds 1, "for a delayed flight"
-# answered from "arriving 3 hours or more late")
-_SUBJECT_NAMED = re.compile(r"(?i)(?<![\w-])(?:on|for|of|in|with|under|about)\s+((?:[^\W\d_][\w'-]*[ \t]*){1,4})")
-
 _DIGIT_RUN = re.compile(r"\d[\d,.]*")  # a number as a statement writes it, for its digits alone
 
 def _contrasted(word: str, about: frozenset[str]) -> bool:
@@ -2517,7 +2501,7 @@ def _contrasted(word: str, about: frozenset[str]) -> bool:
 
 def _outmatched(said: str, context: str, statements: list[tuple[int, int, frozenset[str] | None]],
                 declared: list[tuple[int, int]], claim: frozenset[str], words: frozenset[str], question_states: str,
-                unstated: list[str] | None, *, unnamed: bool = False) -> list[str]:
+                unstated: list[str] | None) -> list[str]:
     """The figures of the answer's sentence ``said`` that the passage states, but only in statements that another
     statement matching the claim better outmatches. Each statement is matched by the words of ``words`` (the answer
     sentence's and the claim's) it shares (what it is about, `_statements`, less a word whose opposite it names and the
@@ -2531,8 +2515,7 @@ def _outmatched(said: str, context: str, statements: list[tuple[int, int, frozen
     share the words of its one subject unevenly: "Rent is $2150 a month, the security deposit is one month's rent").
     ``unstated``: the sentence's figures the passage does not state (left to :func:`unstated_numbers`; None: read here
     where needed). Statements sharing the same words are not told apart; nor is a figure the question states (it is
-    stated wherever the question is read). ``unnamed``: the subject the question names is named in no passage
-    (`_SUBJECT_NAMED`), so each figure the passage states is stated about something else."""
+    stated wherever the question is read)."""
     gaps = [m.end() for m in _BLANK_LINES.finditer(context)]  # where each passage (a block) after the first starts
     groups: dict[tuple[frozenset[str], int, bool], list[int]] = {}  # (words shared, passage, an opposite named)
     figured: set[tuple[frozenset[str], int, bool]] = set()  # those of statements with a figure of their own
@@ -2554,28 +2537,26 @@ def _outmatched(said: str, context: str, statements: list[tuple[int, int, frozen
         return f[0] & claim < b[0] & claim and len(f[0]) < len(b[0]) and (f[1] != b[1] or f[2])
 
     # only where one statement outmatches another can a figure be outmatched
-    if not unnamed and not any(outmatches(b, f) for b in figured for f in groups):
+    if not any(outmatches(b, f) for b in figured for f in groups):
         return []
     figures = unstated_numbers(said, "", question_states)  # each figure of the sentence (the question's aside)
-    if not unnamed:
-        # a statement outmatching others, and the figures it may not state: no number it writes has their digits
-        # (at any scale, `_significant`, where the passage declares one; read again below: a long table's rows, which
-        # state the answer's figure, are not read apart)
-        def digits(number: str) -> str:
-            return _significant(re.sub(r"\D", "", number)) if declared else re.sub(r"\D", "", number).lstrip("0")
 
-        beaters = []
-        for b in figured:
-            if any(outmatches(b, f) for f in groups):
-                written = {digits(n) for k in groups[b] for n in _DIGIT_RUN.findall(context[statements[k][0]:statements[k][1]])}
-                if apart := [f for f in figures if digits(f) not in written]:
-                    beaters.append((b, apart))
-        if not beaters:
-            return []
+    # a statement outmatching others, and the figures it may not state: no number it writes has their digits (at any
+    # scale, `_significant`, where the passage declares one; read again below: a long table's rows, which state the
+    # answer's figure, are not read apart)
+    def digits(number: str) -> str:
+        return _significant(re.sub(r"\D", "", number)) if declared else re.sub(r"\D", "", number).lstrip("0")
+
+    beaters = []
+    for b in figured:
+        if any(outmatches(b, f) for f in groups):
+            written = {digits(n) for k in groups[b] for n in _DIGIT_RUN.findall(context[statements[k][0]:statements[k][1]])}
+            if apart := [f for f in figures if digits(f) not in written]:
+                beaters.append((b, apart))
+    if not beaters:
+        return []
     if unstated is None:
         unstated = unstated_numbers(said, context, question_states)
-    if unnamed:
-        return [f for f in figures if f not in unstated]
 
     def missing(kept: list[int]) -> set[str]:  # the sentence's figures these statements alone do not state
         return set(unstated_numbers(said, _kept(context, statements, declared, set(kept)), question_states))
