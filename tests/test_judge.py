@@ -396,6 +396,48 @@ def test_a_no_contradicted_by_its_own_restatement_is_right_neither_way() -> None
     assert answer_holds(fee, "No, the fee is $5.", "The fee is $5 per month.", "i don't know") == []  # declined
 
 
+_STATEMENTS = "Account statements are issued quarterly and are available online for 7 years."
+_GOLD = ("Gold Plan: the annual deductible is $1,000 per individual. Primary care visits cost a $20 copay, and "
+         "specialist visits a $40 copay.")
+_BRONZE = "Bronze Plan: the annual deductible is $6,500 per individual. Primary care visits cost a $50 copay after the deductible."
+_FEE_RISES = "From 1 March 2025, the monthly account fee rises from $10 to $12."
+_CHECKING = ("The Everyday Checking account has a monthly maintenance fee of $12, waived with a minimum daily balance of "
+             "$1,500. Overdraft fees are $35 per item.")
+
+
+@pytest.mark.parametrize("question, reply, passages, contradicts", [
+    # a review (739c2f7): a right "No" that drops or changes the question's bound, comparison or date answers the
+    # bound; it does not say the claim back
+    ("Are statements kept online for more than 7 years?", "No, statements are kept online for 7 years.",
+     [_STATEMENTS, _CHECKING], False),
+    ("Is the deductible over $1,000 on the Gold plan?", "No, the deductible on the Gold plan is $1,000.",
+     [_GOLD, _BRONZE], False),
+    ("Is the monthly fee $12 before 1 March 2025?", "No, the monthly fee is $12 from 1 March 2025.",
+     [_FEE_RISES, _CHECKING], False),
+    ("Is the monthly fee $12 from 1 March 2025?", "No, the monthly fee is $12 from 1 April 2025.",
+     [_FEE_RISES, _CHECKING], False),  # another date: another claim (its figure read against the passage apart)
+    # ... and one that keeps them says the claim back: right neither way
+    ("Are statements kept online for more than 7 years?", "No, statements are kept online for more than 7 years.",
+     [_STATEMENTS, _CHECKING], True),
+    ("Is the deductible over $1,000 on the Gold plan?", "No, the deductible on the Gold plan is over $1,000.",
+     [_GOLD, _BRONZE], True),
+    ("Is the monthly fee $12 from 1 March 2025?", "No, the monthly fee is $12 from 1 March 2025.",
+     [_FEE_RISES, _CHECKING], True),
+])
+def test_a_no_that_drops_the_questions_bound_or_date_does_not_contradict_itself(question, reply, passages, contradicts):
+    from hguard._guard_result import _join_context
+    from hguard._guard_scoring import answer_holds
+    from hguard.calibrate.judge import contradicts_own_no
+
+    assert contradicts_own_no(reply, question) is contradicts
+    holds = answer_holds(question, reply, _join_context(passages), None)
+    if contradicts:
+        assert holds and holds[0].startswith("the answer opens with no and then says"), holds
+    else:
+        assert not any(h.startswith("the answer opens with no") for h in holds), holds
+        assert judge_yesno(reply, "no", question).label == "correct"
+
+
 def test_known_blind_spot_two_candidates_without_or() -> None:
     # Documented limitation: a reply naming a wrong answer and the right one side by side counts.
     assert label("The capital is Sydney. Canberra is also nice.", ["Canberra"]) == "correct"

@@ -3729,13 +3729,36 @@ _QUALIFYING = frozenset({"no", "none", "nothing", "nobody", "neither", "nor", "w
                          "before", "after"}) | _NO_WORDS
 
 
+# words that bound or compare a claim's figure or time ("more than 7 years", "over $1,000", "$12 before 1 March"): a
+# "No," whose reply drops one or writes another ("No, ... for 7 years.", "No, ... $12 from 1 March.") answers the
+# bound, not the claim, so it does not say the claim back
+_BOUNDS = frozenset({"more", "less", "fewer", "than", "over", "under", "above", "below", "least", "most", "exceed",
+                     "exceeds", "exceeding", "greater", "higher", "lower", "earlier", "later", "before", "after", "from",
+                     "until", "till", "since", "within", "beyond", "through", "minimum", "maximum"})
+
+
+def _dates_named(text: str) -> frozenset[tuple[int, int, int]]:
+    """The dates ``text`` writes, each as (year, month, day) it may mean, 0 for a part it leaves out: a whole date
+    (`_dates_in`), a day and month ("1 March"), a month and year ("March 2025"), a year alone."""
+    plain = _plain_digits(text)
+    named = {r for *_, readings in _dates_in(plain) for r in readings}
+    rest = _WORD_DATE.sub(" ", plain)
+    named |= {(0, _MONTHS[(m.group(2) or m.group(3)).lower()], int(m.group(1) or m.group(4)))
+              for m in _DAY_MONTH.finditer(rest)}
+    named |= {(year, month, 0) for _, months in _month_years(rest) for year, month in months}
+    named |= {(int(y), 0, 0) for y in re.findall(r"(?<![\d.,])(?:18|19|20|21)\d\d(?![\d,.]\d|\d)", rest)}
+    return frozenset(named)
+
+
 def contradicts_own_no(answer: str, question: str) -> bool:
     """Whether ``answer`` opens with the reply word "No" and then says the claim of ``question`` back unnegated: "No,
     the fee is $5." to "Is the fee $5?", "No, the policy allows children under 13 to sign up." to "Does the policy
     allow children under 13 to sign up?". ``question`` asks for yes or no alone (:func:`hguard._text.asks_only_yes_no`)
     and negates nothing ("Isn't the fee $5?" makes "No, it is $5." English's yes); after the "No" every content word is
     the question's (:func:`hguard.signals.relevance.adds_no_word`) and none negates or qualifies (`_QUALIFYING`: "No,
-    only the fee is $5."). Such a reply contradicts itself, so it is right neither way: the judge labels it
+    only the fee is $5."); it writes the question's bound or comparison words (`_BOUNDS`) and dates, no fewer and no
+    others ("No, statements are kept online for 7 years." to "... for more than 7 years?", "No, the monthly fee is $12
+    from 1 March 2025." to "Is the monthly fee $12 before 1 March 2025?" answer the bound: a plain no). Such a reply contradicts itself, so it is right neither way: the judge labels it
     hallucinated (:func:`judge_yesno`), it takes no side for a reviewed row (:func:`yes_no_taken`), and the guard holds
     it ("No, the fee is $5." passed over a passage of $5, its opener left aside, and over one of $10, its $5 the
     question's own figure). A "No," that corrects ("No, the fee is $10.") or restates a negation ("No, the fee is not
@@ -3748,6 +3771,10 @@ def contradicts_own_no(answer: str, question: str) -> bool:
         return False
     rest = normalize(answer[first.end():])
     if not rest or _NEGATED_VERB.search(rest) or _QUALIFYING & set(rest.split()) or _NO_IDIOMS & set(rest.split()[:1]):
+        return False
+    if _BOUNDS & set(rest.split()) != _BOUNDS & set(normalize(question).split()):
+        return False
+    if _dates_named(answer[first.end():]) != _dates_named(question):
         return False
     from hguard.signals.relevance import adds_no_word
 
