@@ -3440,6 +3440,33 @@ def test_an_interval_or_availability_said_in_other_words_is_stated(question, ans
     assert bool(answer_holds(question, answer, context, None)) == bool(missing)
 
 
+# A review (47f792a): the passage's interval or idiom counts only where its statement is about the answer's subject
+# (shares the most of its words and the question's), not another sentence's or passage's
+_SUPPORT = "Our technical support team is available around the clock, including holidays."
+_BILLING = "The billing department is open Monday to Friday, 8 AM to 6 PM."
+_CARD_STATEMENTS = "Credit card statements are issued monthly. Brokerage statements are issued quarterly."
+
+
+@pytest.mark.parametrize("question, answer, passages, missing", [
+    ("When is the billing department available?", "Billing is available 24/7.", [_SUPPORT, _BILLING], ["24", "7"]),
+    ("When is technical support available?", "Technical support is available 24/7.", [_SUPPORT, _BILLING], []),
+    ("How often are credit card statements issued?", "Credit card statements are issued every three months.",
+     [_CARD_STATEMENTS, _CHECKING], ["3 month"]),
+    ("How often are brokerage statements issued?", "Brokerage statements are issued every 3 months.",
+     [_CARD_STATEMENTS, _CHECKING], []),
+    ("How often are account statements issued?", "Statements are issued every three months.",
+     [_STATEMENTS, _CHECKING], []),
+])
+def test_an_interval_counts_only_from_a_statement_about_the_answers_subject(question, answer, passages, missing):
+    from hguard._guard_result import _join_context
+    from hguard._guard_scoring import answer_holds
+    from hguard.calibrate.judge import unstated_numbers
+
+    context = _join_context(passages)
+    assert unstated_numbers(answer, context, question) == missing
+    assert bool(answer_holds(question, answer, context, None)) == bool(missing)
+
+
 def test_a_currency_between_two_numbers_is_not_the_second_ones_where_it_has_a_unit():
     """"A stamp cost 50 dollars 10 years ago.": the 10 is years, not dollars (read as "$10", an answer's "ten years
     ago" was held as stated nowhere)."""

@@ -1259,10 +1259,44 @@ def _intervals(text: str) -> set[tuple[str, str | None]]:
     return out
 
 
-def _said_as_interval(answer: str, said: str) -> str:
+def _said_as_interval(answer: str, said: str, question: str = "") -> str:
     """``answer`` (its numbers in words written in digits: `_spelt_figures`) less the intervals and idioms of
     availability that ``said`` (its passage) gives in other words (see above): "every 3 months" where
-    ``said`` has "quarterly", "7 days a week" where it has "every day"; each as it is where ``said`` does not."""
+    ``said`` has "quarterly", "7 days a week" where it has "every day"; each as it is where ``said`` does not. Each
+    sentence of ``answer`` is read against the passage's statements (`_statements`) that share the most of its
+    content words and ``question``'s, as the misattribution check matches them (:func:`misattributed_numbers`; the
+    interval's own words aside): another subject's "quarterly" or "around the clock" says nothing of the answer's
+    ("Credit card statements are issued every three months." from "Credit card statements are issued monthly.
+    Brokerage statements are issued quarterly."; "Billing is available 24/7." from a support team's "around the
+    clock"). Where no statement shares a word, the whole passage is read."""
+    if not _EVERY_FIGURE.search(answer) and not any(idiom.search(answer) for idiom, _ in _AVAILABILITY):
+        return answer
+    statements = [(said[start:end], _about(said[start:end]) or about) for start, end, about in _statements(said)
+                  if about is not None]
+    asked = _about(question)
+    parts: list[str] = []
+    at = 0
+    before: frozenset[str] = frozenset()
+    for sentence in sentences(answer):
+        start = answer.find(sentence, at)
+        if start < 0:
+            continue
+        plain = _EVERY_FIGURE.sub(" ", sentence)
+        for idiom, _ in _AVAILABILITY:
+            plain = idiom.sub(" ", plain)
+        own = _about(plain) or before  # "That is every 3 months." goes on with the sentence before it
+        before = own
+        words = own | asked
+        shared = [len(about & words) for _, about in statements]
+        best = max(shared, default=0)
+        source = "\n".join(text for (text, _), n in zip(statements, shared) if n == best) if best else said
+        parts += [answer[at:start], _interval_struck(sentence, source)]
+        at = start + len(sentence)
+    return "".join(parts) + answer[at:]
+
+
+def _interval_struck(answer: str, said: str) -> str:
+    """``answer`` less the intervals and idioms of availability ``said`` gives in other words (`_said_as_interval`)."""
     for idiom, same in _AVAILABILITY:
         if idiom.search(answer) and same.search(said):
             answer = idiom.sub(" ", answer)
@@ -1286,6 +1320,7 @@ def unstated_numbers(answer: str, context: str, question: str = "") -> list[str]
     the passage does not state are returned. A number the answer writes in words before its unit ("ninety days",
     "thirty percent") is read as its digits (`_spelt_figures`); a number word alone is no figure."""
     answer = _spelt_figures(answer)
+    asked = question
     if _takes_question(answer, question):
         if _opening(answer) == "yes" and not _writes_own_figure(answer):
             # "Yes.", "It is.", "That's right." to "Is the fee $30?": it says the question's figures without writing
@@ -1296,7 +1331,8 @@ def unstated_numbers(answer: str, context: str, question: str = "") -> list[str]
                 affirmed += [f for f in unstated_numbers(answer, f"{context}\n{question}") if f not in affirmed]
             return affirmed
         question = ""
-    answer = _said_as_interval(answer, context)  # (the passage's words alone: not a question's "every year" echoed)
+    # (the passage's words alone: not a question's "every year" echoed; the question's words match its sentences)
+    answer = _said_as_interval(answer, context, asked)
     texts = (answer, context, question)
     if not any(_ambiguous(t) for t in texts):  # every reading is English's: no text's convention to read
         return _unstated_numbers(answer, context, question, (_ENGLISH, _ENGLISH, _ENGLISH))
