@@ -3456,6 +3456,11 @@ _CARD_STATEMENTS = "Credit card statements are issued monthly. Brokerage stateme
      [_CARD_STATEMENTS, _CHECKING], []),
     ("How often are account statements issued?", "Statements are issued every three months.",
      [_STATEMENTS, _CHECKING], []),
+    # each clause is read against its own subject's statement (number-hold set 2's tu09)
+    ("When is the office closed for payment processing?",
+     "Online payments made after 8 p.m. ET post the next business day; you can pay by phone 24/7.",
+     ["Payments made online after 8:00 PM Eastern Time will post on the next business day. Phone payments are "
+      "available 24 hours a day."], []),
 ])
 def test_an_interval_counts_only_from_a_statement_about_the_answers_subject(question, answer, passages, missing):
     from hguard._guard_result import _join_context

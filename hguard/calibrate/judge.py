@@ -1263,12 +1263,13 @@ def _said_as_interval(answer: str, said: str, question: str = "") -> str:
     """``answer`` (its numbers in words written in digits: `_spelt_figures`) less the intervals and idioms of
     availability that ``said`` (its passage) gives in other words (see above): "every 3 months" where
     ``said`` has "quarterly", "7 days a week" where it has "every day"; each as it is where ``said`` does not. Each
-    sentence of ``answer`` is read against the passage's statements (`_statements`) that share the most of its
-    content words and ``question``'s, as the misattribution check matches them (:func:`misattributed_numbers`; the
-    interval's own words aside): another subject's "quarterly" or "around the clock" says nothing of the answer's
-    ("Credit card statements are issued every three months." from "Credit card statements are issued monthly.
-    Brokerage statements are issued quarterly."; "Billing is available 24/7." from a support team's "around the
-    clock"). Where no statement shares a word, the whole passage is read."""
+    clause of ``answer`` (`_CLAUSE_END`: "...; you can pay by phone 24/7.") is read against the passage's
+    statements (`_statements`) that share the most of its content words and ``question``'s, as the misattribution
+    check matches them (:func:`misattributed_numbers`; the interval's own words aside): another subject's
+    "quarterly" or "around the clock" says nothing of the answer's ("Credit card statements are issued every three
+    months." from "Credit card statements are issued monthly. Brokerage statements are issued quarterly."; "Billing
+    is available 24/7." from a support team's "around the clock"). Where no statement shares a word, the whole
+    passage is read."""
     if not _EVERY_FIGURE.search(answer) and not any(idiom.search(answer) for idiom, _ in _AVAILABILITY):
         return answer
     statements = [(said[start:end], _about(said[start:end]) or about) for start, end, about in _statements(said)
@@ -1281,18 +1282,25 @@ def _said_as_interval(answer: str, said: str, question: str = "") -> str:
         start = answer.find(sentence, at)
         if start < 0:
             continue
-        plain = _EVERY_FIGURE.sub(" ", sentence)
-        for idiom, _ in _AVAILABILITY:
-            plain = idiom.sub(" ", plain)
-        own = _about(plain) or before  # "That is every 3 months." goes on with the sentence before it
-        before = own
-        words = own | asked
-        shared = [len(about & words) for _, about in statements]
-        best = max(shared, default=0)
-        source = "\n".join(text for (text, _), n in zip(statements, shared) if n == best) if best else said
-        parts += [answer[at:start], _interval_struck(sentence, source)]
+        parts.append(answer[at:start])
+        ends = [(m.start(), m.end()) for m in _CLAUSE_END.finditer(sentence)] + [(len(sentence), len(sentence))]
+        done = 0
+        for end, after in ends:  # each clause, its separator kept as written
+            clause = sentence[done:end]
+            plain = _EVERY_FIGURE.sub(" ", clause)
+            for idiom, _ in _AVAILABILITY:
+                plain = idiom.sub(" ", plain)
+            own = _about(plain) or before  # "That is every 3 months." goes on with the clause before it
+            before = own
+            words = own | asked
+            shared = [len(about & words) for _, about in statements]
+            best = max(shared, default=0)
+            source = "\n".join(text for (text, _), n in zip(statements, shared) if n == best) if best else said
+            parts += [_interval_struck(clause, source), sentence[end:after]]
+            done = after
         at = start + len(sentence)
     return "".join(parts) + answer[at:]
+
 
 
 def _interval_struck(answer: str, said: str) -> str:
