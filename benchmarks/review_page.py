@@ -91,12 +91,16 @@ def measure(n: int, folder: Path, repeat: int) -> dict:
     return row
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     ap.add_argument("--items", type=int, nargs="+", default=[5_000, 50_000])
     ap.add_argument("--repeat", type=int, default=5, help="loads timed per figure (the median is kept)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "review_page.json")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     rows = []
     for n in args.items:
         with tempfile.TemporaryDirectory(prefix="hguard-review-page-") as tmp:
