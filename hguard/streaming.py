@@ -470,8 +470,9 @@ def held_history_turn(history: Any, held: Sequence[str]) -> str | None:
     """The hold of a follow-up whose ``history`` (``Guard.invoke(history=...)``'s turns) holds an answer hguard held,
     never reviewed: an assistant turn carrying a decision (:data:`HISTORY_DECISION`, as the adapters pass an
     ``AIMessage``'s ``response_metadata`` or a LlamaIndex message's ``additional_kwargs``) whose route is not accept,
-    or whose text is what a held answer is shown as (``held``: :func:`held_texts`): one of those messages (hold
-    mode), an answer ending in its passthrough notice (:func:`held_notice`), or one opening with the review mark. A
+    or whose text shows a held answer: one ending in its passthrough notice (:func:`held_notice`), or one opening
+    with the review mark. A turn that is a held or abstain message alone (``held``: :func:`held_texts`; hold mode)
+    asserts nothing a follow-up could build on, and holds none (held, it sent every later turn of a chat to review). A
     chat history keeping the shown text keeps that it was held, and the follow-up built on it ("Part-time employees
     receive 28 days" after the held "Sick leave: 10 days.", an HR trial) was given no reason. None when there is no
     such turn (a malformed history is the guard's to refuse)."""
@@ -485,10 +486,9 @@ def held_history_turn(history: Any, held: Sequence[str]) -> str | None:
         route = decision.get("route") if isinstance(decision, Mapping) else None
         text = turn.get("content")
         shown = " ".join(text.split()) if isinstance(text, str) else ""
-        if route is None and not (shown in notices or shown.startswith(REVIEW_MARK.strip())
-                                  or any(shown.endswith(f"[{n}]") for n in notices)):
-            continue
-        if route == ACCEPT:
+        if shown in notices or route == ACCEPT:
+            continue  # the held or abstain message alone: the turn asserts nothing a follow-up could build on
+        if route is None and not (shown.startswith(REVIEW_MARK.strip()) or any(shown.endswith(f"[{n}]") for n in notices)):
             continue
         aid = decision.get("audit_id") if isinstance(decision, Mapping) else None
         record = f" (record {aid})" if isinstance(aid, str) and aid else ""

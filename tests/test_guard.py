@@ -3226,7 +3226,7 @@ def test_a_follow_up_whose_history_holds_a_held_answer_is_held_naming_it(calibra
     held = g.invoke(ask, domain="alpha")
     shown = ["Sick leave: 10 days." + held_notice(SimpleNamespace(route="review", review_message="This answer is "
                                                                   "held for HR.")),  # passthrough
-             "This answer is held for HR.", "[needs review] Sick leave: 10 days.", g.policy.abstain_message]
+             "[needs review] Sick leave: 10 days."]
     for text in shown:
         r = follow_up(text)
         assert r.route == "review", (text, r.route, r.reasons)
@@ -3236,4 +3236,8 @@ def test_a_follow_up_whose_history_holds_a_held_answer_is_held_naming_it(calibra
     assert r.route == "review" and any(f"held for review (record {held.audit_id}) (history turn 1)" in x
                                        for x in r.reasons), r.reasons
     assert follow_up("30 days.", **{HISTORY_DECISION: {"route": "accept"}}).route == "accept"  # accepted: it stands
-    assert HELD_FOR_REVIEW not in shown and follow_up(HELD_FOR_REVIEW).route == "review"  # an agent's hold text
+    # a held or abstain message alone (hold mode) asserts nothing to build on: the follow-up is scored as any
+    for bare in ("This answer is held for HR.", g.policy.abstain_message, HELD_FOR_REVIEW):
+        for turn in ({}, {HISTORY_DECISION: {"route": "review", "audit_id": held.audit_id}}):
+            r = follow_up(bare, **turn)
+            assert r.route == "accept" and not any("history holds" in x for x in r.reasons), (bare, r.reasons)
