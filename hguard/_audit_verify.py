@@ -57,6 +57,7 @@ class VerifyReport:
     n_lines: int = 0  # the lines the check covered (1..n_lines): a line appended after it was not checked
     continues: dict[str, Any] | None = None  # the log_continued record opening a rotated log (it names the archive)
     archives: list[str] = field(default_factory=list)  # the archives checked with it (archives=True), oldest first
+    anchored: bool = False  # checked against an anchor file
 
     @property
     def torn(self) -> bool:
@@ -76,7 +77,12 @@ class VerifyReport:
         head = f"head seq {self.head_seq} hash {self.head_hash}" if self.head_hash else "no records"
         if self.ok:
             against = "".join(f"; {c}" for c in self.checked_against)
-            return f"{where}: OK, {self.n_records} records, hash chain intact, {macs}{against}; {head}"
+            # an unkeyed, unanchored chain is only self-consistent: whoever can write the file can recompute it
+            weak = ("" if self.key_id or self.anchored else
+                    "; NOT tamper-evident: without a key or an anchor this checks only that the hashes agree with each "
+                    "other, and a rewrite that recomputes them is not detected (set [integrity] key_file and [audit] "
+                    "anchor in the policy, or pass --key-file / --anchor)")
+            return f"{where}: OK, {self.n_records} records, hash chain intact, {macs}{against}{weak}; {head}"
         first = (
             f"{where}: FAILED, {len(self.problems)} problem{'s' if len(self.problems) != 1 else ''} "
             f"in {self.n_records} readable records ({macs})"
@@ -421,7 +427,8 @@ def verify(
     return VerifyReport(
         ok=not problems, n_records=n_records + archived.n_records, problems=problems, path=str(p), head_seq=head_seq,
         head_hash=head_hash, key_id=key_id(key) if key is not None else None, n_macs=n_macs + archived.n_macs,
-        checked_against=checked, resume=resume if not any(not p.torn for p in problems) else None,
+        checked_against=checked, anchored=anchor is not None,
+        resume=resume if not any(not p.torn for p in problems) else None,
         resumed=start is not None, n_lines=n_lines, continues=dict(opening) if continued and opening else None,
         archives=archived.archives,
     )

@@ -120,6 +120,28 @@ def test_keyed_records_verify_only_with_their_key(tmp_path):
     assert not report.ok and "no MAC" in report.problems[0].message
 
 
+def test_unkeyed_unanchored_ok_says_a_rechained_rewrite_passes(tmp_path):
+    """A bank trial rewrote a decision in an unkeyed log, recomputed the hashes, and read only "OK, hash chain intact":
+    the OK line says what an unkeyed, unanchored check cannot see, and names the fix (the exit status stays 0)."""
+    from hguard._audit_records import canonical_json, record_hash
+
+    path, _ = _log(tmp_path, key=None)
+    recs = [json.loads(line) for line in path.read_text().splitlines()]
+    recs[2]["route"] = "accept"
+    prev = recs[1]["hash"]
+    for r in recs[2:]:
+        r["prev_hash"] = prev
+        r["hash"] = prev = record_hash(r)
+    path.write_text("".join(canonical_json(r) + "\n" for r in recs))
+    report = verify(path)
+    assert report.ok  # a re-chained rewrite of an unkeyed log is not detected ...
+    assert "NOT tamper-evident" in report.summary() and "[integrity] key_file" in report.summary()  # ... and it says so
+    keyed, _ = _log(tmp_path / "keyed")
+    anchored, _ = _log(tmp_path / "anchored", key=None, anchor=tmp_path / "anchored" / "audit.anchor")
+    assert "NOT tamper-evident" not in verify(keyed, key=KEY).summary()
+    assert "NOT tamper-evident" not in verify(anchored, anchor=tmp_path / "anchored" / "audit.anchor").summary()
+
+
 @pytest.mark.parametrize("attack", list(reliability.LOG_ATTACKS))
 def test_every_tamper_case_fails_keyed_verification_with_the_head_kept(tmp_path, attack):
     anchor = tmp_path / "audit.anchor"
@@ -207,7 +229,7 @@ def test_a_writer_with_an_anchor_refuses_to_write_over_cut_or_replaced_records(t
 
 
 def test_a_record_without_a_mac_after_keyed_ones_fails_even_without_the_key(tmp_path):
-    from hguard._audit_records import record_hash
+    from hguard._audit_records import canonical_json, record_hash
     from hguard.audit import canonical_json
 
     path, receipts = _log(tmp_path, 3)
