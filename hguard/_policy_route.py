@@ -251,7 +251,8 @@ def decide(
         reasons.append(
             f"no accept threshold is certified for {label} at target {_fmt(thresholds.target)} with confidence "
             f"{_fmt(thresholds.confidence)}: no answer of it is accepted until the domain is recalibrated "
-            "with more or better-separated answers, or the policy sets accept_below"
+            "with more or better-separated answers (or, without a guarantee, the policy hand-sets accept_below: see "
+            "the warning the guard logs at start-up of what it accepts among the calibration's answers)"
         )
     return Decision(REVIEW, r, tuple(reasons), thresholds_dict)
 
