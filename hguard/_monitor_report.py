@@ -247,9 +247,19 @@ def summary(report: Mapping[str, Any]) -> str:
             lines.append(f"    WOULD TIGHTEN ({', '.join(why)}): a run without --dry-run tightens this domain")
         elif e.get("breach"):
             lines.append("    breach: the live bound passes the target")
-        elif s.get("reviewed") and not s.get("within_target_shown", True):
+        elif not s.get("within_target_shown", True):  # said whenever --json says false, with why
             worst = s.get("upper_bound_pending_hallucinated")
-            if s.get("pending") and worst is not None and s["upper_bound"] <= e["target"] < worst:
+            n_accepted = (e.get("decisions") or {}).get("accept", 0)
+            if not s.get("selected"):
+                lines.append("    not shown within target: " + (
+                    "no answer was accepted, so no spot-check can show it" if not n_accepted else
+                    f"none of the {n_accepted} accepted answer(s) was selected for a spot-check (the policy's "
+                    "spot_check_rate and spot_check_min_per_day), so nothing shows that accepted answers hold the "
+                    "target"))
+            elif not s.get("reviewed"):
+                lines.append(f"    not shown within target: 0 of the {s['selected']} selected spot-check(s) reviewed "
+                             "(hguard review list): review them before claiming the target holds")
+            elif s.get("pending") and worst is not None and s["upper_bound"] <= e["target"] < worst:
                 lines.append(f"    not shown within target: {s['pending']} selected spot-check(s) not reviewed yet; counted "
                              f"hallucinated, the upper bound is {worst:.3f}, above the target {e['target']} (the "
                              f"{s['reviewed']} reviewed alone give {s['upper_bound']:.3f}): review every selected "

@@ -363,6 +363,27 @@ def test_within_target_counts_the_spot_checks_not_yet_reviewed_as_hallucinated(t
             f"bound is {sc['upper_bound_pending_hallucinated']:.3f}") in summary(rep)
 
 
+def test_not_shown_within_target_is_said_in_text_whenever_the_json_says_false(tmp_path):
+    """A bank trial: accept_below hand-set, 2 answers accepted, no spot-check (spot_check_min_per_day 0): --json said
+    within_target_shown: false, the text said nothing of it (it was printed only once a spot-check was reviewed)."""
+    policy = _pol(tmp_path, spot_check_rate=0.0)
+    _deploy(tmp_path, policy, 2, halluc_rate=0.0, seed=6)
+    rep = run_monitor(policy, act=False)
+    sc = rep["domains"]["geo"]["spot_checks"]
+    assert (sc["selected"], sc["reviewed"], sc["within_target_shown"]) == (0, 0, False)
+    assert "not shown within target: none of the 2 accepted answer(s) was selected for a spot-check" in summary(rep)
+    picked = _pol(tmp_path / "picked", spot_check_rate=1.0)
+    log = AuditLog(picked.audit.path)
+    from hguard.monitor import SPOT, spot_check_decision
+
+    rec = log.append({"request_id": "p", "policy_id": policy_id(picked), "domain": "geo", "route": "accept", "risk": 0.1,
+                      "signals": {}, "question": "q", "answer": "a"}, kind="decision")
+    log.append(spot_check_decision(picked, "geo", rec.id, 10**9), kind=SPOT)
+    rep = run_monitor(picked, act=False)
+    assert rep["domains"]["geo"]["spot_checks"]["within_target_shown"] is False
+    assert "not shown within target: 0 of the 1 selected spot-check(s) reviewed" in summary(rep)
+
+
 def test_spot_checks_accepted_under_different_thresholds_are_said_pooled(tmp_path):
     """A hand-set accept_below changed from 0.4 to 0.7: the report credited all spot-checks to 0.7."""
     policy = _pol(tmp_path, spot_check_rate=0.5)
