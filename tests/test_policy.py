@@ -102,6 +102,20 @@ domains:
 """
 
 
+def test_the_packaged_abstain_messages_claim_nothing_about_the_passages():
+    """A bank trial: the model declined although the passage stated the limit ("$10,000 per customer") and the user
+    read "The passages I was given do not answer that reliably.", a claim about the passages that was false. The
+    packaged messages say only that hguard cannot answer reliably (a user's own message is shown as set)."""
+    policy = load_policy(EXAMPLE)
+    for name in [None, *policy.domains]:
+        shown = policy.abstain_message_of(name)
+        assert shown.startswith("I can't answer that reliably"), (name, shown)
+        assert "not answer" not in shown and "not say" not in shown, (name, shown)
+    assert "passages" in policy.abstain_message_of("general")
+    own = make_policy(domains={"geo": {"abstain_message": "The passages do not say."}})
+    assert own.abstain_message_of("geo") == "The passages do not say."
+
+
 def test_example_policy_loads_with_its_domains_and_resolved_paths():
     policy = load_policy(EXAMPLE)
     assert set(policy.domains) == {"geography", "chemistry", "literature", "policy", "general"}
