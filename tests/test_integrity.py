@@ -229,7 +229,7 @@ def test_a_writer_with_an_anchor_refuses_to_write_over_cut_or_replaced_records(t
 
 
 def test_a_record_without_a_mac_after_keyed_ones_fails_even_without_the_key(tmp_path):
-    from hguard._audit_records import canonical_json, record_hash
+    from hguard._audit_records import record_hash
     from hguard.audit import canonical_json
 
     path, receipts = _log(tmp_path, 3)
