@@ -310,6 +310,8 @@ def load_policy(path: str | Path) -> Policy:
         raise PolicyError(
             f"policy file {str(path)!r} has suffix {suffix or '(none)'!r}; "
             "name it *.toml, *.yaml or *.yml so its format is known"
+            + (" (for the packaged default policy pass `--policy default` to a command, or hguard.DEFAULT_POLICY in "
+               "Python)" if not suffix else "")
         )
     try:
         raw = path.read_bytes()

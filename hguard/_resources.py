@@ -17,6 +17,14 @@ from typing import Any
 DATA_DIR = Path(__file__).resolve().parent / "_data"
 DEFAULT_POLICY = DATA_DIR / "policy.toml"
 REFERENCE_PROBES = DATA_DIR / "probes" / "smollm2-135m"
+#: what a command's --policy takes for the packaged default policy (every command that takes --policy)
+DEFAULT_POLICY_ARG = "default"
+
+
+def policy_arg(value: str) -> str:
+    """A command's ``--policy`` value: ``default`` is the packaged default policy (:data:`DEFAULT_POLICY`), so that
+    ``ask``, ``demo``, ``review``, ``monitor`` and ``audit`` reach it the same way; any other value is a file's path."""
+    return str(DEFAULT_POLICY) if value == DEFAULT_POLICY_ARG else value
 
 
 def packaged_probes(name: str) -> Path:

@@ -18,6 +18,16 @@ from pathlib import Path
 from ._resources import DEFAULT_POLICY, expand_home, state_dir
 from ._text import listed, shown_plainly
 
+def review_command(out_dir: Path | None = None) -> str:
+    """The command that lists the review queue a demo run wrote to ``out_dir`` (default: the demo's own folder under
+    the state folder), not the default policy's: the demo keeps its log and queue apart."""
+    import shlex
+
+    out_dir = out_dir if out_dir is not None else state_dir() / "demo"
+    return (f"hguard review list --queue {shlex.quote(str(out_dir / 'review.sqlite3'))} "
+            f"--audit {shlex.quote(str(out_dir / 'audit.jsonl'))}")
+
+
 SCRIPT = [
     # (kind, question, context, domain)
     ("known fact", "What is the capital of France?", None, None),
@@ -149,7 +159,7 @@ def run_demo(policy: str | None = None, model: str | None = None, out: str | Non
     n_review = sum(r.route == "review" for _, r in results)
     print()
     print(f"audit log {rep.summary()}")
-    print(f"review queue {pol.review.queue}: {n_review} item(s) enqueued")
+    print(f"review queue {pol.review.queue}: {n_review} item(s) enqueued (list them: {review_command(out_dir)})")
     print(f"done in {time.perf_counter() - t0:.0f} s")
     return 0 if rep.ok else 1
 

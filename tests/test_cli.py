@@ -127,6 +127,9 @@ def test_demo_runs_and_verifies_its_audit_log(tmp_path):
     assert f"OK, {len(SCRIPT)} records, hash chain intact" in out
     n_review = sum(l.rstrip().endswith("review") for l in table)
     assert f"{n_review} item(s) enqueued" in out
+    from hguard.demo import review_command
+
+    assert f"(list them: {review_command(tmp_path)})" in out  # its own queue, not the default policy's
 
 
 def test_calibrate_and_calibrate_rag_take_the_policys_system_prompt(monkeypatch, tmp_path):

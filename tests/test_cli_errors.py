@@ -668,3 +668,35 @@ def test_engine_ray_without_ray_is_said_before_the_model_loads(tmp_path):
     r = run("calibrate", "--engine", "ray", "--data", str(data), "--out", str(tmp_path / "out"), "--model",
             str(tmp_path / "no-such-model"), env={"PYTHONPATH": os.pathsep.join([str(fake), os.environ.get("PYTHONPATH", "")])})
     _one_clear_line(r, "--engine ray needs Ray Data", "hguard[ray]")
+
+
+def test_every_command_taking_policy_reaches_the_packaged_default_as_default():
+    """A bank trial: `review list` defaulted to the packaged policy, `monitor` required --policy, `audit verify` LOG or
+    --policy, the README named no path for it, and `--policy package:default` was refused with "has suffix '(none)'"."""
+    from hguard import DEFAULT_POLICY
+    from hguard.cli import build_parser
+    from hguard.cli.audit import build_parser as audit_parser
+    from hguard.cli.monitor import build_parser as monitor_parser
+    from hguard.cli.review import build_parser as review_parser
+
+    parsed = [build_parser().parse_args(["ask", "q?", "--policy", "default"]),
+              build_parser().parse_args(["demo", "--policy", "default"]),
+              monitor_parser().parse_args(["--policy", "default"]),
+              review_parser().parse_args(["list", "--policy", "default"]),
+              *(audit_parser().parse_args([cmd, "--policy", "default"]) for cmd in ("verify", "show", "rotate"))]
+    assert [a.policy for a in parsed] == [str(DEFAULT_POLICY)] * len(parsed)
+    assert monitor_parser().parse_args(["--policy", "my.toml"]).policy == "my.toml"  # any other value is a path
+    _one_clear_line(run("audit", "verify", "--policy", "package:default"), "has suffix '(none)'", "--policy default")
+
+
+def test_review_list_of_a_fresh_default_queue_names_the_demos_queue(tmp_path):
+    """After `hguard demo` with a fresh HOME, `review list` said nothing was routed under the default policy and
+    suggested `hguard demo`, whose queue lies under $HGUARD_STATE_DIR/demo: it now gives the command that lists it."""
+    from hguard.demo import review_command
+
+    state = tmp_path / "state"
+    env = {"HOME": str(tmp_path / "home"), "HGUARD_STATE_DIR": str(state)}
+    (tmp_path / "home").mkdir()
+    err = _one_clear_line(run("review", "list", env=env), "nothing has been routed to review under the default policy")
+    assert f"list it with `{review_command(state / 'demo')}`" in err
+    assert str(state / "demo" / "review.sqlite3") in err and "`hguard ask` or `hguard demo`" not in err

@@ -726,14 +726,15 @@ _SYSTEM_PROMPT_HELP = ("the system prompt the answers are given with: the same t
 
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
-    from .._resources import source_digest
+    from .._resources import policy_arg, source_digest
 
     p = argparse.ArgumentParser(prog="hguard", description="Hallucination guardrail for local Hugging Face chat models.")
     p.add_argument("--version", action="version", version=f"hguard {__version__} (source {source_digest()})")
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("demo", help="answer a scripted mix of questions under the guard, audit and verify")
-    d.add_argument("--policy", default=None, help="policy file (default: the packaged default policy)")
+    d.add_argument("--policy", default=None, type=policy_arg, help="policy file (default, or `default`: the packaged "
+                   "default policy)")
     d.add_argument("--model", default=None, help=_MODEL_HELP + " (default: the policy's model)")
     d.add_argument("--out", default=None, help="folder for the audit log and review queue (default: ~/.local/state/hguard/demo)")
     d.set_defaults(func=cmd_demo)
@@ -747,7 +748,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--served", action="store_true", help="with --answer: the answer is shown to users as it routes "
                    "(live traffic the monitor counts, a spot-check candidate)")
     a.add_argument("--domain")
-    a.add_argument("--policy", default=None)
+    a.add_argument("--policy", default=None, type=policy_arg, help="policy file (default, or `default`: the "
+                   "packaged default policy)")
     a.add_argument("--model", default=None, help=_MODEL_HELP + " (default: the policy's model)")
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=cmd_ask)

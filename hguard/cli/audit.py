@@ -9,6 +9,7 @@ from typing import Any, Collection, Mapping
 
 from .._audit_export import last_checked, periods
 from .._numerics import finite_number
+from .._resources import policy_arg
 from ..audit import Problem, VerifyReport, _repair, canonical_json, export_csv, show, verify
 from .._text import shown_plainly
 from ..errors import AuditKeyRequired, HGuardError, InputError, NothingToArchive, PolicyError, cut_text, shown
@@ -85,7 +86,7 @@ def _add_check_options(p: argparse.ArgumentParser, no_anchor: bool = False) -> N
     if no_anchor:
         anchored.add_argument("--no-anchor", action="store_true", help="the log's writers keep no anchor (LOG without "
                               "--policy: said, so that an anchored log is never repaired without its anchor)")
-    p.add_argument("--policy", metavar="FILE", help="check with the key ([integrity] key_file) and anchor ([audit] "
+    p.add_argument("--policy", metavar="FILE", type=policy_arg, help="check with the key ([integrity] key_file) and anchor ([audit] "
                    "anchor) of this policy file, as the guard that wrote the log does (--key-file, --anchor win)")
 
 
@@ -212,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("verify", help="check the hash chain (and MACs, with a key); exit 1 and say where it is broken")
     p.add_argument("path", nargs="?", help="the audit log (.jsonl); with --policy, default the policy's")
-    p.add_argument("--policy", metavar="FILE", help="read the log, its key ([integrity] key_file) and anchor "
+    p.add_argument("--policy", metavar="FILE", type=policy_arg, help="read the log, its key ([integrity] key_file) and anchor "
                    "([audit] anchor) from this policy file, as the guard that wrote it does")
     _add_key_options(p)
     p.add_argument(
@@ -224,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("rotate", help="archive the log's records beside it (LOG.<first>-<last seq>.jsonl, read-only) "
                        "and go on in a fresh file that continues the chain (the guards writing it need no restart)")
     p.add_argument("path", nargs="?", help="the audit log (.jsonl); with --policy, default the policy's")
-    p.add_argument("--policy", metavar="FILE", help="the log, its key, anchor and review queue from this policy "
+    p.add_argument("--policy", metavar="FILE", type=policy_arg, help="the log, its key, anchor and review queue from this policy "
                    "file: every answer the log holds for review must be in the queue first")
     _add_key_options(p)
     anchored = p.add_mutually_exclusive_group()

@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from .._resources import public_seed_warning
+from .._resources import policy_arg, public_seed_warning
 from ..errors import AuditIntegrityError, InputError, install_extra
 from ..monitor import lift, public_report, run_monitor, summary, write_html
 
@@ -44,7 +44,8 @@ def _backlog_alarm(report: dict) -> str | None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hguard monitor", description="Spot-check estimate, drift and tightening per domain.")
-    p.add_argument("--policy", required=True, help="the policy the guard runs under")
+    p.add_argument("--policy", required=True, type=policy_arg, help="the policy the guard runs under (`default`: the "
+                   "packaged default policy)")
     p.add_argument("--audit", help="audit log (default: the policy's)")
     p.add_argument("--queue", help="review queue (default: the policy's)")
     p.add_argument("--json", action="store_true")

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
+from .._resources import policy_arg
 from .._text import listed, shown_lines, shown_plainly
 from ..audit import AuditLog
 from ..errors import HGuardError, InputError
@@ -29,8 +30,8 @@ __all__ = ["build_parser", "main"]
 def _add_source(p: argparse.ArgumentParser) -> None:
     group = p.add_mutually_exclusive_group()
     group.add_argument(
-        "--policy", metavar="FILE",
-        help="policy file whose review.queue (and audit log) to use (default: the packaged default policy, as "
+        "--policy", metavar="FILE", type=policy_arg,
+        help="policy file whose review.queue (and audit log) to use (default, or `default`: the packaged default policy, as "
         "`hguard ask` and `hguard demo` use it)",
     )  # fmt: skip
     group.add_argument("--queue", metavar="DB", help="an existing review queue (SQLite file)")

@@ -123,11 +123,18 @@ def _open_source(
             from .._resources import DEFAULT_POLICY
 
             packaged = path.resolve() == Path(DEFAULT_POLICY).resolve()  # not a file a user should edit
+            if packaged:  # `hguard demo` keeps a queue of its own, apart from the default policy's
+                from ..demo import review_command
+
+                try:
+                    demo = f"; `hguard demo` keeps its own queue: list it with `{review_command()}`"
+                except InputError:  # no home folder and no HGUARD_STATE_DIR: the demo has no default folder either
+                    demo = ""
             _existing_folder(
                 queue_path, f"the review queue (review.queue in {'the default policy' if packaged else path})",
                 "nothing has been routed to review under the default policy yet (the guard creates its queue "
-                "there on the first answer it holds: `hguard ask` or `hguard demo`); pass --policy FILE or "
-                "--queue DB for your own" if packaged else
+                f"there on the first answer `hguard ask` holds){demo}; pass --policy FILE or --queue DB for your "
+                "own" if packaged else
                 f"correct review.queue in {path}, or create the folder (mkdir -p {queue_path.parent})",
             )  # fmt: skip
         if audit is None:
