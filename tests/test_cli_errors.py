@@ -700,3 +700,16 @@ def test_review_list_of_a_fresh_default_queue_names_the_demos_queue(tmp_path):
     err = _one_clear_line(run("review", "list", env=env), "nothing has been routed to review under the default policy")
     assert f"list it with `{review_command(state / 'demo')}`" in err
     assert str(state / "demo" / "review.sqlite3") in err and "`hguard ask` or `hguard demo`" not in err
+
+
+def test_ask_says_unscored_and_no_domain_in_words_not_python_none():
+    """A bank trial: `hguard ask` printed Python's `risk=None domain=None` for a question no domain took, where
+    `hguard review list` says "unscored"."""
+    from types import SimpleNamespace
+
+    from hguard.cli import status_line
+
+    unscored = SimpleNamespace(route="review", risk=None, domain=None, audit_id="a1")
+    assert status_line(unscored) == "[route=review risk=unscored domain=none audit=a1]"
+    scored = SimpleNamespace(route="accept", risk=0.08674, domain="chemistry", audit_id="a2")
+    assert status_line(scored) == "[route=accept risk=0.087 domain=chemistry audit=a2]"

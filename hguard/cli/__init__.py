@@ -14,11 +14,15 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .._policy_fit import accept_threshold_warnings, check_levels
 from ..errors import AuditError, HGuardError, InputError, cut_text, install_extra, one_line
 from .._text import blank, looks_utf16, shown_lines, shown_plainly
 from ..settings import CALIBRATION_MAX_NEW_TOKENS, CALIBRATION_SYSTEM_PROMPT
+
+if TYPE_CHECKING:
+    from .._guard_result import GuardResult
 
 _MODEL_HELP = ('the model: "default" (the embedded SmolLM2-135M-Instruct), a Hugging Face model folder, a .gguf file '
                "or a hub id (owner/name, or owner/name@revision to pin a branch, tag or commit)")
@@ -686,10 +690,19 @@ def cmd_ask(args) -> int:
         if res.route != "accept" and res.answer.strip() and res.answer not in res.display_text:
             # the operator reads what was held (the reasons may refer to it: "the answer states 12.3, which ...")
             print("held answer, not shown to users: " + shown_plainly(" ".join(res.answer.split())))
-        print(f"[route={res.route} risk={res.risk if res.risk is None else round(res.risk, 3)} domain={res.domain} audit={res.audit_id}]")
+        print(status_line(res))
         for r in res.reasons:
             print(f"  - {shown_plainly(r)}")
     return 0
+
+
+def status_line(res: GuardResult) -> str:
+    """``hguard ask``'s line under the answer: an unscored answer's risk and a missing domain in the words
+    ``hguard review list`` uses ("unscored", "none"), not Python's ``None``."""
+    from ..review._items import shown_domain
+
+    risk = "unscored" if res.risk is None else round(res.risk, 3)
+    return f"[route={res.route} risk={risk} domain={shown_domain(res.domain, none='none')} audit={res.audit_id}]"
 
 
 def not_shown_error(guard, exc: BaseException, source: str) -> HGuardError:
