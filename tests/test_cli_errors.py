@@ -392,13 +392,15 @@ def test_evaluate_rag_prints_each_condition_with_its_classes(tmp_path, monkeypat
                                                               "skipped": {}})
     assert main(["evaluate", "--rag", "--probes", str(tmp_path), "--work", str(tmp_path / "w")]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[1].startswith("  policy     n=18 (4 right, 7 hallucinated, 7 declined) AUROC (95% interval) merged=0.857")
+    assert out[1].startswith("  policy     n=18 (4 right, 7 hallucinated, 7 refusals) (few: under 5 answers of a class) "
+                             "AUROC (95% interval) merged=0.857")
     assert out[2:] == [
-        "             offtopic: n=6 (0 right, 4 hallucinated, 2 declined) one class: no AUROC (it needs answers of both "
+        "             offtopic: n=6 (0 right, 4 hallucinated, 2 refusals) one class: no AUROC (it needs answers of both "
         "classes)",
-        "             supporting: n=12 (4 right, 3 hallucinated, 5 declined) AUROC (95% interval) merged=0.833 "
+        "             supporting: n=12 (4 right, 3 hallucinated, 5 refusals) (few: under 5 answers of a class) "
+        "AUROC (95% interval) merged=0.833 "
         "[0.27, 1.00] probe=0.833 grounding=0.833",
-        "             misleading: n=2 (0 right, 0 hallucinated, 2 declined) nothing scored: every answer declined"]
+        "             misleading: n=2 (0 right, 0 hallucinated, 2 refusals) nothing scored: every answer a refusal"]
 
 
 def test_calibration_warnings_say_each_kind_of_fit_warning_once_per_domain():

@@ -1566,7 +1566,7 @@ def test_a_rag_domain_without_held_out_passages_is_reported_not_a_crash(tiny_cal
     assert json.loads((tmp_path / "probes" / "rag-report" / "report.json").read_text(encoding="utf-8"))[
         "domains"]["alpha"]["held_out_unchecked"] == said
     declined = {**m["all"], "n": 3, "refusals": 3}
-    assert _rag_line(declined).endswith("nothing scored: every answer declined")
+    assert _rag_line(declined).endswith("nothing scored: every answer a refusal")
 
 
 def test_rows_linked_into_one_split_unit_by_shared_passages_are_named():
@@ -1619,9 +1619,13 @@ def test_closed_book_evaluate_reads_the_closed_book_probes_and_skips_a_rag_only_
            "auroc": {"probe": 0.75, "merged": 1.0, "random_neurons": 0.5, "mean_logprob": 0.25, "min_logprob": 0.5,
                      "entropy": None, "length": 0.5},
            "auroc_ci95": {"probe": [0.2, 1.0], "merged": [0.5, 1.0], "random_neurons": [0.0, 1.0]}}
-    assert _closed_book_line(two) == ("n=4 (2 right, 2 hallucinated, 0 declined) AUROC (95% interval) probe=0.750 "
+    # a bank trial's "probe=1.000 [0.16, 1.00]" on n=6 carried no flag: under 5 of a class is (few), as report.md says
+    assert _closed_book_line(two) == ("n=4 (2 right, 2 hallucinated, 0 refusals) (few: under 5 answers of a class) "
+                                      "AUROC (95% interval) probe=0.750 "
                                       "[0.20, 1.00] merged=1.000 [0.50, 1.00] random neurons=0.500 [0.00, 1.00] "
                                       "best baseline min_logprob=0.500")
+    enough = {**two, "n": 10, "n_scored": 10, "correct": 5, "hallucinated": 5}
+    assert _closed_book_line(enough).startswith("n=10 (5 right, 5 hallucinated, 0 refusals) AUROC (95% interval)")
 
 
 def test_the_rag_report_says_knowledge_conflict_was_not_checked_where_no_detector_ran():

@@ -175,7 +175,7 @@ def _calibration_summary(m: dict) -> list[str]:
     f = lambda x: "n/a" if x is None else f"{x:.3f}"  # noqa: E731
     halluc = round((m.get("hallucination_rate") or 0) * m["n_scored"])
     lines = [f"held-out facts: n={m['n']} ({m['n_scored'] - halluc} right, {halluc} hallucinated, {m['n'] - m['n_scored']} "
-             f"declined) AUROC probe={f(a.get('probe'))} merged={f(a.get('merged'))} random neurons="
+             f"refusals) AUROC probe={f(a.get('probe'))} merged={f(a.get('merged'))} random neurons="
              f"{f(a.get('random_neurons'))} mean_logprob={f(a.get('mean_logprob'))}"]
     if m.get("reviewed_split"):
         lines.append(m["reviewed_split"])
@@ -354,8 +354,15 @@ def _not_negative(text: str) -> float:
 
 
 def _classes(m: dict) -> str:
-    """n with its classes, as an evaluation's per-domain entry counts them."""
-    return f"n={m['n']} ({m['correct']} right, {m['hallucinated']} hallucinated, {m['refusals']} declined)"
+    """n with its classes, as an evaluation's per-domain entry counts them ("refusals", as its JSON and the reports
+    say), marked (few) where a class has fewer answers than a family needs to count in a mean: its AUROCs are shown,
+    but rest on too few answers (report.md's "(few)")."""
+    from ..calibrate.families import MIN_CLASS_FOR_MEAN
+    from ..calibrate.report import few_of_a_class
+
+    few = (f" (few: under {MIN_CLASS_FOR_MEAN} answers of a class)"
+           if m["correct"] and m["hallucinated"] and few_of_a_class(m, MIN_CLASS_FOR_MEAN) else "")
+    return f"n={m['n']} ({m['correct']} right, {m['hallucinated']} hallucinated, {m['refusals']} refusals){few}"
 
 
 def _auroc_shown(m: dict, k: str) -> str:
@@ -375,7 +382,7 @@ def _no_auroc(m: dict) -> str:
     if not m["n"]:
         return " no held-out answers: nothing scored"
     return (" one class: no AUROC (it needs answers of both classes)" if m["correct"] + m["hallucinated"] else
-            " nothing scored: every answer declined")
+            " nothing scored: every answer a refusal")
 
 
 def _rag_line(m: dict) -> str:
