@@ -181,7 +181,8 @@ def summary(report: Mapping[str, Any]) -> str:
                  "[integrity] key_file in the policy or HGUARD_KEY_FILE)"
                  if chain.get("n_macs") and not chain.get("macs_checked") else "")
     lines = [f"monitor: {report['audit_log']} ({chain['n_records']} records, hash chain "
-             f"{'verified' if chain['ok'] else 'BROKEN'}{unchecked}), policy_id {report['policy_id']}"
+             f"{'verified' if chain['ok'] else 'BROKEN'}{unchecked}), policy_id {report['policy_id']} (the guarantee: each "
+             "domain's target and confidence; not `audit verify`'s policy_hash, which hashes every setting)"
              + ("; DRY RUN: nothing appended, no state changed" if report.get("dry_run") else "")]  # fmt: skip
     for key, listed, said in _NOTICES:  # each a count, a few ids, and what it means
         entry = report.get(key) or {}

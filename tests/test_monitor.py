@@ -1830,7 +1830,10 @@ def test_monitor_report_and_review_export_never_replace_the_log_queue_or_state(t
     text = capsys.readouterr().out
     assert "lower bound" in text and "the breach rule's bound)" in text and "WOULD TIGHTEN (breach)" in text
     assert "DRY RUN: nothing appended, no state changed" in text.splitlines()[0]
-    assert re.search(r"\), policy_id [0-9a-f]+;", text.splitlines()[0])  # labelled as audit verify labels its policy_hash
+    # labelled as audit verify labels its policy_hash, and told apart from it: a bank trial read the two as one
+    # policy's two names (policy_id hashes the guarantee alone, policy_hash every setting)
+    assert re.search(r"\), policy_id [0-9a-f]+ \(the guarantee: each domain's target and confidence; not `audit "
+                     r"verify`'s policy_hash, which hashes every setting\);", text.splitlines()[0])
     assert main(["monitor", "--policy", str(tmp_path / "policy.toml"), "--dry-run", "--json"]) == 0
     dry = json.loads(capsys.readouterr().out)
     assert dry["dry_run"] is True and "(dry run)" in Path(dry["html_report"]).read_text()
