@@ -260,8 +260,6 @@ def _set_twice(message: str, text: str) -> str | None:
     """What TOML's "Cannot overwrite a value (at line N, ...)" means, naming the key and where it was set first
     ("max_new_tokens at line 64 is set twice in its table (first at line 40); keep one"); "Cannot declare ('x',)
     twice" as a table written twice. None for any other TOML error."""
-    import re
-
     table = re.match(r"Cannot declare \((.*)\) twice \(at line (\d+)", message)
     if table is not None:
         name = ".".join(part.strip().strip("'\"") for part in table.group(1).split(",") if part.strip())
