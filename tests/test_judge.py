@@ -2641,6 +2641,29 @@ def test_a_currency_sign_matches_its_own_currency_named_alone_a_code_only_as_its
     assert judge(answer, aliases).label == label
 
 
+_JAPAN, _CHINA = "What is the currency of Japan?", "What is the currency of China?"
+
+
+@pytest.mark.parametrize("answer, aliases, question, label", [
+    # a review: the reply's "\u00a5" named alone matched no name of the yen or the yuan (only an alias "\u00a5"), a bare
+    # "\u00a5" was an empty reply, and "The yuan (\u00a5)." matched Japan's "\u00a5": the sign is the yen's or the yuan's,
+    # the one the reply names where it names one
+    ("\u00a5", ["Chinese yuan", "renminbi", "CNY"], _CHINA, "correct"),
+    ("The currency is the \u00a5.", ["renminbi", "yuan", "CNY"], _CHINA, "correct"),
+    ("The currency is the \u00a5.", ["Japanese yen", "yen", "JPY"], _JAPAN, "correct"),
+    ("\u00a5", ["yen"], _JAPAN, "correct"),
+    ("The yuan (\u00a5).", ["Japanese yen", "JPY", "\u00a5"], _JAPAN, "hallucinated"),
+    ("The yuan (\u00a5).", ["yen"], _JAPAN, "hallucinated"),
+    ("The yen (\u00a5).", ["renminbi", "CNY"], _CHINA, "hallucinated"),
+    ("The Chinese \u00a5.", ["yen"], _JAPAN, "hallucinated"),
+    ("Japan uses the yen (\u00a5).", ["Japanese yen", "JPY", "\u00a5"], _JAPAN, "correct"),
+    ("The renminbi (\u00a5).", ["Chinese yuan", "CNY", "\u00a5"], _CHINA, "correct"),
+    ("\u00a5", ["CNY"], "What is the ISO code of the Chinese yuan?", "hallucinated"),  # a code only as itself
+])
+def test_a_yen_or_yuan_sign_named_alone_is_the_one_the_reply_names(answer, aliases, question, label):
+    assert judge(answer, aliases, question=question).label == label
+
+
 @pytest.mark.parametrize("answer, context, missing", [
     # a review: "¥" was read as the yen or the yuan even where a code, name or CJK currency beside it says which, so
     # "100 CNY" passed from "¥100 (JPY)" and "100 yuan" from "¥100円"; the currency said is read, the family only where

@@ -1170,6 +1170,9 @@ _CODE_NAMES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "cop": (_PESO, frozenset({"colombian"})), "chf": (_FRANC, frozenset({"swiss"})),
     "xof": (_FRANC, frozenset({"cfa", "african"})), "xaf": (_FRANC, frozenset({"cfa", "african"})),
     "yen": (frozenset({"yen"}), frozenset({"japanese"})), "cny": (frozenset({"cny"}), frozenset({"chinese"}))}
+# the words that name the yen or the yuan (not its sign "\u00a5", which is either): a reply naming one says which its "\u00a5" is
+_YEN_OR_YUAN_WORDS = {c: frozenset({c, *(normalize(w) for w, code in _CJK_CURRENCIES.items() if code.lower() == {"yen": "jpy"}.get(c, c))})
+                      for c in _YEN_OR_YUAN}
 _CURRENCY_ADJECTIVES = frozenset().union(*(adjectives for _, adjectives in _CODE_NAMES.values())) | frozenset(
     "french belgian luxembourgish comorian congolese guinean malagasy rwandan burundian djiboutian cuban dominican "
     "uruguayan faroese korean".split())
@@ -3071,7 +3074,7 @@ def _confabulated_denial(norm: str, m: re.Match[str]) -> bool:
 def _refusal(answer: str) -> tuple[Literal["empty", "abstain", "denial"], str] | None:
     _check_str(answer, "answer")
     norm = normalize(answer)
-    if not norm:
+    if not norm and not _UNIT_SYMBOL.search(answer):  # a sign alone ("\u00a5", "%") says its unit: not empty
         return "empty", ""
     for rx in _ABSTAIN_RE:
         m = rx.search(norm)
@@ -3324,18 +3327,24 @@ def _find(seq: list[str], sub: list[str], yen_or_yuan: frozenset[str] = _YEN_OR_
     n, m = len(seq), len(sub)
     if not any(t in _FAMILY_OF or t in _CURRENCY_FAMILIES for t in sub):
         return [i for i in range(n - m + 1) if seq[i : i + m] == sub]
+    # the reply's own "¥" is the sign of the yen or the yuan, the one the reply names where it names one ("The yuan
+    # (¥)." is no yen), either where it names neither or both
+    signs = frozenset(c for c in _YEN_OR_YUAN if set(seq) & _YEN_OR_YUAN_WORDS[c]) or _YEN_OR_YUAN
 
     def in_amount(words: list[str], k: int) -> bool:
         return any(_canonical_number(w) is not None for w in words[max(0, k - 1):k] + words[k + 1:k + 2])
 
     def named(i: int, k: int) -> bool:
         codes = yen_or_yuan if sub[k] == "yenyuan" else (sub[k],)
-        own = [_CODE_NAMES[c] for c in codes if c in _CODE_NAMES and seq[i + k] in _CODE_NAMES[c][0]]
+        own = [_CODE_NAMES[c] for c in codes if c in _CODE_NAMES
+               and (seq[i + k] in _CODE_NAMES[c][0] or (seq[i + k] == "yenyuan" and c in signs))]
         before = seq[i - 1] if k == 0 and i > 0 else ""
         return any(before not in _CURRENCY_ADJECTIVES or before in adjectives for _, adjectives in own)
 
     def same(i: int, k: int) -> bool:
         a, b = seq[i + k], sub[k]
+        if a == b == "yenyuan":  # the sign in both: the row's currency unless the reply says it is the other one
+            return in_amount(seq, i + k) or bool(signs & yen_or_yuan)
         return a == b or ((_FAMILY_OF.get(a) == b or _FAMILY_OF.get(b) == a) and in_amount(seq, i + k) and in_amount(sub, k)) or named(i, k)
 
     return [i for i in range(n - m + 1) if all(same(i, k) for k in range(m))]
