@@ -2664,6 +2664,31 @@ def test_a_yen_or_yuan_sign_named_alone_is_the_one_the_reply_names(answer, alias
     assert judge(answer, aliases, question=question).label == label
 
 
+_CANADA = "What currency does Canada use?"
+
+
+@pytest.mark.parametrize("answer, aliases, question, label", [
+    # a review: a row's generic "dollar" (or "$") matched "USD", "US$" and "the US dollar" where the row or the
+    # question names another country's dollar ("The Canadian dollar's code?" answered "USD"); the US's dollar counts
+    # there no more
+    ("USD", ["CAD", "dollar"], "The Canadian dollar's code?", "hallucinated"),
+    ("USD", ["dollar"], "The Canadian dollar's code?", "hallucinated"),
+    ("USD", ["CAD", "$"], "The Canadian dollar's code?", "hallucinated"),
+    ("It is the USD.", ["Canadian dollar", "dollar"], _CANADA, "hallucinated"),
+    ("US$", ["C$", "dollar"], _CANADA, "hallucinated"),
+    ("The US dollar.", ["Canadian dollar", "dollar"], _CANADA, "hallucinated"),
+    ("The American dollar.", ["CAD", "dollar"], _CANADA, "hallucinated"),
+    ("The dollar.", ["CAD", "dollar"], _CANADA, "correct"),
+    ("The Canadian dollar, not USD.", ["CAD", "dollar"], _CANADA, "correct"),
+    ("$", ["CAD", "dollar"], _CANADA, "correct"),
+    ("USD", ["USD", "dollar"], "What currency does the United States use?", "correct"),
+    ("USD", ["dollar"], "What currency does the United States use?", "correct"),
+    ("The US dollar.", ["dollar"], "What currency does Ecuador use?", "correct"),
+])
+def test_a_generic_dollar_alias_is_no_us_dollar_where_another_dollar_is_asked(answer, aliases, question, label):
+    assert judge(answer, aliases, question=question).label == label
+
+
 @pytest.mark.parametrize("answer, context, missing", [
     # a review: "¥" was read as the yen or the yuan even where a code, name or CJK currency beside it says which, so
     # "100 CNY" passed from "¥100 (JPY)" and "100 yuan" from "¥100円"; the currency said is read, the family only where

@@ -3552,6 +3552,8 @@ def _match(answer: str, aliases: list[str], question: str | None = None) -> tupl
     echoed: str | None = None
     # "¥" among the aliases is the yen or the yuan the others name, either where they name neither or both
     yen_or_yuan = frozenset(t for a in aliases for t in _tokens(a) if t in _YEN_OR_YUAN) or _YEN_OR_YUAN
+    # a row asking for another country's dollar: its alias "dollar" or "$" is that dollar, not the US's
+    other_dollar = _other_dollar_asked(aliases, q)
     for alias in aliases:
         al = _tokens(alias)
         for start in _find(ans_tok, al, yen_or_yuan):
@@ -3561,6 +3563,8 @@ def _match(answer: str, aliases: list[str], question: str | None = None) -> tupl
                 continue
             if alias not in literal and _CODE_ALIAS.fullmatch(alias.strip()) and _other_countrys(ans_tok, start, alias):
                 continue  # "the Canadian dollar" is no "USD"
+            if al == ["dollar"] and other_dollar and _us_dollar_at(answer, ans_tok, start):
+                continue  # "USD" is no Canadian dollar
             if q and _echoed(ans_tok, start, len(al), q, ans_cased, q_cased) and (not choices or (choices - set(al)) & set(ans_tok[:start])):
                 echoed = echoed or alias
                 continue
@@ -3620,6 +3624,37 @@ def _other_countrys(ans_tok: list[str], start: int, alias: str) -> bool:
     country's adjective ("the Canadian dollar", "the Australian dollar": `_DECLARED_ADJECTIVES`)."""
     code = normalize(alias)
     return any(_ADJECTIVE_CODES.get(tuple(ans_tok[start - k:start]), code) != code for k in (1, 2) if start >= k)
+
+
+# the dollars other than the US's, by their codes as tokens read them ("CAD", "C$", "NZ$"): a row naming one asks for
+# that dollar, which "USD" or "the US dollar" does not name
+_OTHER_DOLLARS = frozenset(code.lower() for code in _PREFIX_CODES.values()) & frozenset(_UNIT_WORDS) - {"usd", "mxn", "brl"}
+_US_DOLLAR = re.compile(r"(?i)(?<![\w.$])(?:USD|U\.?S\.?[ \t]?\$)(?![\w$])")  # "USD", "US$", "U.S. $" (not "$" alone)
+
+
+def _other_dollar_asked(aliases: list[str], q: list[str]) -> bool:
+    """Whether a row asks for another country's dollar than the US's: an alias naming one ("CAD", "C$", "Canadian
+    dollar") or the question's tokens ``q`` naming one ("The Canadian dollar's code?"), and no alias naming the US's."""
+    named: set[str] = set()
+    for words in (*(_tokens(a) for a in aliases), q):
+        named |= {w for w in words if w in _OTHER_DOLLARS}
+        named |= {_ADJECTIVE_CODES.get(tuple(words[i - k:i]), "") for i, w in enumerate(words) if w == "dollar"
+                  for k in (1, 2) if i >= k}
+    usd = any(_US_DOLLAR.search(a) or _ADJECTIVE_CODES.get(tuple(_tokens(a)[:-1])) == "usd" for a in aliases)
+    return bool(named & _OTHER_DOLLARS) and not usd
+
+
+def _us_dollar_at(answer: str, ans_tok: list[str], start: int) -> bool:
+    """Whether the reply's "dollar" at token ``start`` is the US dollar by its writing: "USD", "US$" (both read as a
+    bare "dollar"), or after the US's adjective ("the US dollar", "the American dollar": `_DECLARED_ADJECTIVES`)."""
+    if any(_ADJECTIVE_CODES.get(tuple(ans_tok[start - k:start])) == "usd" for k in (1, 2) if start >= k):
+        return True
+    if not _US_DOLLAR.search(answer):
+        return False
+    marked = _tokens(_US_DOLLAR.sub(f" {_LABEL_WORD}usd ", answer))
+    if len(marked) != len(ans_tok):  # not aligned word for word: the reply writes the US dollar somewhere
+        return True
+    return marked[start] == f"{_LABEL_WORD}usd"
 
 
 def _written_as_code(answer: str, cased: list[str] | None, start: int, alias: str) -> bool:
