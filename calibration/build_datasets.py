@@ -29,7 +29,7 @@ if str(_REPO) not in sys.path:
     sys.path.insert(0, str(_REPO))
 
 from hguard.calibrate.data import Example, write_examples  # noqa: E402
-from hguard.calibrate.judge import normalize  # noqa: E402
+from hguard.calibrate.judge import NATION_COUNTRIES, normalize  # noqa: E402
 
 DEFAULT_SEED = 0
 DEFAULT_OUT = _REPO / "calibration" / "data"
@@ -736,16 +736,8 @@ BOOK_ALIASES: dict[str, list[str]] = {
     "Around the World in Eighty Days": ["Around the World in 80 Days"], "The Stranger": ["The Outsider", "L'Étranger"],
     "The Odyssey": ["Odyssey"], "The Iliad": ["Iliad"], "Moby-Dick": ["Moby Dick"], "Peter Pan": ["Peter and Wendy"],
 }
-# Country names of the nationalities above (the reply may name the country instead).
-_NATION_COUNTRY = {
-    "English": ["England", "United Kingdom", "Britain", "UK"], "British": ["United Kingdom", "Britain", "UK", "England"],
-    "Scottish": ["Scotland"], "Welsh": ["Wales"], "Irish": ["Ireland"], "American": ["United States", "USA", "America"],
-    "Russian": ["Russia"], "Soviet": ["Soviet Union", "USSR"], "Spanish": ["Spain"], "French": ["France"],
-    "Polish": ["Poland"], "Norwegian": ["Norway"], "Canadian": ["Canada"], "Swiss": ["Switzerland"],
-    "Italian": ["Italy"], "Czech": ["Czech Republic", "Czechia", "Bohemia"], "Austrian": ["Austria"], "Bohemian": ["Bohemia"],
-    "Algerian": ["Algeria"], "Colombian": ["Colombia"], "German": ["Germany"], "Nigerian": ["Nigeria"],
-    "Afghan": ["Afghanistan"], "Brazilian": ["Brazil"], "Greek": ["Greece"], "Florentine": ["Florence"],
-}
+# Country names of the nationalities above (the reply may name the country instead): the judge's table, one place
+_NATION_COUNTRY = NATION_COUNTRIES
 
 # Nationality of each author in AUTHORS (adjectives as a reply might use them).
 NATIONALITY: dict[str, list[str]] = {

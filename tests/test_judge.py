@@ -2689,6 +2689,33 @@ def test_a_generic_dollar_alias_is_no_us_dollar_where_another_dollar_is_asked(an
     assert judge(answer, aliases, question=question).label == label
 
 
+_UK = "What is the currency of the United Kingdom?"
+_AUSTRALIA = "What currency does Australia use?"
+
+
+@pytest.mark.parametrize("answer, aliases, question, label", [
+    # a review: a currency's name matched after any qualifier but the few declared adjectives ("the Canadian dollar"),
+    # so "The Egyptian pound." was right for ["GBP", "pound sterling"]; where the row's aliases qualify the name, a
+    # qualifier in capitals right before it must be theirs, the question's, or a nationality or country the question
+    # names (the bundled nationalities: "British", "UK" to the United Kingdom)
+    ("The Egyptian pound.", ["GBP", "pound sterling"], _UK, "hallucinated"),
+    ("Egyptian pound.", ["GBP", "pound sterling", "pound"], _UK, "hallucinated"),
+    ("The Egyptian pound.", ["pound sterling", "British pound", "pound"], None, "hallucinated"),
+    ("The Irish pound.", ["GBP", "pound sterling"], _UK, "hallucinated"),
+    ("The New Zealand dollar.", ["AUD", "Australian dollar", "dollar"], _AUSTRALIA, "hallucinated"),
+    ("The British pound.", ["GBP", "pound sterling"], _UK, "correct"),
+    ("The British pound.", ["GBP", "pound sterling", "British pound"], _UK, "correct"),
+    ("The English pound.", ["GBP", "pound sterling"], "What currency does Britain use?", "correct"),
+    ("UK pound.", ["GBP", "pound sterling"], _UK, "correct"),
+    ("In Britain, the pound.", ["GBP", "pound sterling"], _UK, "correct"),
+    ("The pound.", ["GBP", "pound sterling"], _UK, "correct"),
+    ("The Australian dollar.", ["AUD", "Australian dollar", "dollar"], _AUSTRALIA, "correct"),
+    ("Australia uses the dollar.", ["AUD", "Australian dollar", "dollar"], _AUSTRALIA, "correct"),
+])
+def test_a_currency_name_the_row_qualifies_is_no_other_qualified_currency(answer, aliases, question, label):
+    assert judge(answer, aliases, question=question).label == label
+
+
 @pytest.mark.parametrize("answer, context, missing", [
     # a review: "¥" was read as the yen or the yuan even where a code, name or CJK currency beside it says which, so
     # "100 CNY" passed from "¥100 (JPY)" and "100 yuan" from "¥100円"; the currency said is read, the family only where

@@ -1176,6 +1176,17 @@ _YEN_OR_YUAN_WORDS = {c: frozenset({c, *(normalize(w) for w, code in _CJK_CURREN
 _CURRENCY_ADJECTIVES = frozenset().union(*(adjectives for _, adjectives in _CODE_NAMES.values())) | frozenset(
     "french belgian luxembourgish comorian congolese guinean malagasy rwandan burundian djiboutian cuban dominican "
     "uruguayan faroese korean".split())
+# Nationalities and the names of their countries (the bundled literature rows' answers, built from this table by
+# calibration/build_datasets.py): a reply's "British pound" is the pound of a row asking of the United Kingdom
+NATION_COUNTRIES: dict[str, list[str]] = {
+    "English": ["England", "United Kingdom", "Britain", "UK"], "British": ["United Kingdom", "Britain", "UK", "England"],
+    "Scottish": ["Scotland"], "Welsh": ["Wales"], "Irish": ["Ireland"], "American": ["United States", "USA", "America"],
+    "Russian": ["Russia"], "Soviet": ["Soviet Union", "USSR"], "Spanish": ["Spain"], "French": ["France"],
+    "Polish": ["Poland"], "Norwegian": ["Norway"], "Canadian": ["Canada"], "Swiss": ["Switzerland"],
+    "Italian": ["Italy"], "Czech": ["Czech Republic", "Czechia", "Bohemia"], "Austrian": ["Austria"], "Bohemian": ["Bohemia"],
+    "Algerian": ["Algeria"], "Colombian": ["Colombia"], "German": ["Germany"], "Nigerian": ["Nigeria"],
+    "Afghan": ["Afghanistan"], "Brazilian": ["Brazil"], "Greek": ["Greece"], "Florentine": ["Florence"],
+}
 # units as a reason shows them where the word read is no reader's ("300 \u00a5 (yen or yuan)", not "300 yenyuan")
 _UNIT_SHOWN = {"yenyuan": "\u00a5 (yen or yuan)"}
 _LIST_MARKER = re.compile(r"(?m)^\s*\d+[.)](?=\s)|\[\d+\]")  # "1. ..." at a line's start, a citation "[1]"
@@ -3544,7 +3555,7 @@ def _match(answer: str, aliases: list[str], question: str | None = None) -> tupl
     # where the question asks for a code or is not given; to a question asking for the currency ("What currency is
     # used in Sweden?") its name answers it ("the Swedish krona" for "SEK")
     literal = {a for a in aliases if _CODE_ALIAS.fullmatch(a.strip())} if not question or _ASKS_FOR_CODE.search(question) else set()
-    ans_cased = _cased(answer, ans_tok) if q or codes or literal else None  # the reply's words as written, read once
+    ans_cased = _cased(answer, ans_tok) if q or codes or literal or len(aliases) > 1 else None  # the reply's words as written, read once
     q_cased = _cased(question, q) if question else None
     owners = _possessives(answer, ans_tok) if q else None
     choices = {q[j] for i, w in enumerate(q) if w == "or" for j in (i - 1, i + 1) if 0 <= j < len(q)}
@@ -3554,6 +3565,7 @@ def _match(answer: str, aliases: list[str], question: str | None = None) -> tupl
     yen_or_yuan = frozenset(t for a in aliases for t in _tokens(a) if t in _YEN_OR_YUAN) or _YEN_OR_YUAN
     # a row asking for another country's dollar: its alias "dollar" or "$" is that dollar, not the US's
     other_dollar = _other_dollar_asked(aliases, q)
+    qualified = _qualified_names(aliases)  # the currency names the row's aliases qualify ("British pound")
     for alias in aliases:
         al = _tokens(alias)
         for start in _find(ans_tok, al, yen_or_yuan):
@@ -3565,6 +3577,8 @@ def _match(answer: str, aliases: list[str], question: str | None = None) -> tupl
                 continue  # "the Canadian dollar" is no "USD"
             if al == ["dollar"] and other_dollar and _us_dollar_at(answer, ans_tok, start):
                 continue  # "USD" is no Canadian dollar
+            if len(al) == 1 and _qualified_otherwise(answer, ans_cased, ans_tok, start, al[0], qualified, q):
+                continue  # "the Egyptian pound" is no "pound sterling"
             if q and _echoed(ans_tok, start, len(al), q, ans_cased, q_cased) and (not choices or (choices - set(al)) & set(ans_tok[:start])):
                 echoed = echoed or alias
                 continue
@@ -3655,6 +3669,42 @@ def _us_dollar_at(answer: str, ans_tok: list[str], start: int) -> bool:
     if len(marked) != len(ans_tok):  # not aligned word for word: the reply writes the US dollar somewhere
         return True
     return marked[start] == f"{_LABEL_WORD}usd"
+
+
+def _qualified_names(aliases: list[str]) -> dict[str, frozenset[str]]:
+    """The currency names (`_CURRENCIES`: "pound", "dollar", or a code read as its name) that the row's aliases qualify
+    ("British pound", "pound sterling", "Hong Kong dollar"), each with every word of the row's aliases: the words the
+    row says of them."""
+    said = [_tokens(a) for a in aliases]
+    words = frozenset(w for t in said for w in t)
+    return {w: words for t in said if len(t) > 1 for w in t if w in _CURRENCIES}
+
+
+# a nationality's tokens with its countries' ("british": "united kingdom", "uk", "britain", "england")
+_NATION_OF = {tuple(_tokens(nation)): frozenset(tuple(_tokens(c)) for c in countries)
+              for nation, countries in NATION_COUNTRIES.items()}
+
+
+def _qualified_otherwise(answer: str, cased: list[str] | None, ans_tok: list[str], start: int, name: str,
+                         qualified: dict[str, frozenset[str]], q: list[str]) -> bool:
+    """Whether the reply's currency name ``name`` at token ``start``, one the row's aliases qualify (`_qualified_names`),
+    is written right after a qualifier in capitals ("Egyptian pound", "New Zealand dollar") that the aliases do not hold,
+    nor the question (its tokens ``q``) as that word or as a nationality or country it names (`NATION_COUNTRIES`:
+    "British" or "UK" to a question of the United Kingdom): "The Egyptian pound." names another pound than a row's "pound sterling",
+    "the New Zealand dollar" another dollar than a row's "Australian dollar". Where the reply's words as written are
+    unknown (``cased`` None), no."""
+    if name not in qualified or start == 0 or cased is None:
+        return False
+    before, written = ans_tok[start - 1], cased[start - 1]
+    if not written[:1].isupper() or before in _PLACEHOLDERS or before in _FUNCTION_WORDS or before in qualified[name]:
+        return False
+    if not re.search(rf"(?<![\w-]){re.escape(written)}[ \t\u00a0-]+{re.escape(cased[start])}(?![\w-])", answer):
+        return False  # not written as one name ("In Britain, the pound")
+    grams = {tuple(q[i:j]) for i in range(len(q)) for j in range(i + 1, min(len(q), i + 3) + 1)}
+    # the words of each nationality the question names (by itself or by a country of it) and of its countries
+    own = {w for nation, countries in _NATION_OF.items() if nation in grams or countries & grams
+           for words in (nation, *countries) for w in words}
+    return before not in q and before not in own
 
 
 def _written_as_code(answer: str, cased: list[str] | None, start: int, alias: str) -> bool:
