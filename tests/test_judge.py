@@ -2716,6 +2716,22 @@ def test_a_currency_name_the_row_qualifies_is_no_other_qualified_currency(answer
     assert judge(answer, aliases, question=question).label == label
 
 
+@pytest.mark.parametrize("answer, aliases, question, label", [
+    # a review: a code's plural or possessive ("NSAIDs", "GDPR's") read as another word, so a right reply was
+    # hallucinated; a code of two capitals or more is read so (not "Cs" for carbon's "C": caesium)
+    ("NSAIDs", ["NSAID"], "Which drug class is ibuprofen in?", "correct"),
+    ("The GDPR's rules apply.", ["GDPR"], "Which EU law governs personal data?", "correct"),
+    ("They are ETFs.", ["ETF"], "What kind of fund is SPY?", "correct"),
+    ("NSAIDs", ["NSAID"], "What is the abbreviation for non-steroidal anti-inflammatory drugs?", "correct"),
+    ("The NYSE's main floor.", ["NYSE"], "On which exchange is IBM listed?", "correct"),
+    ("Cs", ["C"], "What is the chemical symbol of carbon?", "hallucinated"),
+    ("SSRIs.", ["NSAID"], "Which drug class is ibuprofen in?", "hallucinated"),
+    ("Not NSAIDs.", ["NSAID"], "Which drug class is ibuprofen in?", "hallucinated"),
+])
+def test_a_code_s_plural_or_possessive_is_the_code(answer, aliases, question, label):
+    assert judge(answer, aliases, question=question).label == label
+
+
 @pytest.mark.parametrize("answer, context, missing", [
     # a review: "¥" was read as the yen or the yuan even where a code, name or CJK currency beside it says which, so
     # "100 CNY" passed from "¥100 (JPY)" and "100 yuan" from "¥100円"; the currency said is read, the family only where

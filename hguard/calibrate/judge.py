@@ -3568,7 +3568,10 @@ def _match(answer: str, aliases: list[str], question: str | None = None) -> tupl
     qualified = _qualified_names(aliases)  # the currency names the row's aliases qualify ("British pound")
     for alias in aliases:
         al = _tokens(alias)
-        for start in _find(ans_tok, al, yen_or_yuan):
+        found = _find(ans_tok, al, yen_or_yuan)
+        if ans_cased is not None and alias not in codes and _CODE_ALIAS.fullmatch(alias.strip()):
+            found = sorted({*found, *(i for i, w in enumerate(ans_cased) if _code_form(w, alias.strip()))})
+        for start in found:
             if alias in codes and not _in_capitals(answer, ans_cased, start, alias):  # "tell us", "and": words
                 continue
             if alias in literal and not _written_as_code(answer, ans_cased, start, alias):  # "the peso" is no "CLP"
@@ -3707,6 +3710,17 @@ def _qualified_otherwise(answer: str, cased: list[str] | None, ans_tok: list[str
     return before not in q and before not in own
 
 
+_CODE_SUFFIXES = ("s", "'s", "\u2019s", "s'", "s\u2019")
+
+
+def _code_form(written: str, code: str) -> bool:
+    """Whether the reply's word ``written`` is the code ``code`` (`_CODE_ALIAS`) in the plural or a possessive, in
+    capitals but for its ending ("NSAIDs", "GDPR's", "ETFs'"), which the tokens read as another word ("nsaids"). Only
+    a code of two capitals or more: "Cs" is caesium, no plural of carbon's "C", and "As" a word."""
+    return (sum(c.isupper() for c in code) >= 2 and code == code.upper()
+            and any(written == code + suffix for suffix in _CODE_SUFFIXES))
+
+
 def _written_as_code(answer: str, cased: list[str] | None, start: int, alias: str) -> bool:
     """Whether the reply writes the code ``alias`` (`_CODE_ALIAS`) matched at token ``start`` as that code, case and
     dots aside ("CLP", "U.S.D."), not as a word its tokens share: the currency reading folds "USD" into "dollar" and
@@ -3716,7 +3730,7 @@ def _written_as_code(answer: str, cased: list[str] | None, start: int, alias: st
     code = normalize(alias)
     if cased is not None:  # the word as written, or one of its hyphen's parts ("NYSE-listed", "GDPR-compliant")
         written = normalize(cased[start])
-        return written.replace(" ", "") == code or code in written.split()
+        return written.replace(" ", "") == code or code in written.split() or _code_form(cased[start], alias.strip())
     pattern = r"[.\s\u2010-\u2015-]*".join(re.escape(c) for c in code) + r"\.?"  # "U.S.D.", "U. K."
     return re.search(rf"(?i)(?<![\w.]){pattern}(?!\w)", matching_form(fold_accents(answer))) is not None
 
