@@ -2732,6 +2732,27 @@ def test_a_code_s_plural_or_possessive_is_the_code(answer, aliases, question, la
     assert judge(answer, aliases, question=question).label == label
 
 
+_LISTED = "On which exchange is IBM listed?"
+
+
+@pytest.mark.parametrize("answer, aliases, question, label", [
+    # a review: a row listing only a code ("NYSE") missed the name written out ("The New York Stock Exchange."); to a
+    # question that asks for the thing, not its code, a run of words in capitals whose initials are the code names it
+    ("The New York Stock Exchange.", ["NYSE"], _LISTED, "correct"),
+    ("It trades on the New York Stock Exchange.", ["NYSE"], _LISTED, "correct"),
+    ("The General Data Protection Regulation.", ["GDPR"], "Which EU law governs personal data?", "correct"),
+    ("The Federal Bureau of Investigation.", ["FBI"], "Which agency investigates federal crimes?", "correct"),
+    ("The Nasdaq Stock Market.", ["NYSE"], _LISTED, "hallucinated"),
+    ("New York Stock Exchange Group.", ["NYSE"], _LISTED, "hallucinated"),  # the run goes on: another name
+    ("Not the New York Stock Exchange.", ["NYSE"], _LISTED, "hallucinated"),
+    ("The New York Stock Exchange.", ["NYSE"], "What is the abbreviation of the New York Stock Exchange?", "hallucinated"),
+    ("The New York Stock Exchange.", ["NYSE"], None, "hallucinated"),  # no question: the code as itself only
+    ("In Nepal.", ["IN"], "Which state?", "hallucinated"),
+])
+def test_a_code_s_name_written_out_names_it_where_the_question_asks_for_the_thing(answer, aliases, question, label):
+    assert judge(answer, aliases, question=question).label == label
+
+
 @pytest.mark.parametrize("answer, context, missing", [
     # a review: "¥" was read as the yen or the yuan even where a code, name or CJK currency beside it says which, so
     # "100 CNY" passed from "¥100 (JPY)" and "100 yuan" from "¥100円"; the currency said is read, the family only where

@@ -3568,10 +3568,12 @@ def _match(answer: str, aliases: list[str], question: str | None = None) -> tupl
     qualified = _qualified_names(aliases)  # the currency names the row's aliases qualify ("British pound")
     for alias in aliases:
         al = _tokens(alias)
-        found = _find(ans_tok, al, yen_or_yuan)
+        found = {(i, len(al)) for i in _find(ans_tok, al, yen_or_yuan)}
         if ans_cased is not None and alias not in codes and _CODE_ALIAS.fullmatch(alias.strip()):
-            found = sorted({*found, *(i for i, w in enumerate(ans_cased) if _code_form(w, alias.strip()))})
-        for start in found:
+            found |= {(i, 1) for i, w in enumerate(ans_cased) if _code_form(w, alias.strip())}
+            if q and alias not in literal:  # a code's name written out, to a question asking for the thing named
+                found |= set(_spelt_out(ans_tok, ans_cased, alias.strip()))
+        for start, n in sorted(found):
             if alias in codes and not _in_capitals(answer, ans_cased, start, alias):  # "tell us", "and": words
                 continue
             if alias in literal and not _written_as_code(answer, ans_cased, start, alias):  # "the peso" is no "CLP"
@@ -3582,15 +3584,15 @@ def _match(answer: str, aliases: list[str], question: str | None = None) -> tupl
                 continue  # "USD" is no Canadian dollar
             if len(al) == 1 and _qualified_otherwise(answer, ans_cased, ans_tok, start, al[0], qualified, q):
                 continue  # "the Egyptian pound" is no "pound sterling"
-            if q and _echoed(ans_tok, start, len(al), q, ans_cased, q_cased) and (not choices or (choices - set(al)) & set(ans_tok[:start])):
+            if q and _echoed(ans_tok, start, n, q, ans_cased, q_cased) and (not choices or (choices - set(al)) & set(ans_tok[:start])):
                 echoed = echoed or alias
                 continue
-            if q and not choices and _restates(ans_tok, clause, start, len(al), q, ans_cased, q_cased, alias, owners):
+            if q and not choices and _restates(ans_tok, clause, start, n, q, ans_cased, q_cased, alias, owners):
                 echoed = echoed or alias
                 continue
             before = ans_tok[start - 1] if start > 0 else ""
-            after = ans_tok[start + len(al)] if start + len(al) < len(ans_tok) else ""
-            if before in _HEDGE_BEFORE or after in _HEDGE_AFTER or _negated(ans_tok, clause, start, start + len(al), q):
+            after = ans_tok[start + n] if start + n < len(ans_tok) else ""
+            if before in _HEDGE_BEFORE or after in _HEDGE_AFTER or _negated(ans_tok, clause, start, start + n, q):
                 spoiled = spoiled or alias
                 continue
             return alias, None, None
@@ -3719,6 +3721,35 @@ def _code_form(written: str, code: str) -> bool:
     a code of two capitals or more: "Cs" is caesium, no plural of carbon's "C", and "As" a word."""
     return (sum(c.isupper() for c in code) >= 2 and code == code.upper()
             and any(written == code + suffix for suffix in _CODE_SUFFIXES))
+
+
+_SPELT_JOINS = _NAME_JOINS | frozenset({"for", "on", "&"})  # small words inside a name its initials skip
+
+
+def _spelt_out(ans_tok: list[str], cased: list[str], code: str) -> list[tuple[int, int]]:
+    """Where the reply writes the name that the code ``code`` (`_CODE_ALIAS`: letters only, two or more) abbreviates,
+    as (first token, tokens): a run of words in capitals, with the small words of a name between them ("of", "and":
+    `_SPELT_JOINS`), whose initials are the code and which the next word does not go on ("The New York Stock
+    Exchange." for "NYSE", "the Federal Bureau of Investigation" for "FBI"). A function word in capitals ("In", "It")
+    starts no run and goes on none."""
+    if not (code.isalpha() and len(code) >= 2):
+        return []
+
+    def capital(i: int) -> bool:
+        return cased[i][:1].isupper() and ans_tok[i] not in _FUNCTION_WORDS
+
+    out: list[tuple[int, int]] = []
+    for i in range(len(cased)):
+        if not capital(i):
+            continue
+        initials, j = "", i
+        while j < len(cased) and (capital(j) or (ans_tok[j] in _SPELT_JOINS and j + 1 < len(cased) and capital(j + 1))):
+            if capital(j):
+                initials += cased[j][0].upper()
+            j += 1
+        if initials == code:
+            out.append((i, j - i))
+    return out
 
 
 def _written_as_code(answer: str, cased: list[str] | None, start: int, alias: str) -> bool:
