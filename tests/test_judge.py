@@ -2753,6 +2753,25 @@ def test_a_code_s_name_written_out_names_it_where_the_question_asks_for_the_thin
     assert judge(answer, aliases, question=question).label == label
 
 
+_FIFTY_THREE, _IODINE_SYMBOL = "Which element has atomic number 53?", "What is the chemical symbol of iodine?"
+
+
+@pytest.mark.parametrize("answer, aliases, question, label", [
+    # a review: the pronoun "I" matched iodine's symbol (always in capitals, so the word-code check let it through):
+    # "I think it is Xenon." was right; "I" followed by a word in lower case is the pronoun
+    ("I think it is Xenon.", ["I", "iodine"], _FIFTY_THREE, "hallucinated"),
+    ("I think it is Xenon.", ["I"], _IODINE_SYMBOL, "hallucinated"),
+    ("I believe the answer is Xe.", ["I"], _IODINE_SYMBOL, "hallucinated"),
+    ("The symbol is I.", ["I"], _IODINE_SYMBOL, "correct"),
+    ("I think the symbol is I.", ["I"], _IODINE_SYMBOL, "correct"),
+    ("I (iodine).", ["I"], _IODINE_SYMBOL, "correct"),
+    ("I and Br are halogens.", ["I"], _IODINE_SYMBOL, "correct"),
+    ("I think it is iodine.", ["I", "iodine"], _FIFTY_THREE, "correct"),
+])
+def test_the_pronoun_i_is_no_iodine(answer, aliases, question, label):
+    assert judge(answer, aliases, question=question).label == label
+
+
 @pytest.mark.parametrize("answer, context, missing", [
     # a review: "¥" was read as the yen or the yuan even where a code, name or CJK currency beside it says which, so
     # "100 CNY" passed from "¥100 (JPY)" and "100 yuan" from "¥100円"; the currency said is read, the family only where

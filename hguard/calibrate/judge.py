@@ -3439,6 +3439,26 @@ def _possessives(text: str, tokens: list[str]) -> list[bool] | None:
     return out if folded == tokens else None
 
 
+# words after a capital "I" that leave it a symbol, not the pronoun ("I and Br", "I is its symbol", "I stands for ...")
+_SYMBOL_I_BEFORE = frozenset({"and", "or", "is", "was", "stands", "represents", "denotes", "for", "in", "on", "to"})
+
+
+def _pronoun_i(text: str, tokens: list[str]) -> list[bool] | None:
+    """For each token of ``text`` (its `_tokens`), whether it is the pronoun "I": the word "I" followed, in its
+    sentence, by a word in lower case that no symbol takes ("I think it is Xenon.", not "The symbol is I.", "I
+    (iodine)", "I and Br are halogens"), aligned as `_cased` aligns them, or None where they do not align."""
+    raws = text.split()
+    out: list[bool] = []
+    folded: list[str] = []
+    for k, raw in enumerate(raws):
+        after = raws[k + 1] if k + 1 < len(raws) else ""
+        pronoun = (raw == "I" and after[:1].islower() and after.strip(".,;:!?\"'()").lower() not in _SYMBOL_I_BEFORE)
+        for t in normalize(raw).split():
+            folded.append(t)
+            out.append(pronoun)
+    return out if folded == tokens else None
+
+
 def _held_at(q: list[str], al: list[str]) -> int | None:
     """Where the question's tokens ``q`` hold the alias's tokens ``al`` as a run (the first place), or None."""
     n = len(al)
@@ -3576,6 +3596,8 @@ def _match(answer: str, aliases: list[str], question: str | None = None) -> tupl
         for start, n in sorted(found):
             if alias in codes and not _in_capitals(answer, ans_cased, start, alias):  # "tell us", "and": words
                 continue
+            if al == ["i"] and alias in codes and (pronouns := _pronoun_i(answer, ans_tok)) is not None and pronouns[start]:
+                continue  # "I think it is Xenon." names no iodine
             if alias in literal and not _written_as_code(answer, ans_cased, start, alias):  # "the peso" is no "CLP"
                 continue
             if alias not in literal and _CODE_ALIAS.fullmatch(alias.strip()) and _other_countrys(ans_tok, start, alias):
