@@ -2772,6 +2772,28 @@ def test_the_pronoun_i_is_no_iodine(answer, aliases, question, label):
     assert judge(answer, aliases, question=question).label == label
 
 
+_KARENINA = "In which novel does Anna Karenina appear?"
+
+
+@pytest.mark.parametrize("answer, aliases, question, label", [
+    # a review: the question's name said again without "is" counted as the reply ("Anna Karenina appears in War and
+    # Peace." was right); beside a name of the clause's own and a predicate, on either side, it is the question's
+    ("Anna Karenina appears in War and Peace.", ["Anna Karenina"], _KARENINA, "hallucinated"),
+    ("War and Peace features Anna Karenina.", ["Anna Karenina"], _KARENINA, "hallucinated"),
+    ("Oliver Twist appears in Great Expectations.", ["Oliver Twist"], "In which book does Oliver Twist appear?",
+     "hallucinated"),
+    ("Anna Karenina appears in Anna Karenina.", ["Anna Karenina"], _KARENINA, "correct"),
+    ("Anna Karenina appears in Leo Tolstoy's Anna Karenina.", ["Anna Karenina"], _KARENINA, "correct"),
+    ("Anna Karenina by Leo Tolstoy.", ["Anna Karenina"], _KARENINA, "correct"),
+    ("Dracula by Bram Stoker.", ["Dracula"], "Which novel features Count Dracula?", "correct"),
+    ("South Africa lies in Southern Africa.", ["Africa"], "On which continent is South Africa?", "correct"),
+    ("The Central Bank of Iceland (Se\u00f0labanki \u00cdslands).", ["Central Bank of Iceland"],
+     "What is the name of the central bank of Iceland?", "correct"),
+])
+def test_the_question_s_name_said_again_beside_a_rival_name_is_no_reply(answer, aliases, question, label):
+    assert judge(answer, aliases, question=question).label == label
+
+
 @pytest.mark.parametrize("answer, context, missing", [
     # a review: "¥" was read as the yen or the yuan even where a code, name or CJK currency beside it says which, so
     # "100 CNY" passed from "¥100 (JPY)" and "100 yuan" from "¥100円"; the currency said is read, the family only where

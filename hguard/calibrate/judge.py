@@ -3546,7 +3546,17 @@ def _restates(ans_tok: list[str], clause: list[int], start: int, n: int, q: list
                 and not (owners is not None and owners[start - 1]) and before.lower() not in _REGION_WORDS):
             return True  # "the Royal Bank of Thailand": a longer name
     copula = next((i for i in words if ans_tok[i] in _COPULAS), None)
-    if copula is None or start < copula < end:
+    if copula is None:
+        # no "is": the alias restated beside a name of the clause's own, on either side, with a word of a predicate
+        # ("Anna Karenina appears in War and Peace.", "War and Peace features Anna Karenina."), is the question's; not
+        # beside a name only ("The Central Bank of Iceland (Seðlabanki Íslands)."); where the words as written are
+        # unknown, it stays the reply
+        other = [i for i in words if not start <= i < end]
+        if ans_cased is None or not any(not ans_cased[i][:1].isupper() and ans_tok[i] not in _NAME_JOINS
+                                        and ans_tok[i] not in _PLACEHOLDERS for i in other):
+            return False
+        return _names_rival(ans_tok, ans_cased, owners, other, words[0], q)
+    if start < copula < end:
         return False
     side = [i for i in words if (i < copula) == (start < copula) and i != copula]
     other = [i for i in words if (i < copula) != (start < copula) and i != copula]
