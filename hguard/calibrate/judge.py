@@ -17,7 +17,8 @@ containing "t" as right) poisons everything downstream. The rules, all deliberat
   "AND") matches only where the reply writes it in capitals, dotted or not: "tell us", "Pal and Max" and "located
   in Brazil" do not name the United States, Andorra or India; in a reply in capitals throughout it never matches.
   Written in lower case ("in"), such an alias is ignored beside any other (PopQA lists such codes); as a row's
-  only alias it matches as any alias does.
+  only alias it matches as any alias does. The alias "I" is never the pronoun: an "I" followed by a word in lower
+  case ("I think it is Xenon.") names no iodine.
 - Numbers compare by value: "1,000" = "1000", "3.0" = "3", and number words up to the hundreds
   ("seventy-nine", "one hundred eighteen") equal their digits. A side effect: the word "one"
   reads as 1, so alias "1" matches "the one in Europe"; numeric aliases should be specific.
@@ -27,7 +28,14 @@ containing "t" as right) poisons everything downstream. The rules, all deliberat
   given: "It is the peso." and "The ISO code for the Chilean peso is CHP." do not name "CLP", "the US dollar" does
   not name "USD". To a question asking for the currency ("What currency is used in Sweden?") its name answers the
   code ("the Swedish krona" names "SEK"), not after another country's adjective ("the Canadian dollar" is no "USD").
-  An amount's code still reads as its currency ("5,000 pesos" matches "5000 CLP").
+  An amount's code still reads as its currency ("5,000 pesos" matches "5000 CLP"). A code of two capitals or more
+  in the plural or a possessive is the code ("NSAIDs", "GDPR's"); to a question asking for the thing, so is its name
+  written out in capitals with the code's initials ("The New York Stock Exchange." for "NYSE").
+- Currencies named alone: a row's generic "dollar" is no "USD", "US$" or "US dollar" where the row or the question
+  names another country's dollar; a currency's name that the row's aliases qualify ("pound sterling", "Australian
+  dollar") is no other qualified one ("The Egyptian pound.", "the New Zealand dollar"), a qualifier in capitals
+  right before it being the aliases', the question's, or a nationality or country the question names
+  (`NATION_COUNTRIES`); a reply's "\u00a5" is the yen's or the yuan's sign, the one the reply names where it names one.
 - Percent and currency signs stay with their number as words ("20%" reads "20 percent", "$5,000" and "5,000
   USD" read "5000 dollar"): alias "20%" does not match "20 days", "$5,000" does not match "5,000 EUR"; an
   alias without a unit ("5000") matches the number with any.
@@ -38,7 +46,8 @@ containing "t" as right) poisons everything downstream. The rules, all deliberat
   bank of Iceland?"); not on the side of an "X is Y" clause made of the question's words only where the other side
   names something of its own, a name right after the "is" or "of" a thing of its own ("The Central Bank of Egypt is
   the Royal Bank of Egypt.", "Anna Karenina is the heroine of War and Peace."), not a description ("... is the UK's
-  central bank", "... is a tragedy by Shakespeare"); not at the end of a longer name ("the Royal Bank of Thailand"
+  central bank", "... is a tragedy by Shakespeare"); without an "is", not beside a name of the clause's own and a
+  predicate ("Anna Karenina appears in War and Peace."); not at the end of a longer name ("the Royal Bank of Thailand"
   for "Bank of Thailand"; not after a possessive or a region's adjective: "Mary Shelley's Frankenstein", "Southern
   Africa"). The reply naming it counts, on either side: "The central bank of Iceland is the Central Bank of Iceland
   (Seðlabanki Íslands).", "It is the Bank of Thailand.". A question offering choices ("A or B?") is read as before (`_match`).
