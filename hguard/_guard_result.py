@@ -18,6 +18,12 @@ HELD_FOR_REVIEW = "This answer is held until a reviewer has checked it."
 CUT_MARK = " [...]"
 
 
+def without_cut_mark(text: str) -> str:
+    """``text`` without a closing :data:`CUT_MARK` (the answer an accepted, cut answer's display text shows): the
+    mark is the guard's, no word of the answer, and an answer scored again is scored without it."""
+    return text.removesuffix(CUT_MARK)
+
+
 #: how many of a result's reasons its notebook display lists (all are in ``result.reasons``), and how long each text
 SHOWN_REASONS, SHOWN_CHARS = 5, 300
 

@@ -249,3 +249,24 @@ def test_a_decision_in_metadata_is_taken_only_where_this_guards_log_confirms_it(
     held.metadata["route"] = "accept"
     out = HGuardEvaluator(held_guard, domain="alpha").evaluate_response(query=Q, response=held)
     assert out.passing is False and "its route is not the decision record's" in out.feedback
+
+
+def test_a_cut_answers_mark_is_not_scored_as_part_of_the_answer(make_guard):
+    """An accepted answer cut at max_new_tokens is shown ending in " [...]" (the guard's cut mark), and the shown
+    text is what a query engine's Response carries: evaluated, the mark was scored as words of the answer (the
+    grounding and number checks read it, and it was no longer the model's own; at the length limit it was even
+    refused as too long). The answer is scored without it: the model's own answer, its cut said by the guard."""
+    guard = make_guard("accept")
+    own = guard.invoke(Q, ["gold is a metal ."], domain="alpha")
+    assert own.cut_at_max_new_tokens and own.display_text == own.answer + CUT_MARK  # the tiny model is cut at 4 tokens
+    log = AuditLog(guard.audit.path)
+    ev = HGuardEvaluator(guard, domain="alpha")
+    nodes = [NodeWithScore(node=TextNode(text="gold is a metal ."), score=0.9)]
+    for r in (ev.evaluate(query=Q, response=own.display_text, contexts=["gold is a metal ."]),
+              ev.evaluate_response(query=Q, response=Response(response=own.display_text, source_nodes=nodes))):
+        rec = log.find(r.feedback.rsplit("decision record: ", 1)[1])
+        assert rec["answer"] == own.answer and CUT_MARK.strip() not in rec["answer"] and r.response == own.answer
+        own_tokens = rec["given_answer"]["own_tokens"]  # every token is the model's own greedy one
+        assert rec["answer_source"] == "given" and own_tokens == rec["given_answer"]["tokens"] == 4, rec["given_answer"]
+        assert r.passing is True and r.score == pytest.approx(1 - rec["risk"])
+        assert any("reached the length limit" in x for x in rec["reasons"]), rec["reasons"]

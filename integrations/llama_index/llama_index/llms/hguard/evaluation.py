@@ -9,7 +9,7 @@ from typing import Any, Mapping, Optional, Sequence
 from llama_index.core.evaluation.base import BaseEvaluator, EvaluationResult
 from llama_index.core.prompts.mixin import PromptDictType
 
-from hguard._guard_result import CUT_MARK, REVIEW_MARK
+from hguard._guard_result import CUT_MARK, REVIEW_MARK, without_cut_mark
 from hguard._guard_scoring import given_answer_problem
 from hguard.errors import InputError
 from hguard.guard import Guard, GuardResult, _is_domain_name
@@ -106,7 +106,9 @@ class HGuardEvaluator(BaseEvaluator):
                 passages = blanks_emptied(list(contexts)) or None  # a blank one among others is named by the guard
                 if passages is None:  # retrieval found nothing: never read as a closed-book answer
                     problems.append(nothing_retrieved("the contexts given"))
-            return query, response, passages, domain, problems
+            # an accepted answer cut at max_new_tokens is shown ending in the guard's cut mark: no word of the answer
+            # (scored, its "[...]" was read by the grounding and number checks, and made it not the model's own)
+            return query, without_cut_mark(response), passages, domain, problems
         except InputError as exc:
             self._guard.record_failure(query if isinstance(query, str) else repr(query), exc, domain=domain,
                                        source=_SOURCE, given={"answer": response})
@@ -170,7 +172,7 @@ class HGuardEvaluator(BaseEvaluator):
         the text shown in a held answer's place."""
         answer = rec.get("answer")
         if rec.get("route") == "accept":
-            return same_text(text, answer) or (text.endswith(CUT_MARK) and same_text(text[:-len(CUT_MARK)], answer))
+            return same_text(text, answer) or (text.endswith(CUT_MARK) and same_text(without_cut_mark(text), answer))
         return text in held_texts(self._guard) or (text.startswith(REVIEW_MARK) and
                                                    same_text(text[len(REVIEW_MARK):], answer))
 
