@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import threading
 import uuid
@@ -479,6 +480,20 @@ def run_ids(run_id: Any, parent_run: Any) -> dict[str, str | None]:
 def response_metadata(guard: Guard, result: GuardResult) -> dict[str, Any]:
     """What goes into a guarded answer's ``AIMessage.response_metadata``: the decision and the model's name."""
     return {"model_name": guard.lm.name, **decision_metadata(result)}
+
+
+def usage_metadata(guard: Guard, question: str, context: Any, result: GuardResult, *,
+                   history: list[dict] | None = None, system: str | None = None) -> UsageMetadata:
+    """LangChain's token counts of a decision (``AIMessage.usage_metadata``): ``input_tokens`` of the prompt the guard
+    built (chat template included), ``output_tokens`` of the answer it scored (generated, or given and forced through
+    the model: its own count), ``total_tokens`` their sum."""
+    ctx = _join_context(context)  # as the guard joined them: blank and repeated passages left out
+    n_in = len(guard.generator.prompt_ids(question, ctx, history=history, system=system))
+    given = (result.given_answer or {}).get("tokens")
+    length = given if isinstance(given, int) and not isinstance(given, bool) else result.signals.get("length")
+    n_out = (int(length) if isinstance(length, (int, float)) and math.isfinite(length)
+             else len(guard.lm.tokenizer.encode(result.answer, add_special_tokens=False)))
+    return UsageMetadata(input_tokens=n_in, output_tokens=n_out, total_tokens=n_in + n_out)
 
 
 @dataclass
@@ -959,12 +974,8 @@ class ChatHGuard(BaseChatModel):
         return response_metadata(self.guard, result)
 
     def usage_metadata(self, call: _Call, result: GuardResult) -> UsageMetadata:
-        """Prompt tokens (as built by the guard, chat template included) and answer tokens."""
-        ctx = _join_context(call.context)  # as the guard joined them: blank and repeated passages left out
-        n_in = len(self.guard.generator.prompt_ids(call.question, ctx, history=call.history, system=call.system))
-        length = result.signals.get("length")
-        n_out = int(length) if length is not None else len(self.get_token_ids(result.answer))
-        return UsageMetadata(input_tokens=n_in, output_tokens=n_out, total_tokens=n_in + n_out)
+        """Prompt tokens (as built by the guard, chat template included) and answer tokens (:func:`usage_metadata`)."""
+        return usage_metadata(self.guard, call.question, call.context, result, history=call.history, system=call.system)
 
     def _chunk(self, text: str, result: GuardResult | None, call: _Call | None = None) -> ChatGenerationChunk:
         extra: dict[str, Any] = {}

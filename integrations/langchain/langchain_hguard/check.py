@@ -4,7 +4,7 @@ scored by the guard (``Guard.check``), as a composable LangChain runnable."""
 from __future__ import annotations
 
 import uuid
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from langchain_core.callbacks import AsyncCallbackManagerForChainRun, CallbackManagerForChainRun
 from langchain_core.messages import AIMessage, BaseMessage, ChatMessage
@@ -18,7 +18,7 @@ from hguard.streaming import (decided_here, delivering, in_thread, refuse_unknow
                               until_delivered)
 
 from .chat_models import (_as_kind, batch_failed_why, decided_by, message_text, response_metadata, run_ids,
-                          say_undelivered)
+                          say_undelivered, usage_metadata)
 from .retrieval import parent_run_of
 from .runnables import read_passages
 
@@ -32,14 +32,20 @@ _SETTING_FIXES = {"guard": "pass the hguard Guard that scores the answers (Guard
                   "domain": "name a domain of the policy, or leave it out (None) to choose one by similarity",
                   "served": "pass True where the answers are shown to users, False for an evaluation"}
 
-Parsed = tuple[str, str, Optional[list[str]], Optional[str], list[str]]
+#: (question, answer, passages, domain, problems, sources) of one input
+Parsed = tuple[str, str, Optional[list[str]], Optional[str], list[str], list[str]]
 
 
-def checked_message(guard: Guard, result: GuardResult) -> AIMessage:
+def checked_message(guard: Guard, result: GuardResult, passages: Optional[Sequence[str]] = None,
+                    sources: Sequence[str] = ()) -> AIMessage:
     """What a chain gets for a checked answer, as it gets a :class:`~langchain_hguard.ChatHGuard` answer: the text
-    a user should see (the answer when accepted, else the abstain or review text) and the decision in
-    ``response_metadata`` (``route``, ``risk``, ``reasons``, ``audit_id``, ``answer_source``, ...)."""
-    return AIMessage(content=result.display_text, response_metadata=response_metadata(guard, result))
+    a user should see (the answer when accepted, else the abstain or review text), the decision in
+    ``response_metadata`` (``route``, ``risk``, ``reasons``, ``audit_id``, ``answer_source``, ...) with ``sources``
+    (where the passages came from, as :class:`~langchain_hguard.GuardedRAG`'s answer names them), and the token
+    counts in ``usage_metadata`` (the guard's prompt from ``passages``, and the answer it scored)."""
+    return AIMessage(content=result.display_text,
+                     response_metadata={**response_metadata(guard, result), "sources": list(sources)},
+                     usage_metadata=usage_metadata(guard, result.question, passages, result))
 
 
 def _blocks_other_than_text(message: BaseMessage) -> Optional[str]:
@@ -197,20 +203,20 @@ class HGuardCheck(RunnableSerializable[dict, AIMessage]):
                 raise InputError(f"HGuardCheck 'domain' is {value['domain']!r}, which names no domain; name a domain of "
                                  "the policy, or leave the key out (or None) for the call's domain")
             domain = value["domain"]
-        passages, _, problems = read_passages(value, "HGuardCheck", documents_in_context=True)
+        passages, sources, problems = read_passages(value, "HGuardCheck", documents_in_context=True)
         # the guard's own checks (a blank answer, one over max_new_tokens, a domain that is no name), here: refused
         # as this input, by this adapter (in a batch of the inputs kept, the guard numbered it among those alone)
         self.guard._check_input(question, _join_context(passages), None, None, domain, answer=answer)
-        return question, answer, passages, domain, problems
+        return question, answer, passages, domain, problems, sources
 
     # ----------------------------------------------------------------------------- invocation
 
     def _check(self, value: Any, kwargs: dict[str, Any], run_id: Any, parent: Any) -> AIMessage:
-        question, answer, context, domain, problems = self._parse(value, kwargs, str(run_id))
+        question, answer, context, domain, problems, sources = self._parse(value, kwargs, str(run_id))
         [result] = self.guard.check_batch([question], [answer], [context], [domain], runs=[run_ids(run_id, parent)],
                                           served=self._settings(kwargs)[1], problems=[problems])
         decided_here([result], str(run_id))  # said undelivered if the call raises before it returns it
-        return checked_message(self.guard, result)
+        return checked_message(self.guard, result, context, sources)
 
     def invoke(self, input: Any, config: Optional[RunnableConfig] = None, **kwargs: Any) -> AIMessage:
         """The decision on one answer; ``domain=`` and ``served=`` override the fields for this call. Raising after
@@ -233,10 +239,11 @@ class HGuardCheck(RunnableSerializable[dict, AIMessage]):
     # ----------------------------------------------------------------------------------- batches
 
     def _decide(self, inputs: list[Any], configs: list[RunnableConfig], return_exceptions: bool,
-                kwargs: dict[str, Any]) -> list[Any]:
-        """Each input's decision (or, with ``return_exceptions``, its refusal, naming its index in ``inputs``) from
-        one :meth:`Guard.check_batch`; a refused input raises without ``return_exceptions`` before anything is scored
-        (a batch is answered whole or not at all), each refusal on record."""
+                kwargs: dict[str, Any]) -> tuple[list[Any], list[Any]]:
+        """(each input's decision (or, with ``return_exceptions``, its refusal, naming its index in ``inputs``) from
+        one :meth:`Guard.check_batch`, each input as read (:data:`Parsed`, or its refusal)); a refused input raises
+        without ``return_exceptions`` before anything is scored (a batch is answered whole or not at all), each refusal
+        on record."""
         for cfg in configs:  # the runs that deliver the decisions: named in the decision records
             cfg["run_id"] = cfg.get("run_id") or uuid.uuid4()
         try:
@@ -274,20 +281,20 @@ class HGuardCheck(RunnableSerializable[dict, AIMessage]):
             for i, r in zip(kept, results):
                 out[i] = r
             break
-        return out
+        return out, read
 
     def batch(self, inputs: list[Any], config: RunnableConfig | list[RunnableConfig] | None = None, *,
               return_exceptions: bool = False, **kwargs: Any) -> list[Any]:
         """One :meth:`Guard.check_batch` for all inputs, then one LangChain run per input (callbacks and tracing see
         each check as its own chain run, whose id its decision record names)."""
         configs = get_config_list(config, len(inputs))
-        decided = self._decide(list(inputs), configs, return_exceptions, kwargs)
+        decided, read = self._decide(list(inputs), configs, return_exceptions, kwargs)
         messages: list[Any] = []
-        for x, cfg, d in zip(inputs, configs, decided):
-            def deliver(_: Any, d: Any = d) -> AIMessage:
+        for x, cfg, d, parsed in zip(inputs, configs, decided, read):
+            def deliver(_: Any, d: Any = d, parsed: Any = parsed) -> AIMessage:
                 if isinstance(d, Exception):
                     raise d
-                return checked_message(self.guard, d)
+                return checked_message(self.guard, d, parsed[2], parsed[5])
 
             try:
                 with delivering(self.guard):

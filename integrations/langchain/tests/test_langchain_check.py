@@ -274,3 +274,32 @@ def test_source_key_is_no_setting_of_hguardcheck(make_guard):
     """HGuardCheck names no source in its output or record: a source_key would have no effect, so it is refused."""
     with pytest.raises(ValueError, match="source_key"):
         HGuardCheck(guard=make_guard("accept"), source_key="id")
+
+
+def test_the_message_carries_usage_metadata_and_the_sources_of_its_passages(make_guard):
+    """A chain reads a chat model's token counts in ``AIMessage.usage_metadata`` and a RAG answer's sources: the
+    checked message had neither (usage_metadata None, the Documents' sources dropped). Its usage counts the guard's
+    prompt (chat template and passages included) and the answer it scored; ``response_metadata["sources"]`` names
+    the Documents as GuardedRAG's answer does (their ``source``, else their id or position), in invoke and batch."""
+    guard = make_guard("accept")
+    docs = [Document(page_content="gold is a metal .", metadata={"source": "metals.md"}),
+            Document(page_content="paris is in france .", id="doc-7")]
+    own = guard.invoke(Q, [d.page_content for d in docs], domain="alpha")
+    check = HGuardCheck(guard=guard, domain="alpha")
+    answer = len(guard.lm.tokenizer.encode(own.answer, add_special_tokens=False))
+    msgs = [check.invoke({"question": Q, "answer": own.answer, "documents": docs}),
+            *check.batch([{"question": Q, "answer": own.answer, "context": docs},
+                          {"question": Q, "answer": _other(own.answer)}])]
+    log = AuditLog(guard.audit.path)
+    prompts = []
+    for msg, sources in zip(msgs, (["metals.md", "doc-7"],) * 2 + ([],)):
+        rec = log.find(msg.response_metadata["audit_id"])
+        n_in, n_out = len(guard.generator.prompt_ids(Q, rec["context"])), rec["given_answer"]["tokens"]  # the guard's prompt
+        prompts.append(n_in)
+        assert msg.usage_metadata == {"input_tokens": n_in, "output_tokens": n_out, "total_tokens": n_in + n_out}
+        assert msg.response_metadata["sources"] == sources
+    assert msgs[0].usage_metadata["output_tokens"] == answer > 0 and msgs[0].response_metadata["route"] == "accept"
+    assert prompts[0] == prompts[1] > prompts[2]  # the passages are counted in the prompt
+    # the parser after it keeps them with the decision
+    parsed = (check | GuardedOutputParser()).invoke({"question": Q, "answer": own.answer, "documents": docs})
+    assert parsed.decision["sources"] == ["metals.md", "doc-7"]
