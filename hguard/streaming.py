@@ -43,7 +43,7 @@ from typing import Any, AsyncGenerator, AsyncIterator, Awaitable, Callable, Gene
 from hguard._decoding import _check_stop, cut_at_stop
 from hguard._json import json_safe
 from hguard.models import PLAIN_STOP
-from hguard._text import blank
+from hguard._text import blank, listed
 from hguard._guard_scoring import _near
 from hguard.errors import InputError, RouteError, error_text, one_line, route_error
 from hguard._guard_result import CUT_MARK, REVIEW_MARK
@@ -466,6 +466,10 @@ def held_texts(guard: Guard) -> list[str]:
 HISTORY_DECISION = "hguard"
 
 
+#: how many held history turns a follow-up's reason names (with its record) before "and N more"
+NAMED_HELD_TURNS = 3
+
+
 def held_history_turn(history: Any, held: Sequence[str]) -> str | None:
     """The hold of a follow-up whose ``history`` (``Guard.invoke(history=...)``'s turns) holds an answer hguard held,
     never reviewed: an assistant turn carrying a decision (:data:`HISTORY_DECISION`, as the adapters pass an
@@ -475,10 +479,12 @@ def held_history_turn(history: Any, held: Sequence[str]) -> str | None:
     asserts nothing a follow-up could build on, and holds none (held, it sent every later turn of a chat to review). A
     chat history keeping the shown text keeps that it was held, and the follow-up built on it ("Part-time employees
     receive 28 days" after the held "Sick leave: 10 days.", an HR trial) was given no reason. None when there is no
-    such turn (a malformed history is the guard's to refuse)."""
+    such turn (a malformed history is the guard's to refuse). Every held turn is counted, the first
+    :data:`NAMED_HELD_TURNS` named with their records (naming the first alone, the others went unchecked)."""
     if not isinstance(history, (list, tuple)):
         return None
     notices = {" ".join(t.split()) for t in held} | {REVIEW_MARK.strip(" []")}
+    turns: list[tuple[int, str]] = []  # each held turn: its index, and " (record <id>)" where the turn names one
     for i, turn in enumerate(history):
         if not isinstance(turn, Mapping) or turn.get("role") != "assistant":
             continue
@@ -491,10 +497,17 @@ def held_history_turn(history: Any, held: Sequence[str]) -> str | None:
         if route is None and not (shown.startswith(REVIEW_MARK.strip()) or any(shown.endswith(f"[{n}]") for n in notices)):
             continue
         aid = decision.get("audit_id") if isinstance(decision, Mapping) else None
-        record = f" (record {aid})" if isinstance(aid, str) and aid else ""
+        turns.append((i, f" (record {listed(aid, 40)})" if isinstance(aid, str) and aid else ""))
+    if not turns:
+        return None
+    if len(turns) == 1:
+        [(i, record)] = turns
         return (f"the history holds an answer hguard held for review{record} (history turn {i}); a follow-up may "
                 "build on it, so this answer is held for review too")
-    return None
+    more = len(turns) - NAMED_HELD_TURNS
+    named = ", ".join(f"{i}{record}" for i, record in turns[:NAMED_HELD_TURNS]) + (f" and {more} more" if more > 0 else "")
+    return (f"the history holds {len(turns)} answers hguard held for review (history turns {named}); a follow-up may "
+            "build on them, so this answer is held for review too")
 
 
 def refuse_unknown_settings(cls: Any, data: Any, unused: Sequence[str] = ()) -> Any:

@@ -237,3 +237,33 @@ def test_a_document_changed_and_cut_or_quoted_in_part_counts_as_pasted_changed()
     assert pasted_changed(sla, [f"{instruction}\nContext: {dropped}"])
     assert not pasted_changed(sla, [f"{instruction}\nContext: {sla[400:470]}"])  # 12 of its words: not enough
     assert not pasted_changed(sla, [f"{instruction} Report incidents in writing to the Customer within 3 business days."])
+
+
+def test_a_history_holding_several_held_answers_names_each_up_to_a_few_and_counts_them_all():
+    """The hold of a follow-up named only the first held turn of its history: a reviewer checked that one and knew
+    nothing of the others built on. Every held turn is counted, the first few named with their records."""
+    from hguard import streaming
+    from hguard.streaming import HISTORY_DECISION, held_history_turn
+
+    def chat(*answers):
+        turns = []
+        for a in answers:
+            turns += [{"role": "user", "content": "and then?"}, {"role": "assistant", "content": a[0], **a[1]}]
+        return turns
+
+    held = lambda rid: ("Sick leave: 10 days.", {HISTORY_DECISION: {"route": "review", "audit_id": rid}})
+    fine = ("30 days.", {HISTORY_DECISION: {"route": "accept", "audit_id": "ok"}})
+    marked = ("[needs review] Part-time: 28 days.", {})
+    assert held_history_turn(chat(fine, fine), []) is None
+    one = held_history_turn(chat(fine, held("r1"), fine), [])
+    assert one == ("the history holds an answer hguard held for review (record r1) (history turn 3); a follow-up may "
+                   "build on it, so this answer is held for review too")
+    two = held_history_turn(chat(held("r1"), fine, marked), [])
+    assert two == ("the history holds 2 answers hguard held for review (history turns 1 (record r1), 5); a follow-up "
+                   "may build on them, so this answer is held for review too")
+    named = streaming.NAMED_HELD_TURNS  # bounded: the first few named, the rest counted
+    many = chat(*[held(f"r{k}") for k in range(named + 2)], fine)
+    said = held_history_turn(many, [])
+    assert said is not None and said.startswith(f"the history holds {named + 2} answers")
+    assert all(f"(record r{k})" in said for k in range(named))
+    assert f"(record r{named})" not in said and "and 2 more)" in said
