@@ -253,9 +253,9 @@ def test_a_decision_in_metadata_is_taken_only_where_this_guards_log_confirms_it(
 
 def test_a_cut_answers_mark_is_not_scored_as_part_of_the_answer(make_guard):
     """An accepted answer cut at max_new_tokens is shown ending in " [...]" (the guard's cut mark), and the shown
-    text is what a query engine's Response carries: evaluated, the mark was scored as words of the answer (the
-    grounding and number checks read it, and it was no longer the model's own; at the length limit it was even
-    refused as too long). The answer is scored without it: the model's own answer, its cut said by the guard."""
+    text is what a query engine's Response carries: evaluated, the mark was taken for words of the answer, which put
+    the cut answer (max_new_tokens long) over the limit, refused as too long (within it, the grounding and number checks
+    would read "[...]"). The answer is scored without it: the model's own answer, its cut said by the guard."""
     guard = make_guard("accept")
     own = guard.invoke(Q, ["gold is a metal ."], domain="alpha")
     assert own.cut_at_max_new_tokens and own.display_text == own.answer + CUT_MARK  # the tiny model is cut at 4 tokens

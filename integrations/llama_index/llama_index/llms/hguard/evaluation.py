@@ -107,7 +107,7 @@ class HGuardEvaluator(BaseEvaluator):
                 if passages is None:  # retrieval found nothing: never read as a closed-book answer
                     problems.append(nothing_retrieved("the contexts given"))
             # an accepted answer cut at max_new_tokens is shown ending in the guard's cut mark: no word of the answer
-            # (scored, its "[...]" was read by the grounding and number checks, and made it not the model's own)
+            # (taken for words, it put a cut answer over max_new_tokens, refused; within it, "[...]" would be scored)
             return query, without_cut_mark(response), passages, domain, problems
         except InputError as exc:
             self._guard.record_failure(query if isinstance(query, str) else repr(query), exc, domain=domain,
