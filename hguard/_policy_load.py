@@ -354,6 +354,11 @@ def load_policy(path: str | Path) -> Policy:
             ) from None
         if data is None:
             data = {}
+    named, state = data, None
+    from hguard._resources import is_packaged_policy
+
+    if is_packaged_policy(path):  # its log, queue and monitor state in hguard's state folder, not in the package
+        data, state = _in_state_dir(data, path)
     # absolute(), not resolve(): paths are relative to where the file was
     # referenced, even when that is a symlink into another directory.
     policy = _validate(data, source=source, base_dir=path.absolute().parent,
@@ -365,5 +370,32 @@ def load_policy(path: str | Path) -> Policy:
     except ValueError as exc:
         raise PolicyError(f"invalid policy file {str(path)!r}: {exc}") from None
     policy._source = path.absolute()
-    policy._named = data
+    policy._named = named
+    policy._state_dir = state
     return policy
+
+
+def _in_state_dir(data: Any, path: Path) -> tuple[Any, Path | None]:
+    """The packaged default policy's ``data`` with the relative paths of its own files (audit log, review queue,
+    monitor state: ``STATE_FILES``) placed in hguard's state folder (:func:`~hguard._resources.state_dir`:
+    ``$HGUARD_STATE_DIR`` or ``~/.local/state/hguard``), as the demo's are, not beside the file inside the installed
+    package; and that folder (None when the file names none of them relative)."""
+    from hguard._resources import STATE_FILES, state_dir
+    from hguard.errors import InputError
+
+    if not isinstance(data, dict):
+        return data, None
+    data, folder = dict(data), None
+    for table, key, _ in STATE_FILES:
+        section = data.get(table)
+        value = section.get(key) if isinstance(section, dict) else None
+        if not isinstance(value, str) or not value.strip() or value.startswith("~") or os.path.isabs(value):
+            continue  # absolute, from '~', or not a path at all: validated (and refused) as any policy's
+        if folder is None:
+            try:
+                folder = state_dir()
+            except InputError as exc:
+                raise PolicyError(f"policy file {str(path)!r} (the packaged default policy) keeps its audit log, review "
+                                  f"queue and monitor state in hguard's state folder: {exc}") from None
+        data[table] = {**section, key: str(folder / value)}
+    return data, folder

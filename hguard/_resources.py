@@ -132,7 +132,8 @@ def expand_home(path: str | os.PathLike[str], what: str) -> Path:
 
 
 def state_dir() -> Path:
-    """Where hguard writes by default (demo runs): ``$HGUARD_STATE_DIR`` or ``~/.local/state/hguard``."""
+    """Where hguard writes by default (demo runs, and the packaged default policy's log, queue and monitor state):
+    ``$HGUARD_STATE_DIR`` or ``~/.local/state/hguard``."""
     from .errors import InputError
 
     env = os.environ.get("HGUARD_STATE_DIR")
@@ -143,6 +144,17 @@ def state_dir() -> Path:
         raise InputError(f"hguard's default state folder is ~/.local/state/hguard, but {NO_HOME}; set HGUARD_STATE_DIR "
                          "(or HOME) to a writable folder, or pass --out")
     return folder / ".local" / "state" / "hguard"
+
+
+#: a policy's own files (table, key, file name): the packaged policy names them relative, in :func:`state_dir`; a
+#: :func:`policy_copy` names them beside the copy
+STATE_FILES = (("audit", "path", "audit.jsonl"), ("review", "queue", "review.sqlite3"),
+               ("monitor", "state", "monitor-state.json"))
+
+
+def is_packaged_policy(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is the packaged default policy (:data:`DEFAULT_POLICY`; a link to it too)."""
+    return Path(path).resolve() == DEFAULT_POLICY.resolve()
 
 
 # the default policy's spot-check seed (public): a copy gets its own
@@ -214,8 +226,7 @@ def policy_copy(folder: str | os.PathLike[str], *, source: str | os.PathLike[str
         doc.add(tomlkit.comment(f"copied from {source.name} by hguard.policy_copy"))
         doc.update(data)
     # relative to the policy file, as the policy reads them: a moved or copied folder keeps its own files
-    for table, key, value in (("audit", "path", "audit.jsonl"), ("review", "queue", "review.sqlite3"),
-                              ("monitor", "state", "monitor-state.json")):
+    for table, key, value in STATE_FILES:
         if table not in doc:
             doc.add(tomlkit.nl())
             doc.add(table, tomlkit.table())

@@ -159,6 +159,10 @@ def policy_hash(policy) -> str:
     folder = os.path.normpath(os.path.abspath(policy.source)) if getattr(policy, "source", None) else None
     folder = os.path.dirname(folder) if folder is not None else None
     others = [(os.path.normpath(str(DATA_DIR)), "package:")]
+    # the packaged policy's log, queue and monitor state, wherever $HGUARD_STATE_DIR put them: named as in the default
+    # state folder, so that the policy keeps one hash whatever the variable says (and the hash of before it was read)
+    state = getattr(policy, "_state_dir", None)
+    state = os.path.normpath(str(state)) if state is not None else None
     user = home()
     if user is not None:  # without one (a container run with --user) no path of the policy came from '~'
         others.append((os.path.normpath(str(user)), "~/"))
@@ -177,6 +181,8 @@ def policy_hash(policy) -> str:
             base, name = others[0]  # hguard's own data first: a policy folder near the install names it "package:" too
             if path == base or path.startswith(base.rstrip("/") + "/"):
                 return name + Path(os.path.relpath(path, base)).as_posix()
+            if state is not None and path.startswith(state.rstrip("/") + "/"):  # the packaged policy's own files
+                return "~/.local/state/hguard/" + Path(os.path.relpath(path, state)).as_posix()
             if folder is not None:  # in the policy folder ("./x"), or beside it ("./../models/x.gguf", "./../my-probes")
                 rel = Path(os.path.relpath(path, folder)).as_posix()
                 if not rel.startswith("../../../") and rel != "../../..":

@@ -583,6 +583,8 @@ class Policy(_Section):
     _source: Path | None = PrivateAttr(default=None)
     _named: Any = PrivateAttr(default=None)  # the file's values as written (its paths as it names them)
     _base_dir: Path | None = PrivateAttr(default=None)  # the base_dir it was built with (relative paths resolve there)
+    # the packaged policy's: the state folder its own files were placed in (hguard._policy_load._in_state_dir)
+    _state_dir: Path | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _keep_base_dir(self, info: ValidationInfo) -> Policy:

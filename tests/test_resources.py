@@ -164,7 +164,8 @@ def test_without_a_home_folder_only_what_needs_one_fails_and_it_says_how_to_go_o
     own = tmp_path / "policy.toml"  # the default policy, its logs placed without '~'
     own.write_text(DEFAULT_POLICY.read_text().replace("~/.local/state/hguard", str(tmp_path)))
     assert len(policy_hash(load_policy(own))) >= 16  # no '~' in it: no home folder needed
-    with pytest.raises(PolicyError, match=r"audit.path: the path '~/.local/state/hguard/audit.jsonl' starts with '~'.*set HOME, or name"):
+    with pytest.raises(PolicyError, match=r"the packaged default policy\) keeps its audit log.*no home folder .*set "
+                                          r"HGUARD_STATE_DIR \(or HOME\)"):
         load_policy(DEFAULT_POLICY)
     with pytest.raises(InputError, match=r"no home folder .*set HGUARD_STATE_DIR \(or HOME\)"):
         state_dir()
@@ -182,6 +183,31 @@ def test_without_a_home_folder_only_what_needs_one_fails_and_it_says_how_to_go_o
     monkeypatch.setenv("HGUARD_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("HGUARD_STATE_DIR", str(tmp_path / "state"))
     assert cache_dir() == tmp_path / "cache" and state_dir() == tmp_path / "state"
+
+
+def test_the_default_policys_own_files_follow_hguard_state_dir_as_the_demos_do(tmp_path, monkeypatch):
+    """An operators' finding: with HGUARD_STATE_DIR set, the demo wrote under it, and `--policy default` (the guard,
+    `hguard review`, `hguard monitor`) still kept its audit log, review queue and monitor state in
+    ~/.local/state/hguard, where a user who set the variable did not look."""
+    from hguard._resources import policy_arg, state_dir
+    from hguard.monitor import policy_hash
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("HGUARD_STATE_DIR", raising=False)
+    unset = load_policy(policy_arg("default"))
+    home_state = tmp_path / "home" / ".local" / "state" / "hguard"
+    assert (unset.audit.path, unset.review.queue, unset.monitor.state) == (
+        home_state / "audit.jsonl", home_state / "review.sqlite3", home_state / "monitor-state.json")
+    monkeypatch.setenv("HGUARD_STATE_DIR", str(tmp_path / "state"))
+    pol = load_policy(policy_arg("default"))
+    assert (pol.audit.path, pol.review.queue, pol.monitor.state) == (
+        state_dir() / "audit.jsonl", state_dir() / "review.sqlite3", state_dir() / "monitor-state.json")
+    assert state_dir() == tmp_path / "state" and pol.probes == REFERENCE_PROBES  # the probes stay the packaged ones
+    assert policy_hash(pol) == policy_hash(unset)  # one policy, wherever the variable puts its files
+    copied = tmp_path / "mine" / "policy.toml"  # a copy by hand keeps them beside it, as a policy_copy does
+    copied.parent.mkdir()
+    shutil.copy(DEFAULT_POLICY, copied)
+    assert load_policy(copied).audit.path == tmp_path / "mine" / "audit.jsonl"
 
 
 def test_a_policy_built_in_code_that_keeps_a_public_seed_is_warned_about_as_a_file_is(tmp_path):

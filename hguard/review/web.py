@@ -120,9 +120,9 @@ def _open_source(
         queue_path = Path(policy.review.queue)
         # Checked before the audit log is opened: opening it creates its folder, which may be this one.
         if not queue_path.is_file():
-            from .._resources import DEFAULT_POLICY
+            from .._resources import is_packaged_policy
 
-            packaged = path.resolve() == Path(DEFAULT_POLICY).resolve()  # not a file a user should edit
+            packaged = is_packaged_policy(path)  # not a file a user should edit
             if packaged:  # `hguard demo` keeps a queue of its own, apart from the default policy's
                 from ..demo import review_command
 
