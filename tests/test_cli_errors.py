@@ -489,6 +489,23 @@ def test_calibrate_summary_names_the_split_the_families_and_the_certificate_and_
     assert len(_calibration_summary(broken)) == 3 and "Warning" not in _certified("finance", {**broken, "thresholds_method": "LTT"})
 
 
+def test_calibrate_summary_flags_a_small_class_as_evaluate_does():
+    """An operators' finding: `hguard evaluate` marks a set with under 5 answers of a class "(few: ...)", and
+    `hguard calibrate`'s held-out summary printed the same counts unflagged."""
+    from hguard.cli import _calibration_summary, _classes
+
+    for right, wrong, flagged in ((12, 3, True), (3, 12, True), (12, 5, False), (12, 0, False)):
+        m = {"n": right + wrong + 2, "n_scored": right + wrong, "correct": right, "hallucinated": wrong,
+             "hallucination_rate": wrong / (right + wrong), "auroc": {"probe": 0.8 if wrong else None}}
+        line = _calibration_summary(m)[0]
+        evaluated = _classes({"n": m["n"], "correct": right, "hallucinated": wrong, "refusals": 2})
+        assert line.startswith(f"held-out facts: {evaluated} AUROC probe="), (line, evaluated)  # one wording, one rule
+        assert ("(few: under 5 answers of a class)" in line) is flagged, line
+    # a report that gives only the rate (before the counts) is counted from it, as before
+    old = {"n": 20, "n_scored": 18, "hallucination_rate": 3 / 18, "auroc": {}}
+    assert _calibration_summary(old)[0].startswith("held-out facts: n=20 (15 right, 3 hallucinated, 2 refusals) (few: ")
+
+
 def test_version_and_a_probe_folder_that_does_not_exist(tmp_path):
     from hguard import __version__
 

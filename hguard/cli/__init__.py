@@ -173,10 +173,14 @@ def _calibration_summary(m: dict) -> list[str]:
     that they are all in training."""
     a = m["auroc"]
     f = lambda x: "n/a" if x is None else f"{x:.3f}"  # noqa: E731
+    from ..calibrate.report import class_counts
+
     halluc = round((m.get("hallucination_rate") or 0) * m["n_scored"])
-    lines = [f"held-out facts: n={m['n']} ({m['n_scored'] - halluc} right, {halluc} hallucinated, {m['n'] - m['n_scored']} "
-             f"refusals) AUROC probe={f(a.get('probe'))} merged={f(a.get('merged'))} random neurons="
-             f"{f(a.get('random_neurons'))} mean_logprob={f(a.get('mean_logprob'))}"]
+    right, halluc = class_counts(m) or (m["n_scored"] - halluc, halluc)
+    # n and its classes as `hguard evaluate` says them, (few) under the same rule
+    counts = {"n": m["n"], "correct": right, "hallucinated": halluc, "refusals": m["n"] - m["n_scored"]}
+    lines = [f"held-out facts: {_classes(counts)} AUROC probe={f(a.get('probe'))} merged={f(a.get('merged'))} random "
+             f"neurons={f(a.get('random_neurons'))} mean_logprob={f(a.get('mean_logprob'))}"]
     if m.get("reviewed_split"):
         lines.append(m["reviewed_split"])
     fam = m.get("families") or {}
