@@ -22,7 +22,7 @@ from .signals.relevance import repeats_question
 from .signals.grounding import reversed_claims
 from .errors import cut_text, error_text, shown
 from .generation import CLOSED_BOOK, RAG, Generation, addressed_to_model, model_decoding_problem, typed_turns
-from ._policy_route import OUT_OF_DISTRIBUTION, OUTSIDE_CALIBRATION
+from ._policy_route import CUT_NOTE_END, OUT_OF_DISTRIBUTION, OUTSIDE_CALIBRATION
 from .settings import calibrate_hint
 from .policy import CLOSED_BOOK_GROUNDING_WEIGHT, Decision, Thresholds, apply_grounding, decide, merge_risk
 
@@ -677,9 +677,8 @@ class _Scoring:
             elif dp is not None and dp.cut_answer == "review":
                 g.extra.setdefault("holds", []).append(f"{said}: held for review (cut_answer = 'review')")
             else:  # the calibration scored such answers too: routed as scored, never shown as if whole (said
-                # before the decision's reasons, whose last line names the route)
-                g.extra["cut_note"] = (f"{said}: shown ending in {CUT_MARK.strip()!r} where accepted (cut_answer = "
-                                       "'mark'; 'review' holds it)")
+                # after the reason that decided the route, before the decision's last line)
+                g.extra["cut_note"] = f"{said}: shown ending in {CUT_MARK.strip()!r} {CUT_NOTE_END}"
         if steer_info is not None and steer_info.get("alpha") != 1.0 and steer_info.get("n_neurons"):
             # steering scales the very neurons the probe reads: damped, they lowered a wrong answer's risk from 0.74
             # (abstain) to 0.09, under thresholds fitted on unsteered answers, and it was accepted (a risk officer's trial)
@@ -725,8 +724,12 @@ class _Scoring:
             holds=g.extra.get("holds") or (),
             unscored=route.problem if domain is not None and route is not None and route.domain is None else None,
         )
-        reasons = [*decision.reasons[:-1], *([g.extra["cut_note"]] if "cut_note" in g.extra else []),
-                   *decision.reasons[-1:], *(g.extra.get("notes") or [])]
+        # the cut note before the decision's last line, which names the route, but never before its first: decide()
+        # puts the reason that decided the route first (review list shows it), and a decision of that one reason (no
+        # calibration scores the request) has no other line
+        at = max(len(decision.reasons) - 1, 1)
+        reasons = [*decision.reasons[:at], *([g.extra["cut_note"]] if "cut_note" in g.extra else []),
+                   *decision.reasons[at:], *(g.extra.get("notes") or [])]
         if tightened:
             reasons.insert(0, tightened)
         if g.extra.get("stop") is not None:  # what is shown ends before what was scored

@@ -265,6 +265,9 @@ OUTSIDE_CALIBRATION = "outside the calibration: "
 
 # How a reason says where an answer was routed (not why it was held): the review page skips it.
 CHOSEN_WITH_SIMILARITY = "chosen with similarity"
+#: how the note on an answer cut at max_new_tokens and routed as scored (cut_answer = "mark") ends: it held nothing,
+#: so a review list skips it too (an item queued before the deciding reason came first had it first)
+CUT_NOTE_END = "where accepted (cut_answer = 'mark'; 'review' holds it)"
 #: opens the reasons of a review item that is a spot-check of an accepted answer (the queue's line, not the guard's)
 SPOT_CHECK_REASON = "spot-check of an accepted answer: "
 

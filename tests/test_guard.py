@@ -2873,6 +2873,27 @@ def test_an_answer_cut_at_max_new_tokens_is_shown_marked_or_held_per_domain(cali
     assert not any("length limit" in x for x in whole.reasons)
 
 
+def test_a_cut_answer_to_a_request_no_calibration_scores_lists_the_deciding_reason_first(calibrated, tmp_path):
+    """An operators' finding: a request with context in a closed-book-only domain, its answer cut at max_new_tokens,
+    showed the cut note in `hguard review list`'s reason column and the reason that decided the route (nothing
+    calibrated scores it) as "(+1 more)": the note was put before the decision's last line, which is that reason
+    when it is the only one."""
+    from hguard.review.queue import ReviewQueue
+
+    lm, root = calibrated
+    g = Guard.from_policy(_policy(root, tmp_path, accept_below=1.0, abstain_above=1.0), lm=lm)
+    r = g.invoke("who is the author of the book ?", context="The book was written by Ann Lee.", domain="alpha")
+    assert r.route == "review" and r.cut_at_max_new_tokens, r.reasons
+    unscored = [i for i, x in enumerate(r.reasons) if "calibrated closed-book only" in x]
+    cut = [i for i, x in enumerate(r.reasons) if "reached the length limit" in x]
+    assert unscored and cut and unscored[0] < cut[0], r.reasons  # the deciding reason first, as decide() orders it
+    item = ReviewQueue(tmp_path / "queue.sqlite3").get(r.audit_id)
+    assert "calibrated closed-book only" in item.why, (item.why, item.reasons)
+    # an item queued before, the note first: the list's reason is still the one that held it (the note held nothing)
+    before = replace(item, reasons=[r.reasons[cut[0]], *(x for i, x in enumerate(r.reasons) if i != cut[0])])
+    assert before.reasons[0] == r.reasons[cut[0]] and before.why == item.why
+
+
 @contextlib.contextmanager
 def _down_proj_swapped(model, scale: float = 1.0):
     """Every layer's down_proj replaced after the guard started by an nn.Linear copy (module fusing, adapter wrapping,

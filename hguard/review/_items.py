@@ -172,10 +172,11 @@ class ReviewItem:
     def why(self) -> str:
         """The first reason that says why the answer was held (the domain-choice line says only where it went);
         a line that introduces others ("risk 0.858 < accept_below 0.9 for domain 'claims', but:") comes with the
-        one that held it."""
-        from .._policy_route import CHOSEN_WITH_SIMILARITY
+        one that held it. The note on an answer cut at max_new_tokens and routed as scored held nothing: skipped too."""
+        from .._policy_route import CHOSEN_WITH_SIMILARITY, CUT_NOTE_END
 
-        held = [r for r in self.reasons if CHOSEN_WITH_SIMILARITY not in r] or list(self.reasons) or [""]
+        held = [r for r in self.reasons if CHOSEN_WITH_SIMILARITY not in r and not r.endswith(CUT_NOTE_END)
+                ] or list(self.reasons) or [""]
         return f"{held[0]} {held[1]}" if held[0].rstrip().endswith(":") and len(held) > 1 else held[0]
 
 
