@@ -32,6 +32,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks._common import load_average, threads, write_result  # noqa: E402  (after the repository is on sys.path)
+
 Q = "who is the author of the book ?"
 
 
@@ -114,9 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                     return 1
                 rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
                 print(json.dumps(rows[-1]), flush=True)
-    result = {"threads": os.environ.get("HGUARD_THREADS", "default"), "load_average": os.getloadavg(), "rows": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.out, {"threads": threads(), "load_average": load_average(), "rows": rows}, indent=2)
     return 0
 
 

@@ -23,11 +23,16 @@ import argparse
 import json
 import os
 import random
+import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks._common import load_average, write_result  # noqa: E402  (after the repository is on sys.path)
+
 DATA = ROOT / "calibration" / "data"
 BUDGET_SECONDS = 900  # the issue's: 15 minutes per domain of 1,500 questions
 
@@ -98,12 +103,12 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"{work} holds no answers to these questions; run without --collected-only first")
     answered = {i for p in (work / "shards").glob("shard-*.json") for i in json.loads(p.read_text()).get("row_ids", [])}
     new = sum(e.id not in answered for e in examples)
-    load_before = os.getloadavg()
+    load_before = load_average()
     t0 = time.perf_counter()
     report = calibrate(examples, probes, work_dir=work, target=args.target, confidence=args.confidence,
                        batch_size=args.batch_size, progress=not args.quiet)
     total = time.perf_counter() - t0
-    load_after = os.getloadavg()
+    load_after = load_average()
     collect = report["timing"]["collect_seconds"]
     result = {
         "domain": args.domain,
@@ -112,8 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         "collected_only": args.collected_only,
         "torch_threads": args.threads,
         "batch_size": args.batch_size,
-        "load_average_before": list(load_before),
-        "load_average_after": list(load_after),
+        "load_average_before": load_before,
+        "load_average_after": load_after,
         "seconds_total": total,
         "answered_before_this_run": len(examples) - new,
         "collected_this_run": new,
@@ -144,8 +149,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{result['collection_rate']['seconds']:.0f} s of shard writes); 1,500 questions: "
               f"{result['seconds_per_1500_extrapolated']:.0f} s (collection extrapolated at that rate + fit measured), "
               f"budget {BUDGET_SECONDS} s.")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1, default=float) + "\n")
+    write_result(args.out, result)
     return 0
 
 

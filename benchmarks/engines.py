@@ -28,6 +28,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._common import load_average, write_result  # noqa: E402  (after the repository is on sys.path)
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -58,7 +60,7 @@ def main() -> None:
     ref = None
     try:
         for mode in args.modes:
-            load0 = os.getloadavg()[0]
+            load0 = load_average()[0]
             t0 = time.perf_counter()
             gen = Generator(load_model("default"), system_prompt=DEFAULT_SYSTEM_PROMPT, max_new_tokens=DEFAULT_MAX_NEW_TOKENS)
             work = tmp / mode
@@ -91,16 +93,14 @@ def main() -> None:
             results["modes"][mode] = {
                 "setup_seconds": setup, "collect_seconds": seconds, "answers_per_second": len(exs) / seconds,
                 "answers_per_second_with_setup": len(exs) / (seconds + setup), "same_as_local": same,
-                "load_average_before": load0, "load_average_after": os.getloadavg()[0],
+                "load_average_before": load0, "load_average_after": load_average()[0],
             }
             print(mode, json.dumps(results["modes"][mode]), flush=True)
             del col
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     out = ROOT / "benchmarks" / "results" / args.out  # an absolute --out stays as it is
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=1))
-    print(json.dumps(results, indent=1))
+    write_result(out, results, echo=True)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks._common import load_average, threads, write_result  # noqa: E402  (after the repository is on sys.path)
+
 TOKEN = "bench-token-0123456789abcdef"
 BASE = "http://127.0.0.1:8765"
 PASSAGE = "The river rises in the northern hills and flows south through three provinces. " * 12  # ~1 KB
@@ -106,9 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="hguard-review-page-") as tmp:
             rows.append(measure(n, Path(tmp), args.repeat))
             print(json.dumps(rows[-1]), flush=True)
-    result = {"threads": os.environ.get("HGUARD_THREADS", "default"), "load_average": os.getloadavg(), "rows": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.out, {"threads": threads(), "load_average": load_average(), "rows": rows}, indent=2)
     return 0
 
 

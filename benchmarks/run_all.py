@@ -17,7 +17,9 @@ nothing. Benchmarks marked as needing the public data sets read them from $HGUAR
 <repo>/../shared/data.
 
 Adding a benchmark: one entry in BENCHMARKS below (the tests fail for a script in benchmarks/ that has
-none, and for a README command that does not parse or is not in benchmarks/README.md).
+none, and for a README command that does not parse or is not in benchmarks/README.md). A module whose name
+starts with "_" is shared code, not a benchmark: _common.py records the threads and load average a run was
+measured under and writes its result file, for every script.
 """
 
 from __future__ import annotations

@@ -18,7 +18,6 @@ Subcommands (each prints one JSON object and writes it to benchmarks/results/, o
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import sys
@@ -30,6 +29,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results"
+
+from benchmarks._common import load_average, threads, write_result  # noqa: E402  (after the repository is on sys.path)
 
 WIDE = dict(num_hidden_layers=32, intermediate_size=14336, hidden_size=16, num_attention_heads=4, num_key_value_heads=2)
 
@@ -43,10 +44,7 @@ def _threads() -> int:
 
 
 def _save(folder: Path, name: str, out: dict) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    out = {**out, "load_average": os.getloadavg(), "threads": int(os.environ.get("HGUARD_THREADS", "1"))}
-    (folder / f"{name}.json").write_text(json.dumps(out, indent=1))
-    print(json.dumps(out, indent=1))
+    write_result(folder / f"{name}.json", {**out, "load_average": load_average(), "threads": threads(1)}, echo=True)
 
 
 def wide_model(seed: int = 0):

@@ -56,7 +56,7 @@ def _parse_error(name: str, args: tuple[str, ...]) -> str | None:
 
 
 def test_every_script_in_benchmarks_is_in_the_registry():
-    scripts = {p.stem for p in BENCH.glob("*.py")} - {"run_all"}
+    scripts = {p.stem for p in BENCH.glob("*.py") if not p.stem.startswith("_")} - {"run_all"}  # _common: shared code
     assert sorted(scripts - set(run_all.BENCHMARKS)) == [], "add these scripts to BENCHMARKS in benchmarks/run_all.py"
     assert sorted(set(run_all.BENCHMARKS) - scripts) == [], "the registry names scripts that do not exist"
 
@@ -91,6 +91,30 @@ def test_run_all_lists_the_commands_and_refuses_an_unknown_name():
     assert r.stdout.splitlines() == [run_all.shown(c) for n in run_all.BENCHMARKS for c in run_all.commands(n, False)]
     r = subprocess.run([sys.executable, str(BENCH / "run_all.py"), "--smoke", "--only", "nope"], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 2 and "--only names nope, which is not a benchmark" in r.stderr
+
+
+def test_the_benchmarks_record_threads_and_load_and_write_their_results_one_way(tmp_path, monkeypatch):
+    """An operators' finding: five scripts (audit_scale, domain_calibration, engines, review_page, screening) each
+    read the load average and the thread setting and wrote their result file their own way (a final newline or
+    none, threads as text or as a number). benchmarks/_common.py does it for all of them, their keys kept."""
+    import numpy as np
+
+    common = _script("_common")
+    monkeypatch.setenv("HGUARD_THREADS", "2")
+    assert common.threads() == 2 and common.threads(1) == 2
+    monkeypatch.delenv("HGUARD_THREADS")
+    assert common.threads() == "default" and common.threads(1) == 1
+    load = common.load_average()
+    assert len(load) == 3 and all(isinstance(x, float) and x >= 0 for x in load)
+    out = common.write_result(tmp_path / "new" / "r.json", {"threads": 1, "load_average": load, "auroc": np.float32(0.5),
+                                                             "rows": [{"n": 2}]}, indent=2)
+    text = out.read_text()
+    assert out == tmp_path / "new" / "r.json" and text.endswith("}\n") and "\n  \"threads\": 1," in text
+    assert json.loads(text) == {"threads": 1, "load_average": load, "auroc": 0.5, "rows": [{"n": 2}]}
+    own = [p.name for p in BENCH.glob("*.py") if p.stem != "_common" and "getloadavg" in p.read_text(encoding="utf-8")]
+    assert own == [], "read the load average with benchmarks._common.load_average"
+    for name in ("audit_scale", "domain_calibration", "engines", "review_page", "screening"):
+        assert _script(name).write_result.__module__ == "benchmarks._common", name  # the file it writes by
 
 
 def _results_state() -> dict[str, tuple[int, int]]:
