@@ -116,7 +116,8 @@ def test_the_packaged_abstain_messages_claim_nothing_about_the_passages():
     assert own.abstain_message_of("geo") == "The passages do not say."
 
 
-def test_example_policy_loads_with_its_domains_and_resolved_paths():
+def test_example_policy_loads_with_its_domains_and_resolved_paths(monkeypatch):
+    monkeypatch.delenv("HGUARD_STATE_DIR", raising=False)  # its files in the default state folder
     policy = load_policy(EXAMPLE)
     assert set(policy.domains) == {"geography", "chemistry", "literature", "policy", "general"}
     assert policy.domain("policy").knowledge_conflict == "trust_context"

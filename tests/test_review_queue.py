@@ -1385,6 +1385,7 @@ def test_cli_list_and_export(queue, tmp_path, capsys):
 
 def test_cli_without_policy_or_queue_reads_the_default_policys_queue(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HOME", str(tmp_path))  # the default policy keeps its queue under ~/.local/state/hguard
+    monkeypatch.delenv("HGUARD_STATE_DIR", raising=False)  # (else under $HGUARD_STATE_DIR)
     state = tmp_path / ".local" / "state" / "hguard"
     assert cli_main(["list"]) == 2  # its folder does not exist yet: named, nothing created
     err = capsys.readouterr().err
