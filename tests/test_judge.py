@@ -1013,6 +1013,7 @@ def test_unstated_numbers_names_a_value_currency_or_percentage_the_passage_lacks
         ("1. The fee is $5.\n2. It is due on Monday.", "The fee is $5, due Monday.", []),
         ("The fee is $5 [1].", "The fee is $5.", []),
         ("Not six context for one year.", "A year of context.", []),
+    ("One percent of one mile.", "Half a percent of a mile.", []),
         ("The fee is $5.", "The fee is five dollars.", []),
     ]:
         assert unstated_numbers(answer, context, "What is it?") == missing, (answer, context)
@@ -3522,13 +3523,21 @@ def test_a_false_premise_on_a_bound_is_still_held():
     ("The fee is thirty dollars.", "The fee is $40.", ["30 dollar"]),
     ("You get twenty-five percent off.", "You get 20% off.", ["25 percent"]),
     ("The CD has a term of twelve months.", "The certificate of deposit has a term of 18 months.", ["12 month"]),
+    # "one" before a unit of time, money or count is 1 (it passed, read as the pronoun)
+    ("The warranty lasts one year.", "The warranty lasts 2 years.", ["1 year"]),
+    ("Refunds arrive within one business day.", "Refunds arrive within 3 business days.", ["1 day"]),
+    ("Each transfer costs one dollar.", "Each transfer costs $2.", ["1 dollar"]),
+    ("Take one tablet at night.", "Take 2 tablets at night.", ["1 tablet"]),
     # ... read as that figure: stated where the passage states it, in digits, words or another unit of time
     ("The fee is thirty dollars.", "The fee is $30.", []),
     ("You have thirty-five business days.", "You have 35 business days.", []),
     ("Two years from the date of purchase.", "The warranty period is 24 months from the date of purchase.", []),
     ("The warranty lasts 2 years.", "The warranty period is 24 months.", []),
+    ("The warranty lasts one year.", "The warranty period is 12 months.", []),
+    ("Each transfer costs one dollar.", "Each transfer costs $1.", []),
+    ("Cover lasts one year.", "A year of cover is included.", []),  # a sentence's "A year" is 1 year
     # a gloss of a figure the answer writes, a hedged one and a year's part are no figure of their own; nor is a
-    # number word without a unit, or "one" (for "a")
+    # number word without a unit, or "one" but before a unit of time, money or count
     ("Six months (26 weeks) of paid leave.", "Employees get 26 weeks of paid leave.", []),
     ("Paid leave lasts 26 weeks (about six months).", "Employees get 26 weeks of paid leave.", []),
     ("Return within two weeks (15 days).", "Electronics must be returned within 15 days.", []),
@@ -3536,6 +3545,7 @@ def test_a_false_premise_on_a_bound_is_still_held():
     ("Income rose in the first six months of 2024.", "Income rose in the first half of 2024.", []),
     ("One of the two plans costs $5.", "The Basic plan costs $5.", []),
     ("Not six context for one year.", "A year of context.", []),
+    ("One percent of one mile.", "Half a percent of a mile.", []),
 ])
 def test_a_number_in_words_before_its_unit_is_read_as_a_figure(answer, context, missing):
     from hguard._guard_scoring import answer_holds

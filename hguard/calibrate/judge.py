@@ -213,8 +213,10 @@ def _spelt_figures(text: str) -> str:
     """``text`` with each number written in words before its unit (`_SPELT_FIGURE`) written in digits, as
     `_number_words` reads it ("You can stop after ninety days." -> "... after 90 days."): the number hold reads an
     answer's digits alone, so that an answer writing "ninety days" over a passage of 30 days passed. A run of words
-    that does not read as one number ("one and two days") stays as written, as do "one" and "zero" (which stand for
-    "a" and "no": "one year" for a passage's "A year of ...", read as no figure) and a gloss of a figure
+    that does not read as one number ("one and two days") stays as written, as does "zero" (for "no"), and "one" but
+    before a unit of time, money or count (`_ONE_UNIT`: "one year", "one dollar", "one tablet" read 1; "one of the
+    options", "one percent" stay words: "one" is a pronoun too; the passage's "A year of ..." reads 1 year,
+    `_A_AMOUNT`), and a gloss of a figure
     (`_GLOSSED_BEFORE`, `_GLOSSED_AFTER`): one hedged ("about six months", "roughly two weeks"), one in brackets beside a figure or with one in
     brackets after it ("26 weeks (six months)", "two weeks (15 days)", "three times a day (every 8 hours)"), and a
     year's part ("the first six months of 2024", the first half): the figure it glosses is the answer's claim."""
@@ -223,7 +225,9 @@ def _spelt_figures(text: str) -> str:
             return m.group(0)
         words = re.split(r"[\s-]+", m.group(0).lower())
         parsed = _number_words(words, 0)
-        return str(parsed[0]) if parsed is not None and parsed[1] == len(words) and parsed[0] > 1 else m.group(0)
+        if parsed is None or parsed[1] != len(words) or parsed[0] < 1 or (parsed[0] == 1 and not _ONE_UNIT.match(text, m.end())):
+            return m.group(0)
+        return str(parsed[0])
 
     return _SPELT_FIGURE.sub(digits, text) if _SPELT_FIGURE.search(text) else text
 
@@ -408,6 +412,14 @@ _SPELT_UNITS = sorted((w for w in (*_UNIT_WORDS, *_MEASURE_UNITS) if w.isalpha()
 _SPELT_FIGURE = re.compile(r"(?i)(?<![\w-])" + _NUMBER_WORD + r"(?:[\s-]+(?:and[\s-]+)?" + _NUMBER_WORD + r")*"
                            r"(?=[\s-]+(?:(?:thousand|million|billion)[\s-]+)?(?:(?:business|working|calendar|consecutive|"
                            r"full|clear)\s+)?(?:per\s+cent|" + "|".join(_SPELT_UNITS) + r")(?![\w-]))")
+# ... of which "one" only before a unit of time, money or count ("one year", "one business day", "one dollar", "one
+# thousand euros", "one tablet": 1; not "one percent", "one mile"): "one" is a pronoun too, read as a figure only where
+# a unit makes it one
+_ONE_UNIT = re.compile(r"(?i)[\s-]+(?:(?:thousand|million|billion)[\s-]+)?(?:(?:business|working|calendar|consecutive|"
+                       r"full|clear)\s+)?(?:" + "|".join(w for w in _SPELT_UNITS if w in _UNIT_WORDS and _UNIT_WORDS[w] not in _RATIOS
+                                                    or w in _MEASURE_UNITS and _MEASURE_UNITS[w][0] in (
+                                                        *_PERIOD_WORDS, "decade", "times", "tablet", "capsule", "drop",
+                                                        "puff")) + r")(?![\w-])")
 # a unit written on its number ("500mg", "6h", "3x", "14days"): read as "500 mg"; not "k", "m", "bn" (scales, below)
 _GLUED_UNIT = re.compile(r"(?i)(?<![\w.,])(\d+(?:[.,]\d+)?)(" + "|".join(sorted(
     (w for w in _MEASURE_UNITS if w not in ("s", "l", "m", "sec", "secs", "c", "f", "ft", "unit", "units")), key=len,
@@ -725,9 +737,10 @@ _PER_MONTH = re.compile(r"(?i)(?:(?<=%)|(?<=percent))\s*p\.\s?m\b\.?")
 _RATE_NAMED = re.compile(r"\b" + _ANNUAL_RATE + r"(?:\s*[:=]\s*|\s+(?:is|was|of|stands at|will be)\s+)(\d[\d.]*\s?%)"
                          r"(?!\s*(?:/|per\b|an?\s|each\b|every\b|(?:" + "|".join(_PERIOD_ADVERBS) + r")\b))")
 # number words the passage may use: "a week", "a dozen", ordinals ("the third business day", "twenty-fifth")
-# "within a week", "the notice period is a month" (not "once a day", "one tablet a day": a rate, no amount)
+# "within a week", "the notice period is a month", a sentence's "A year of cover ..." (not "once a day", "one tablet a
+# day": a rate, no amount)
 _A_AMOUNT = re.compile(r"(?i)(?:(?<=\bwithin )|(?<=\bfor )|(?<=\bafter )|(?<=\bin )|(?<=\bover )|(?<=\bis )|(?<=\bof )"
-                       r"|(?<=\bthan )|(?<=\babout )|(?<=\bare )|(?<=\bwas )|(?<=\bwere )|(?<=\bbe ))(?:a|an)\s+(dozen|hundred|thousand|million|billion|week|month|hour|"
+                       r"|(?<=\bthan )|(?<=\babout )|(?<=\bare )|(?<=\bwas )|(?<=\bwere )|(?<=\bbe )|^|(?<=[.!?;:] )|(?<=\n))(?:a|an)\s+(dozen|hundred|thousand|million|billion|week|month|hour|"
                        r"day|year|minute|fortnight|quarter of an hour)\b")
 _A_AMOUNTS = {"dozen": "12", "hundred": "100", "thousand": "1000", "million": "1 million", "billion": "1 billion",
               "fortnight": "2 weeks", "quarter of an hour": "15 minutes"}
