@@ -1082,7 +1082,11 @@ def test_unstated_numbers_reads_units_of_measure_and_decimal_commas(answer, cont
     ("£30,000 per month.", "The salary is £30,000 per annum.", ["30000 pound/month"]),
     ("3-5 hours.", "Delivery takes 3-5 business days.", ["3 hour", "5 hour"]),
     ("Up to 24 kg.", "A trailer carries up to 24 tonnes.", ["24 kg"]),
-    ("It opens at 3pm.", "It opens at 2pm.", ["15"]),
+    ("It opens at 3pm.", "It opens at 2pm.", ["15:00"]),
+    # a time of day states a time only: it was stated by any bare number of its hour ("12:00" by "12 months")
+    ("The shop opens at 12:00.", "Returns are accepted within 12 months.", ["12:00"]),
+    ("Check-out is at 12 pm.", "Check-out is at 11 am; refunds within 12 days.", ["12:00"]),
+    ("It opens at 9:30.", "It opens at 9:45. The fee is 30 dollars.", ["9:30"]),
     # ... and faithful rewordings it held
     ("On the 3rd business day.", "Payments are due on the third business day.", []),
     ("Within 1 week.", "Claims must be reported within a week.", []),
@@ -1100,6 +1104,11 @@ def test_unstated_numbers_reads_units_of_measure_and_decimal_commas(answer, cont
     ("Version 2.1.", "The engine runs v2.1.", []),
     ("8:30 a.m. to 5 p.m.", "Open 8.30am to 5pm.", []),
     ("It opens at 14:00.", "It opens at 2 pm.", []),
+    ("It opens at 12:00.", "It opens at 12 noon.", []),
+    ("Check-out is at 12 pm.", "Check-out is at noon.", []),
+    ("Calls after 00:00 are free.", "Calls after midnight are free.", []),
+    ("It opens at 9.", "It opens at 9:00.", []),  # a bare number is stated by a time, as before
+    ("Use a 1:10,000 solution.", "Use a 1:10,000 solution.", []),  # a ratio, no time
     ("It costs $2.50 per kg.", "It costs $2.50/kg.", []),
     ("It uses 35MM film.", "It uses 35mm film.", []),  # an integer with no currency: no scale
     # rates written without "per"; a rate the passage states as its amount alone; fractions; dimensions; "units"
@@ -3049,9 +3058,9 @@ _MORTGAGE = "What is the interest rate on a mortgage?"
 
 @pytest.mark.parametrize("answer, context, question, elsewhere", [
     # a time is read as its figure (the hour): 12:00 is stated for other currencies, domestic transfers' is 16:00
-    ("The cut-off time for same-day domestic wire transfers is 12:00 CET.", _WIRES, _CUT_OFF, ["12"]),
+    ("The cut-off time for same-day domestic wire transfers is 12:00 CET.", _WIRES, _CUT_OFF, ["12:00"]),
     ("The cut-off time for same-day domestic wire transfers is 16:00 CET.", _WIRES, _CUT_OFF, []),
-    ("It is 12:00 CET.", _WIRES, _CUT_OFF, ["12"]),  # an answer of one sentence answers in the question's words
+    ("It is 12:00 CET.", _WIRES, _CUT_OFF, ["12:00"]),  # an answer of one sentence answers in the question's words
     ("Domestic wires must be in by 16:00 CET. Transfers in other currencies must be in by 12:00 CET.", _WIRES,
      _CUT_OFF, []),  # a second sentence on another subject, in its own words
     ("Domestic wire transfers are due by 16:00 CET and transfers in other currencies by 12:00 CET.", _WIRES, _CUT_OFF,

@@ -708,7 +708,10 @@ _SLASH_FRACTION = re.compile(r"(?<![\d/.,])([13])/([24])(?![\d/])")  # "1/2 a ta
 _SLASH_FRACTIONS = {("1", "2"): "0.5", ("1", "4"): "0.25", ("3", "4"): "0.75"}
 _DIMENSION = re.compile(r"(?<=\d)\s*[x\u00d7]\s*(?=\d)")  # "120x80 cm": 120 by 80
 _CLOCK_12 = re.compile(r"(?i)(?<![\w:.])(\d{1,2})(?:[:.](\d{2}))?\s*([ap])\.?\s?m\b\.?")  # "2 pm", "8.30am", "10 a.m."
-_CLOCK_24 = re.compile(r"(?<![\w:.])(\d{1,2}):(\d{2})(?![\d:])")  # "14:00", "08:30"
+_CLOCK_24 = re.compile(r"(?<![\w:.])(\d{1,2}):(\d{2})(?![\d:]|[.,]\d)")  # "14:00", "08:30" (not a ratio's "1:10,000")
+# noon and midnight, with their 12 ("12 noon", "12:00 midnight") or alone ("at noon", "midday": read as a time in a
+# passage or a question only, `_written_numbers`)
+_NOON = re.compile(r"(?i)(?<![\w:.])(?:(12)(?:[:.]00)?\s*)?\b(noon|midday|midnight)\b")
 _DOTTED_DATE = re.compile(r"(?<![\d.])(\d{1,2})\.(\d{1,2})\.(\d{4})(?!\d)")  # "16.03.2025"
 _QUARTER = re.compile(r"(?i)\bq([1-4])\b")  # "Q3 2024"
 _CURRENCY_PREFIX = re.compile(r"(?i)\b(US|HK|NZ|AU|CA|MX|NT|C|A|S|R)\$")  # "HK$5" is not "$5"
@@ -790,7 +793,7 @@ _REFERENCE_KINDS = {
 # again by each later rule (on a long table of "Line item 1", "Line item 2", ... a long word cost a tenth of a second)
 _LABEL_WORD = "zq"
 _LABEL_WORDS = {unit: f"{_LABEL_WORD}{chr(ord('a') + i)}" for i, unit in enumerate(dict.fromkeys(
-    ["#year", "#half", *(f"#{kind}" for kind in _REFERENCE_KINDS.values())]))}
+    ["#year", "#half", *(f"#{kind}" for kind in _REFERENCE_KINDS.values()), "#clock"]))}
 _LABEL_UNITS = {word: unit for unit, word in _LABEL_WORDS.items()}
 _REFERENCE_UNITS = frozenset(f"#{kind}" for kind in _REFERENCE_KINDS.values())
 _REFERENCE_NUMBER = r"(?!(?:19|20)\d\d(?!\d))\d+(?:\.\d+)*"
@@ -937,8 +940,12 @@ def _written_numbers(text: str, number_words: bool, figures: bool = False) -> st
     text = _SLASH_FRACTION.sub(lambda m: _SLASH_FRACTIONS.get((m.group(1), m.group(2)), m.group(0)), text)
     text = _DIMENSION.sub(" x ", text)
     text = _SPACED_THOUSANDS.sub("", text)
-    text = _CLOCK_12.sub(lambda m: _clock(int(m.group(1)) % 12 + (12 if m.group(3).lower() == "p" else 0), m.group(2)), text)
-    text = _CLOCK_24.sub(lambda m: _clock(int(m.group(1)), m.group(2)), text)
+    if figures:
+        text = _NOON.sub(lambda m: _clock(0 if m.group(2).lower() == "midnight" else 12, None, figures)
+                         if m.group(1) or number_words else m.group(0), text)
+    text = _CLOCK_12.sub(lambda m: _clock(int(m.group(1)) % 12 + (12 if m.group(3).lower() == "p" else 0), m.group(2),
+                                          figures), text)
+    text = _CLOCK_24.sub(lambda m: _clock(int(m.group(1)), m.group(2), figures), text)
     text = _DOTTED_DATE.sub(lambda m: f"{int(m.group(1))} {int(m.group(2))} {m.group(3)}", text)
     # a month's name stays a word: read as a number, it matched any figure of the answer ("3 March" for "15 March",
     # "10 days" beside "October")
@@ -958,8 +965,13 @@ def _written_numbers(text: str, number_words: bool, figures: bool = False) -> st
     return text
 
 
-def _clock(hour: int, minutes: str | None) -> str:
-    """A time of day as its hour on the 24-hour clock, and its minutes unless they are 0: "2 pm" and "14:00" both read 14."""
+def _clock(hour: int, minutes: str | None, figures: bool = False) -> str:
+    """A time of day as its hour on the 24-hour clock, and its minutes unless they are 0: "2 pm" and "14:00" both read 14.
+    With ``figures`` (the number hold's reading), one number with the time's label (`_LABEL_WORDS`), its minutes
+    after a point ("9:30" reads ("9.3", "#clock"), shown "9:30": `_shown`): a time states a time only, or a bare
+    number ("12:00" was stated by a passage's "12 months"), and a bare number of the answer is stated by it, as before."""
+    if figures:
+        return f" {hour}{f'.{int(minutes):02d}' if minutes and int(minutes) else ''} {_LABEL_WORDS['#clock']} "
     return f"{hour}" + (f" {int(minutes)}" if minutes and int(minutes) else "")
 
 
@@ -2663,6 +2675,9 @@ def _shown(value: str, unit: str | None) -> str:
         return value
     if unit == "#half":
         return f"H{value}"
+    if unit == "#clock":  # "9.3" is 9:30
+        hour, _, minutes = value.partition(".")
+        return f"{hour}:{(minutes + '00')[:2]}"
     if unit in _REFERENCE_UNITS:
         return f"{unit[1:]} {value}"
     return f"{value} {'/'.join(_UNIT_SHOWN.get(u, u) for u in unit.split('/'))}"
