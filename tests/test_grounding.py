@@ -680,6 +680,9 @@ _DEPOSIT = "Tenants must pay the rent in cash at the office. The deposit is neve
 _SURGERY = "Patients may not take aspirin after surgery. Ibuprofen may be taken for pain after surgery."
 _BONUS = "The annual bonus is paid to all full-time staff in March. Part-time staff are not eligible."
 _SMOKING = "Smoking is prohibited on the hospital premises. Pets are allowed in the hospital garden."
+_CANTEEN = "Staff never pay for parking at the head office. Staff pay for meals in the canteen."
+_DINNERS = ("The company does not pay the health insurance premium for part-time employees. The company pays for alcohol "
+            "at client dinners.")
 
 
 @pytest.mark.parametrize(("answer", "passage", "paired"), [
@@ -699,6 +702,13 @@ _SMOKING = "Smoking is prohibited on the hospital premises. Pets are allowed in 
     ("Part-time staff are eligible for the annual bonus.", _BONUS, "Part-time staff are not eligible."),
     # the predicate's word is no object: "allowed" in another sentence does not rule the prohibition out
     ("Smoking is allowed on the hospital premises.", _SMOKING, "Smoking is prohibited on the hospital premises."),
+    # a claim with no auxiliary, its verb after an adverb ("never pays"): its object is read too (it was not, so the
+    # sentence sharing subject and verb was compared: the right answer held, the reversals passed)
+    ("The company never pays for alcohol for employees.", f"{_EXPENSES}\n\n{_HEALTH}", None),
+    ("The company never pays for alcohol for part-time employees.", _DINNERS,
+     "The company pays for alcohol at client dinners."),
+    ("Staff never pay for meals.", _CANTEEN, "Staff pay for meals in the canteen."),
+    ("Staff never pay for parking.", _CANTEEN, None),
 ])
 @pytest.mark.parametrize("flipped", [False, True])
 def test_a_sentence_giving_the_claim_s_verb_another_object_is_not_its_restatement(answer, passage, paired, flipped):
@@ -721,7 +731,8 @@ def test_a_claim_s_verb_and_object_are_read_after_its_auxiliary():
     assert _verb_and_object("The company does not pay alcohol for employees.") == ({"pay"}, {"alcohol"})
     assert _verb_and_object("Smoking is allowed on the premises.") == ({"allow"}, {"premis"})
     assert _verb_and_object("Employees are not eligible.") == ({"eligible"}, set())
-    assert _verb_and_object("The company never pays for alcohol.") == (set(), set())  # no auxiliary: not read
+    assert _verb_and_object("The company never pays for alcohol.") == ({"pay"}, {"alcohol"})  # an adverb for one
+    assert _verb_and_object("The company pays for alcohol.") == (set(), set())  # neither: not read
     assert _verb_object("The company pays 80 percent of the premium for employees.", {"pay"}) == {"80", "percent", "premium"}
     assert _verb_object("Employees with less than six months of service are not eligible.", {"eligible"}) == set()
     assert _verb_object("Alcohol is never reimbursed.", {"pay"}) == set()

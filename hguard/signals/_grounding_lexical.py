@@ -583,6 +583,12 @@ _CORE_END = frozenset("in on at for with without from by within after before dur
                       "about against unless except if when whenever because since while until till per via including "
                       "regardless and or but than".split())
 
+#: adverbs that stand where an auxiliary would, between a claim's subject and its verb ("The company never pays for
+#: alcohol.", "Members always get ..."): in a claim with no auxiliary, the first parts its subject and predicate as
+#: one does (`_core_words`), so that the claim's verb and its object are read (`_verb_and_object`)
+_VERB_ADVERBS = frozenset("never always also usually often generally normally typically sometimes rarely seldom "
+                          "still".split())
+
 #: the prepositions after which a bare verb's object follows ("carry over unused vacation days", "apply for a refund",
 #: "opt in to marketing"): the predicate reads on past one (`_core`); a bound, a condition or a conjunction ("within",
 #: "without", "if", "and") ends it
@@ -603,6 +609,8 @@ def _core_words(claim: str, *, with_object: bool = False) -> tuple[list[str], li
             clauses.append([])
     words = next((c for c in clauses if c and c[0] not in _CORE_END and _stems(" ".join(c))), clauses[0])
     aux = next((i for i, w in enumerate(words) if w in _AUXILIARIES or w.endswith(("n't", "n\u2019t"))), None)
+    if aux is None:  # "The company never pays for alcohol.": the adverb parts them
+        aux = next((i for i, w in enumerate(words) if w in _VERB_ADVERBS), None)
     head = words[:aux] if aux is not None else []
     said: list[str] = []
     through = False  # read on past a preposition after a bare verb, once: its object
@@ -625,7 +633,8 @@ def _core(claim: str, *, with_object: bool = False) -> set[str]:
     among them) and those after it up to the next preposition or conjunction ("CT" and "always necessary" of "CT is not
     always necessary in children with a normal physical examination."); without an auxiliary, the content words up to
     the first of these ("company shares personal information" of "The company shares your personal information with
-    third-party advertisers."). A later clause's auxiliary made its words the core of a sentence of several claims ("Gift
+    third-party advertisers."); an adverb of `_VERB_ADVERBS` before the verb stands for the auxiliary ("company" and
+    "pays" of "The company never pays for alcohol."). A later clause's auxiliary made its words the core of a sentence of several claims ("Gift
     cards range from $10 to $500, never expire, and you can use up to 5 per order." read as "use 5"). ``with_object``:
     after an auxiliary, a predicate of one content word (a bare verb) reads on past one preposition of
     `_OBJECT_OPENERS` to its object ("carry over unused vacation days to the next year"). Empty where it finds none."""
@@ -636,8 +645,9 @@ def _core(claim: str, *, with_object: bool = False) -> set[str]:
 def _verb_and_object(claim: str) -> tuple[set[str], set[str]]:
     """The stems of an English claim's verb, its predicate's first content word (`_core`, ``with_object``), and the
     stems of its object, the predicate's words after it ("pay" and "alcohol" of "The company does not pay alcohol for
-    employees.", "allow" and "premises" of "Smoking is allowed on the premises."): both empty where no auxiliary
-    parts subject and predicate, the object where the predicate is one word."""
+    employees.", "allow" and "premises" of "Smoking is allowed on the premises.", "pay" and "alcohol" of "The company
+    never pays for alcohol.": an adverb of `_VERB_ADVERBS` parts them where no auxiliary does): both empty where
+    neither parts subject and predicate, the object where the predicate is one word."""
     _, said, parted = _core_words(claim, with_object=True)
     at = next((n for n, w in enumerate(said) if _stems(w)), None)
     if not parted or at is None:
