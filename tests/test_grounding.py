@@ -725,6 +725,32 @@ def test_a_sentence_giving_the_claim_s_verb_another_object_is_not_its_restatemen
     assert found == ([(answer, paired)] if paired else []), found
 
 
+_REFUND = "Refunds reach your card within 10 days of the return."
+_LATE = "A late fee of $30 applies if payment is not received by the 10th, plus $5 per day, not to exceed $100."
+
+
+@pytest.mark.parametrize(("answer", "passage", "reversed_"), [
+    # a negation of a claim the other sentence does not make was counted against it (held before)
+    ("The refund reaches your card within 10 days of the return; shipping labels are free unless the item is "
+     "oversized.", _REFUND, False),  # the second claim's "unless"
+    ("Late fee: $30 after the 10th, then $5 a day, up to a maximum of $100.", _LATE, False),  # the condition's "not"
+    # ... a reversal of the claim the two share is still found, alone or beside another claim
+    ("The refund does not reach your card within 10 days of the return; shipping labels are free.", _REFUND, True),
+    ("Refunds do not reach your card within 10 days of the return.", _REFUND, True),
+    # a claim reversed beside another claim whose negation evened the count (passed before)
+    ("A late fee of $30 does not apply if payment is not received by the 10th.", _LATE, True),
+])
+def test_negations_are_counted_per_claim(answer, passage, reversed_):
+    """A sentence of several claims had its negations counted whole: a faithful answer was held for a negation of a
+    claim its passage sentence does not make ("...; return shipping is $6.95 unless defective.") or of a condition
+    ("if rent is not received by ..."), and a reversal passed where another claim's negation evened the count. The
+    claims (parted by a semicolon or a condition's "if") that the other sentence does not restate are left out of
+    the count, and the claims of two sentences of several are compared one by one."""
+    from hguard.signals.grounding import reversed_claims
+
+    assert bool(reversed_claims(answer, passage)) is reversed_
+
+
 def test_a_claim_s_verb_and_object_are_read_after_its_auxiliary():
     from hguard.signals._grounding_lexical import _verb_and_object, _verb_object
 

@@ -672,6 +672,60 @@ def _verb_object(sentence: str, verb: set[str]) -> set[str]:
     return _stems(" ".join(said))
 
 
+#: where a sentence of several claims is cut into them (`_claims_compared`): a semicolon, and before a condition's or
+#: a reason's conjunction ("..., if rent is not received by the 5th"); not at a comma, which parts a claim's own words
+#: as often ("the Employee shall not, directly or indirectly, solicit ..."), nor before "unless" or "except", read with
+#: their claim (`_QUALIFIER`)
+_CLAIM_BREAK = re.compile(r";|\s(?=(?:if|when|whenever|because|although|though|whereas|while)\b)", re.IGNORECASE)
+
+
+def _clause_stems(clause: str) -> set[str]:
+    """The content stems by which `_claims_compared` reads a claim as compared: no figure ("$75", "5th": a claim
+    restating a figure of another is not about it), no negation."""
+    return {stem for stem in _pair_stems(clause) if not any(c.isdigit() for c in stem) and stem not in NEGATIONS}
+
+
+def _claims_compared(sentence: str, other: str) -> str:
+    """``sentence`` less its claims (`_CLAIM_BREAK`) that ``other`` does not restate: each sharing fewer than two of
+    its content words with it (`_clause_stems`; fewer than all, where it has one), so that a negation of a claim the
+    other sentence does not make is not counted against it (`reversed_claims`): "Your refund goes back ... within 5-7
+    business days of receipt; return shipping is $6.95 unless defective." restates "Refunds are issued ... within 5 to
+    7 business days after we receive your return." (the "unless" is the second claim's), and "Late fee: $75 after
+    23:59 on the 5th, ..., up to a maximum of $200." "A late fee of $75 is charged if rent is not received by 11:59
+    p.m. on the 5th, ..." (the condition's "not"). Whole where it is one claim, or where it would be left empty."""
+    parts = _CLAIM_BREAK.split(sentence)
+    if len(parts) == 1:
+        return sentence
+    against = _clause_stems(other)
+    kept = [part for part in parts if (own := _clause_stems(part)) and len(own & against) >= min(2, len(own))]
+    return " ".join(kept) if kept else sentence
+
+
+def _claim_reversed(sentence: str, other: str) -> bool:
+    """Whether a claim of ``sentence`` says the opposite of the claim of ``other`` sharing the most of its words (two
+    at least), both sentences of several claims (`_CLAIM_BREAK`)."""
+    mine, theirs = _CLAIM_BREAK.split(sentence), [(c, _clause_stems(c)) for c in _CLAIM_BREAK.split(other)]
+    if len(mine) == 1 or len(theirs) == 1:
+        return False
+    for part in mine:
+        own = _clause_stems(part)
+        shared, best = max(((len(own & stems), c) for c, stems in theirs), key=lambda t: t[0])
+        if shared >= 2 and _negated(part, best) != _negated(best, part):
+            return True
+    return False
+
+
+def _opposite(claim: str, sentence: str) -> bool:
+    """Whether ``claim`` says the opposite of ``sentence``, the passage sentence it is compared with: one is negated
+    and the other not (`_negated`), counted over the claims of each the other restates (`_claims_compared`), or a
+    claim of one reverses the other's claim sharing the most of its words (`_claim_reversed`)."""
+    if _negated(claim, sentence) != _negated(sentence, claim):
+        said, stated = _claims_compared(claim, sentence), _claims_compared(sentence, claim)
+        if _negated(said, stated) != _negated(stated, said):
+            return True
+    return _claim_reversed(claim, sentence)
+
+
 def _pair_stems(text: str) -> set[str]:
     """The content stems by which `reversed_claims` pairs sentences: a cap's ("capped") as "exceed"'s (`_CAP_STEMS`)."""
     return {_CAP_STEMS.get(stem, stem) for stem in (_stem(t) for t in content_tokens(text))}
@@ -690,7 +744,9 @@ def reversed_claims(answer: str, context: Any) -> list[tuple[str, str]]:
     answer is left aside ("No, the fee is not refundable." restates "The fee is not refundable."; in "No refunds are
     given." the "No" is the claim's: `opening_no_is_determiner`), and a negation with a time bound on the other side of the
     other sentence's is none ("No refunds are given after 30 days." of "Refunds are given within 30 days.": `_BOUND`).
-    Paired by the
+    Negations are counted over the claims of the two sentences that the other restates (`_claims_compared`: a
+    semicolon or a condition's "if" parts a sentence's claims), and claim by claim where both have several
+    (`_claim_reversed`). Paired by the
     content words alone, "No, CT is not always necessary in children with a normal physical examination." was held
     against a passage's sentence on the physical examination (five shared words, none negated) and not compared with
     its "CT is not always necessary." (three): a claim is compared with a sentence stating its subject and predicate;
@@ -730,7 +786,7 @@ def reversed_claims(answer: str, context: Any) -> list[tuple[str, str]]:
                                           and bool(_verb_object(passage[i], verb)),
                                           -len(whole & stems_of[i]), -len(core & stems_of[i]), -shared[i], i))
         if (shared[best] >= min(MIN_SHARED, max(2, len(claim_stems)))
-                and _negated(claim, passage[best]) != _negated(passage[best], claim)
+                and _opposite(claim, passage[best])
                 and not (len(sides := _bounds(claim)) == 1 and _bounds(passage[best]) == {"below", "beyond"} - sides)):
             out.append((said, passage[best]))
     return out
