@@ -7,8 +7,12 @@ The pending (``/``) and decided (``/decided``) pages read the audit log to mark 
 decision record says whether its answer was served). For each size, a queue of N held items is filled as the guard
 fills one (each item's decision record in the log, plus one accepted decision per item that holds none: a log holds
 more than the queue), half of them decided (without the log, to save time); then, through Starlette's test client, logged in, it times the first load
-of each page, a load with nothing appended since, and a load after one more held answer (its decision appended).
-Records are written without fsync to save time (a guard writes each with fsync). Needs no model.
+of each page, a load with nothing appended since, and a load after one more held answer (its decision appended);
+then a pending item's page (``/items/ID``: its decision record, the verdicts on it) the same two ways, and a verdict
+posted on each of ``--repeat`` other pending items (each reads the log for the item's decision record and the verdicts
+on it, and appends its own verdict, with fsync, as the page does; the redirect after it is not followed).
+Records and items are written without fsync to save time (a guard writes each with fsync; the timed verdicts are
+written with it). Needs no model.
 
 Writes ``benchmarks/results/review_page.json`` (``--out``).
 """
@@ -63,7 +67,14 @@ def measure(n: int, folder: Path, repeat: int) -> dict:
 
     audit = AuditLog(folder / "audit.jsonl", key=None)
     queue = guard_queue(folder / "review.sqlite3", audit=audit)
-    fsync, os.fsync = os.fsync, (lambda fd: None)  # filling only
+    fsync, os.fsync, connect = os.fsync, (lambda fd: None), ReviewQueue._connect  # filling only
+
+    def unsynced(self):  # the queue's own fsyncs (synchronous = FULL) too: 50,000 items took some 25 minutes
+        conn = connect(self)
+        conn.execute("PRAGMA synchronous = OFF")
+        return conn
+
+    ReviewQueue._connect = unsynced  # type: ignore[method-assign]
     try:
         for i in range(n):
             queue.enqueue(_item(i))
@@ -73,7 +84,7 @@ def measure(n: int, folder: Path, repeat: int) -> dict:
         for i in range(0, n, 2):
             bare.decide(f"d{i:06d}", verdict="correct", reviewer="bench")
     finally:
-        os.fsync = fsync
+        os.fsync, ReviewQueue._connect = fsync, connect  # type: ignore[method-assign]
     client = TestClient(create_app(queue, token=TOKEN), base_url=BASE, follow_redirects=False)
     page = client.get("/login")
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
@@ -89,6 +100,24 @@ def measure(n: int, folder: Path, repeat: int) -> dict:
             queue.enqueue(_item(n + len(row) * 1000 + k))
             appended.append(_timed(client, url, 1))
         row[f"{name}_after_append_ms"] = round(statistics.median(appended), 1)
+    # the item page of a pending item, and a verdict on one (each reading what the one before appended: its verdict)
+    pending = [f"d{i:06d}" for i in range(1, n, 2)]
+    url = f"/items/{pending[0]}"
+    row["item_unchanged_ms"] = _timed(client, url, repeat)
+    appended = []
+    for k in range(repeat):
+        queue.enqueue(_item(n + 9000 + k))
+        appended.append(_timed(client, url, 1))
+    row["item_after_append_ms"] = round(statistics.median(appended), 1)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', client.get(url).text).group(1)  # type: ignore[union-attr]
+    decided = []
+    for item_id in pending[1 : repeat + 1]:
+        t = time.perf_counter()
+        r = client.post(f"/items/{item_id}", data={"csrf_token": csrf, "verdict": "correct", "reviewer": "bench"},
+                        headers={"Origin": BASE})
+        decided.append((time.perf_counter() - t) * 1000)
+        assert r.status_code == 303, r.text[-500:]
+    row["decide_ms"] = round(statistics.median(decided), 1)
     row["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return row
 
