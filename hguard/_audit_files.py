@@ -413,8 +413,9 @@ _RACY_NS = 2_000_000_000  # a file's times tick coarsely: one written this close
 
 
 class AppendedRecords:
-    """The records of an audit log's files for a reader that asks again and again (the review page, on each load),
-    reading only what was appended since it last asked (:meth:`AuditLog.history` with ``since=``). Each file is known by
+    """The records of an audit log's files for a reader that asks again and again (the review page: each list loaded,
+    item opened and verdict posted), reading only what was appended since it last asked (:meth:`AuditLog.history`
+    with ``since=``). Each file is known by
     its identity (device, inode), so the file a rotation archives (a hard link to the log it was) is not read again, and
     a rotated log's fresh file, a new inode, is read from its start. A file whose size, mtime and ctime are those last
     seen (and were so well before it was read) is not read at all; one that changed is read from where the last read ended once the bytes read before still

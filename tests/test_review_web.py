@@ -1236,6 +1236,83 @@ def test_a_page_load_reads_only_what_was_appended_to_the_audit_log_and_a_changed
     assert archive.is_file()
 
 
+def test_the_item_page_and_a_verdict_read_only_what_was_appended_to_the_audit_log_and_an_edited_log_anew(queue, audit,
+                                                                                                         monkeypatch):
+    """The item page and a verdict posted read the whole audit log on each request (the item's decision record, the
+    verdicts on it: 3.4 s at 50,000 items), as the lists did before they kept what they read. They read with the
+    lists' reader: only the lines appended since the last read, none when nothing was; a decision or a verdict
+    appended since is seen (a verdict the queue never committed refuses another, on the page and when posted); a log
+    edited in place is read anew: a damaged line refused (503, nothing recorded), a decision record edited so that it
+    still parses refused as failing its own check, as a full read refuses them; put back, it is read anew."""
+    import sqlite3
+
+    import hguard._audit_files as files
+
+    c = client_for(queue)
+    login(c)
+    parsed: list[bytes] = []  # each line parsed; each read also parses the log's first line (is it a rotation's?)
+    parse = files._parse_line
+    monkeypatch.setattr(files, "_parse_line", lambda raw, canonical=True: (parsed.append(raw), parse(raw, canonical))[1])
+    opening = audit.path.read_bytes().split(b"\n", 1)[0]
+    read = lambda: [json.loads(raw) for raw in parsed if raw != opening]  # noqa: E731 - those read past the opening
+    refused = "A verdict cannot be recorded here"
+
+    assert refused not in c.get("/items/low").text  # the first request reads the whole log
+    parsed.clear()
+    r = c.get("/items/low")
+    assert r.status_code == 200 and refused not in r.text and read() == []  # nothing appended: nothing read
+    queue.enqueue(make_item("new"))  # its decision appended: seen, that line alone read
+    parsed.clear()
+    r = c.get("/items/new")
+    assert r.status_code == 200 and refused not in r.text
+    assert [(rec["kind"], rec.get("question")) for rec in read()] == [("decision", "Question new?")]
+    # a verdict on mid logged by another process that stopped before the queue committed it: seen, and it refuses
+    ReviewQueue(queue.path, audit=audit).decide("mid", verdict="correct", reviewer="bob")
+    with sqlite3.connect(queue.path) as conn:
+        conn.execute("UPDATE review_items SET status='pending', verdict=NULL, reviewer=NULL, decided_at=NULL, "
+                     "verdict_audit_id=NULL, verdict_audit_hash=NULL WHERE id = 'mid'")
+    parsed.clear()
+    r = c.get("/items/mid")
+    assert refused in r.text and "already holds a verdict on the decision item 'mid' judges" in html.unescape(r.text)
+    assert [(rec["kind"], rec["reviewer"]) for rec in read()] == [("review_verdict", "bob")]
+    form = decide_form(c, "mid", verdict="hallucinated")
+    parsed.clear()
+    r = c.post("/items/mid", data=form, headers=SAME_ORIGIN)
+    assert r.status_code == 409 and "already holds a verdict" in html.unescape(r.text) and read() == []
+    assert queue.get("mid").status == "pending"
+    form = decide_form(c, "new", verdict="correct")
+    parsed.clear()
+    assert c.post("/items/new", data=form, headers=SAME_ORIGIN).status_code == 303 and read() == []
+    parsed.clear()
+    assert refused not in c.get("/items/low").text  # the verdict on new, appended by the post, read alone
+    assert [(rec["kind"], rec["item_id"], rec["reviewer"]) for rec in read()] == [("review_verdict", "new", "alice")]
+    # a line read before damaged in place (the file's size and identity unchanged): refused, nothing recorded
+    before = audit.path.read_bytes()
+    lines = before.splitlines(keepends=True)
+    assert b'"id":"high","kind":"decision"' in lines[1]  # high's decision, read by every request since the first
+    form = decide_form(c, "low", verdict="correct")
+    audit.path.write_bytes(lines[0] + b"x" + lines[1][1:] + b"".join(lines[2:]))
+    r = c.get("/items/low")
+    assert_error_page(r, 503)
+    assert "audit.jsonl line 2: damaged" in html.unescape(r.text)
+    r = c.post("/items/low", data=form, headers=SAME_ORIGIN)
+    assert r.status_code == 503 and "Not recorded" in r.text and "audit.jsonl line 2: damaged" in html.unescape(r.text)
+    # edited in place so that it still parses (low's answer): read anew, the record fails its own check
+    assert before.count(b"Answer low.") == 1
+    audit.path.write_bytes(before.replace(b"Answer low.", b"Answer lol."))
+    r = c.get("/items/low")
+    assert r.status_code == 200 and refused in r.text and "fails its own check" in r.text
+    r = c.post("/items/low", data=form, headers=SAME_ORIGIN)
+    assert r.status_code == 409 and "fails its own check" in r.text
+    assert queue.get("low").status == "pending" and [x["item_id"] for x in audit if x["kind"] == "review_verdict"] == [
+        "mid", "new"]
+    audit.path.write_bytes(before)  # put back: read anew, and the verdict is recorded
+    parsed.clear()
+    assert refused not in c.get("/items/low").text and len(read()) >= len(lines) - 1
+    assert c.post("/items/low", data=form, headers=SAME_ORIGIN).status_code == 303
+    assert queue.get("low").verdict.verdict == "correct" and verify(audit.path).ok
+
+
 def test_the_pending_page_counts_an_evaluations_items_without_reading_every_item_whole(queue, audit, monkeypatch):
     """The pending page's per-domain counts of an evaluation's items read every item of the queue whole (question,
     passage, answer, signals: most of a 3.4 s load at 50,000 items) for its id, decision, domain and status.

@@ -172,10 +172,12 @@ class ItemKey(NamedTuple):
 
 
 def _looked_up(record: dict[str, Any]) -> dict[str, Any]:
-    """What :meth:`ReviewQueue.decision_records` keeps of a record it read: a decision whole, another its id and kind
-    (the first record of an id is the one an item is checked against, and one that is not a decision is refused as
-    such), so the log's logins, monitor checks and verdicts are not all kept in memory."""
-    return record if record.get("kind") == "decision" else {"id": record.get("id"), "kind": record.get("kind")}
+    """What the queue keeps of a record it read (:meth:`ReviewQueue.decision_records`, and an item opened or decided:
+    its decision and the verdicts on it): a decision or a verdict whole, another its id and kind (the first record of
+    an id is the one an item is checked against, and one that is not a decision is refused as such), so the log's
+    logins and monitor checks are not all kept in memory."""
+    return record if record.get("kind") in ("decision", "review_verdict") else {"id": record.get("id"),
+                                                                                  "kind": record.get("kind")}
 
 
 def item_wanted(record: Mapping[str, Any]) -> tuple[str, str | None] | None:
@@ -402,8 +404,8 @@ class ReviewQueue:
         self.audit = audit
         self.busy_timeout = seconds
         self._init_lock = threading.Lock()
-        # the log's records read so far, for a reader that lists the queue again and again (the page: each load reads
-        # only what was appended since; decision_records)
+        # the log's records read so far, for a reader that asks again and again (the page: each list, item opened or
+        # verdict reads only what was appended since; decision_records, _decision_and_verdicts)
         self._log_read = AppendedRecords(keep=_looked_up)
         self._initialise()
 
@@ -1011,8 +1013,10 @@ class ReviewQueue:
         self, item: ReviewItem, *, deciding: bool = False
     ) -> tuple[Mapping[str, Any] | None, list[Mapping[str, Any]]]:
         """(the item's decision record, or None; the verdict records on that decision), read in one pass over the
-        audit log and its archives (a decision made before the log was rotated is in one). ``deciding``: read for a
-        verdict, which a log that cannot be read leaves unrecorded (:meth:`_log_records`), else to show the item."""
+        audit log and its archives (a decision made before the log was rotated is in one), as read so far: only what was
+        appended since the queue last read it is read now (a rotated, truncated or edited file anew; a line damaged
+        anywhere refused, as the lists read it). ``deciding``: read for a verdict, which a log that cannot be read
+        leaves unrecorded (:meth:`_log_records`), else to show the item."""
         assert self.audit is not None
         record = None
         verdicts: list[Mapping[str, Any]] = []
@@ -1020,7 +1024,7 @@ class ReviewQueue:
             (f"record the verdict on item {item.id!r}", "nothing was recorded; fix the audit log and decide again")
             if deciding else (f"check item {item.id!r} against its decision record", "fix the audit log and try again")
         )  # fmt: skip
-        for rec in self._log_records(doing, then):
+        for rec in self._log_records(doing, then, since=self._log_read):
             if rec.get("id") == item.audit_id and record is None:
                 record = rec
             elif rec.get("kind") == "review_verdict" and rec.get("decision_audit_id") == item.audit_id:
