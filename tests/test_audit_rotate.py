@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
+import shlex
 import stat
 from pathlib import Path
 
@@ -231,6 +233,12 @@ def test_cli_rotates_and_verifies_with_the_archives(tmp_path, capsys):
     assert main(["rotate", "--policy", str(policy_file), "--no-key"]) == 0
     out = capsys.readouterr().out
     assert "archived seq 0..0" in out and "audit.0-0.jsonl" in out
+    # the verify it names checks as this run did: with the policy (its key and anchor) and --no-key given (a legal
+    # team's trial: a hint a review or audit command printed left out --policy, and ran on other files pasted)
+    (hint,) = re.findall(r"`(hguard audit verify [^`]+)`", out)
+    assert shlex.split(hint)[3:] == [str(tmp_path / "audit.jsonl"), "--policy", str(policy_file), "--no-key"]
+    assert main(shlex.split(hint)[2:]) == 0
+    capsys.readouterr()
     # a quiet period: nothing to archive is said, and is not a failure (exit 0, which a cron job does not alert on)
     assert main(["rotate", "--policy", str(policy_file), "--no-key"]) == 0
     assert "nothing to archive; the log is left as it is" in capsys.readouterr().out

@@ -1205,7 +1205,7 @@ def test_cli_show_prints_an_item_in_full_and_list_names_why_and_the_passage(queu
     out = capsys.readouterr().out
     assert "policy: 1 pending, 0 decided" in out and "geography" not in out  # the counts follow the filter
     assert "why: risk 0.990 >= abstain_above 0.9 for policy: review (+1 more)" in out
-    assert f"passage: {len(passage)} chars, see `hguard review show rag`" in out
+    assert f"passage: {len(passage)} chars, see `hguard review show rag {' '.join(src)}`" in out
     assert cli_main(["list", *src]) == 0
     assert "passage: none (answered without context)" in capsys.readouterr().out
     assert cli_main(["show", "rag", *src]) == 0
@@ -2317,3 +2317,53 @@ def test_cli_list_evaluation_on_an_empty_or_absent_queue_lists_as_without_it(tmp
     ReviewQueue(tmp_path / "review.sqlite3").enqueue(make_item("held"))  # an item, and no log: refused, as before
     assert cli_main(["list", "--policy", policy, "--evaluation", "only"]) == 2
     assert "--evaluation only needs the audit log" in capsys.readouterr().err
+
+
+def test_cli_hints_carry_the_options_given_and_run_as_printed(tmp_path, monkeypatch, capsys):
+    """A legal team's trial: `hguard review show ID --policy P` ended with "`hguard review decide ID --verdict ...
+    --reviewer NAME`" without --policy P; pasted, it ran on the default policy's queue (exit 2). Every hint `list` and
+    `show` print names the policy or queue and log they were given, and runs as printed (placeholders filled)."""
+    import re
+    import shlex
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my policy").mkdir()
+    policy = tmp_path / "my policy" / "policy.toml"  # a folder with a space: each option quoted
+    policy.write_text('version = 1\n[audit]\npath = "audit.jsonl"\n[review]\nqueue = "review.sqlite3"\n'
+                      '[domains.geography]\n')
+    audit = AuditLog(tmp_path / "my policy" / "audit.jsonl")
+    queue = guard_queue(tmp_path / "my policy" / "review.sqlite3", audit=audit)
+    for name in ("a", "b"):
+        queue.enqueue(make_item(name, context="The capital of a is Foo."))
+
+    def hint(out: str, command: str, item: str) -> list[str]:
+        (found,) = re.findall(rf"`(hguard {command} {item} [^`]+)`", out)
+        argv = shlex.split(found.replace("correct|hallucinated|corrected|not_in_context", "correct")
+                           .replace("NAME", "ann"))
+        assert argv[:3] == ["hguard", *command.split()]
+        return argv[2:]
+
+    for src, item in ((["--policy", str(policy)], "a"),
+                      (["--queue", str(queue.path), "--audit", str(audit.path)], "b")):
+        assert cli_main(["list", *src]) == 0
+        show = hint(capsys.readouterr().out, "review show", item)
+        assert show == ["show", item, *src]
+        assert cli_main(show) == 0
+        decide = hint(capsys.readouterr().out, "review decide", item)
+        assert decide == ["decide", item, "--verdict", "correct", "--reviewer", "ann", *src]
+        assert cli_main(decide) == 0, capsys.readouterr().err
+        assert f"hguard review: {item}: correct by ann (audit record " in capsys.readouterr().out
+    # a queue named with no log: the decide hint leaves LOG to fill in (decide refuses to guess it)
+    queue.enqueue(make_item("c"))
+    assert cli_main(["show", "c", "--queue", str(queue.path)]) == 0
+    assert f"--reviewer NAME --queue {shlex.quote(str(queue.path))} --audit LOG`" in capsys.readouterr().out
+    assert [v["item_id"] for v in verdict_records(audit)] == ["a", "b"]
+    # `archive` names the monitor, which says what to do with an item it keeps, with the policy it was given
+    from hguard.cli.monitor import build_parser as monitor_parser
+
+    with sqlite3.connect(queue.path) as conn:  # edited after its verdict: kept in the queue
+        conn.execute("UPDATE review_items SET answer = 'Lyon' WHERE id = 'a'")
+    assert cli_main(["archive", "--policy", str(policy), "--decided-before", "2100-01-01"]) == 0
+    (monitor,) = re.findall(r"`(hguard monitor [^`]+)`", capsys.readouterr().out)
+    assert shlex.split(monitor)[2:] == ["--policy", str(policy)]
+    assert monitor_parser().parse_args(shlex.split(monitor)[2:]).policy == str(policy)

@@ -180,11 +180,13 @@ def _check(path: str, args: argparse.Namespace) -> VerifyReport:
 
 def _verify_command(path: str, args: argparse.Namespace) -> str:
     """The verify command that checks what this one checked: with the policy's key and anchor when one was given
-    (without --policy, verify checks neither and lists fewer problems)."""
+    (without --policy, verify checks neither and lists fewer problems), and --no-key when given (every hint an audit
+    command prints to verify next is this one)."""
     from .._audit_verify import verify_command
 
-    return verify_command(path, policy=getattr(args, "policy", None), key_file=getattr(args, "key_file", None),
-                          anchor=getattr(args, "anchor", None))
+    command = verify_command(path, policy=getattr(args, "policy", None), key_file=getattr(args, "key_file", None),
+                             anchor=getattr(args, "anchor", None))
+    return command + (" --no-key" if getattr(args, "no_key", False) else "")  # else the environment's key, or none
 
 
 def _chain_holds(path: str, what: str, args: argparse.Namespace, report: VerifyReport | None = None,
@@ -309,8 +311,8 @@ def main(argv: list[str]) -> int:
                     print(f"{exc}; the log is left as it is")
                     return 0
                 print(f"archived seq {done.first_seq}..{done.last_seq} of {path} as {done.archive} (read-only); {path} "
-                      f"now continues the chain at seq {done.receipt.seq} (hash {done.receipt.hash}); `hguard audit "
-                      f"verify {path}` checks it with its archives, kept beside it")
+                      f"now continues the chain at seq {done.receipt.seq} (hash {done.receipt.hash}); "
+                      f"`{_verify_command(path, args)}` checks it with its archives, kept beside it")
                 return 0
             from collections import Counter
 

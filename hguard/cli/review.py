@@ -139,6 +139,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _again(args: argparse.Namespace, command: str) -> str:
+    """The options this command was given that ``command`` (``review show``, ``review decide``, ``monitor``) needs to
+    reach the same queue and audit log, quoted, for a hint naming it to run next (pasted without them, it ran on the
+    default policy's queue, exit 2, where this one was given ``--policy FILE``). The default policy is reached by
+    default (the monitor names it); ``--queue DB`` with no log leaves ``LOG`` to fill in where the next command records
+    a verdict (decide refuses to guess it), and ``FILE`` for the monitor's policy."""
+    import shlex
+
+    from .._resources import DEFAULT_POLICY
+
+    if args.policy is not None:
+        if args.policy == str(DEFAULT_POLICY):
+            return " --policy default" if command == "monitor" else ""
+        return f" --policy {shlex.quote(args.policy)}"
+    audit = getattr(args, "audit", None)
+    return (" --policy FILE" if command == "monitor" else "") + f" --queue {shlex.quote(args.queue)}" + (
+        f" --audit {shlex.quote(audit)}" if audit is not None
+        else "" if command != "review decide"
+        else " --no-audit" if getattr(args, "no_audit", False) else " --audit LOG")
+
+
 def _item_json(item: ReviewItem, unlike_its_decision: str | None = None, for_evaluation: bool | None = None) -> str:
     """One item as a JSON line; ``unlike_its_decision``: why no verdict can be recorded on it (the queue file was
     changed after the guard wrote it), null when none is known; ``for_evaluation``: whether it judges an evaluation's
@@ -165,8 +186,9 @@ def _block(text: str) -> str:
     return "\n".join("    " + line for line in shown_lines(text))
 
 
-def _shown_item(queue: ReviewQueue, item_id: str) -> str:
-    """``hguard review show``: one item in full, as the review page shows it, in plain text."""
+def _shown_item(queue: ReviewQueue, item_id: str, again: str = "") -> str:
+    """``hguard review show``: one item in full, as the review page shows it, in plain text; ``again``: the options
+    the decide command its hint names needs (:func:`_again`)."""
     item = queue.get(item_id)
     if item is None:
         raise queue.no_item(item_id)
@@ -225,7 +247,7 @@ def _shown_item(queue: ReviewQueue, item_id: str) -> str:
     else:
         lines.append(shown_plainly(f"verdict: none yet (`hguard review decide {item.id} --verdict "
                                    "correct|hallucinated|corrected" + ("|not_in_context" if item.context is not None
-                                                                        else "") + " --reviewer NAME`)"))
+                                                                        else "") + f" --reviewer NAME{again}`)"))
     return "\n".join(lines)
 
 
@@ -391,13 +413,13 @@ def main(argv: list[str]) -> int:
                 print(f"{'':>8}  answer: {listed(it.answer, 100)}")  # what the reviewer decides on
                 print(f"{'':>8}  why: {listed(it.why, 100) or '(no reason recorded)'}"
                       + (f" (+{len(it.reasons) - 1} more)" if len(it.reasons) > 1 else ""))
-                print(f"{'':>8}  passage: " + (f"{len(it.context)} chars, see `hguard review show {it.id}`"
+                print(f"{'':>8}  passage: " + (f"{len(it.context)} chars, see `hguard review show {it.id}{_again(args, 'review show')}`"
                                               if it.context is not None else "none (answered without context)"))
                 if it.id in edited:
                     print(f"{'':>8}  NO VERDICT CAN BE RECORDED: {edited[it.id]}")
             return 0
         if args.command == "show":
-            print(_shown_item(queue, args.item))
+            print(_shown_item(queue, args.item, _again(args, "review decide")))
             return 0
         if args.command == "decide":
             if (args.verdict == "corrected") != bool(args.corrected_answer):  # said in the flags' own names
@@ -412,7 +434,7 @@ def main(argv: list[str]) -> int:
             print(f"hguard review: {args.item}: {v.verdict} by {v.reviewer} ({where})")
             return 0
         if args.command == "archive":
-            print(queue.archive(args.decided_before, args.out).summary())
+            print(queue.archive(args.decided_before, args.out).summary(monitor="hguard monitor" + _again(args, "monitor")))
             return 0
         from ..review.export import export_reviewed
 

@@ -88,7 +88,8 @@ class ArchiveSummary:
     # of audit_records, those of archives done earlier whose record was missing (their run stopped before it): (id, file)
     recorded_late: list[tuple[str, str]] = field(default_factory=list)
 
-    def summary(self) -> str:
+    def summary(self, monitor: str = "hguard monitor --policy FILE") -> str:
+        """What the run did, in lines; ``monitor``: the monitor command its hint names (with the CLI's own options)."""
         lines = [f"hguard review: finished an archive an earlier run left half done: {n} item(s) in {p}"
                  for p, n in self.finished]
         lines += [f"hguard review: an earlier archive run stopped before writing {p}: its items stayed in the queue"
@@ -109,8 +110,8 @@ class ArchiveSummary:
                   "writing it, a log that refused it, or an hguard that wrote none)" for rid, p in self.recorded_late]
         lines += [f"hguard review: warning: {why}" for why in self.audit_failed]
         if self.held:
-            lines.append(f"hguard review: {len(self.held)} decided item(s) stay in the queue (`hguard monitor --policy "
-                         "FILE` names each with what to do):")
+            lines.append(f"hguard review: {len(self.held)} decided item(s) stay in the queue (`{monitor}` "
+                         "names each with what to do):")
             lines += [f"  {item_id}: {why}" for item_id, why in self.held[:20]]
             if len(self.held) > 20:
                 lines.append(f"  ... and {len(self.held) - 20} more")
