@@ -23,6 +23,7 @@ from .signals.grounding import reversed_claims
 from .errors import cut_text, error_text, shown
 from .generation import CLOSED_BOOK, RAG, Generation, addressed_to_model, model_decoding_problem, typed_turns
 from ._policy_route import CUT_NOTE_END, OUT_OF_DISTRIBUTION, OUTSIDE_CALIBRATION
+from ._policy_values import _fmt_apart
 from .settings import calibrate_hint
 from .policy import CLOSED_BOOK_GROUNDING_WEIGHT, Decision, Thresholds, apply_grounding, decide, merge_risk
 
@@ -80,16 +81,18 @@ def knowledge_conflict_check(signals: dict, detector: Mapping | None, how: str, 
     signals["knowledge_conflict_threshold"] = threshold  # the record says what the score was set against
     if score < threshold:
         # said as the missing detector is: an accept must read as "checked, no conflict", with what it was checked by
-        checked = f"knowledge-conflict check ran: score {score:.3g} < threshold {threshold:.3g}, no conflict flagged"
+        shown, least = _fmt_apart(score, threshold, digits=3)
+        checked = f"knowledge-conflict check ran: score {shown} < threshold {least}, no conflict flagged"
         if signals.get("yes_no") != 0.0:  # the relevance signal's reading of a yes/no answer (None: unread, held)
             if how == "trust_context":
                 return None, f"{checked}, but {YES_NO_UNASSESSED}; knowledge_conflict = 'trust_context': routed as scored"
             return (f"{checked}, but {YES_NO_UNASSESSED}; knowledge_conflict = 'review' (untrusted retrieval): held for "
                     "review, never accepted (set knowledge_conflict = 'trust_context' for approved sources)"), None
         return None, f"{checked} (knowledge_conflict = {how!r})"
+    shown, least = _fmt_apart(score, threshold, digits=3)
     what = (
-        f"knowledge conflict: without the context the model finds this answer unlikely (score {score:.3g} >= "
-        f"{threshold:.3g}): it may rest on the context alone, against what the model holds "
+        f"knowledge conflict: without the context the model finds this answer unlikely (score {shown} >= {least}): "
+        "it may rest on the context alone, against what the model holds "
         "or beyond what it knows (the detector cannot tell these apart, and flags many right answers the model "
         "did not know)"
     )
@@ -629,8 +632,9 @@ class _Scoring:
         minimum = self.policy.domain_min_similarity
         if near >= minimum or (rag and domain == self.policy.context_fallback_domain):
             return
-        _out_of_distribution(f"question far from domain {domain!r}: similarity {near:.2f} to its calibration questions < "
-                             f"domain_min_similarity {minimum:.2f} (automatic choice would not send it there)", dp, problems, notes)
+        shown, least = _fmt_apart(near, minimum)
+        _out_of_distribution(f"question far from domain {domain!r}: similarity {shown} to its calibration questions < "
+                             f"domain_min_similarity {least} (automatic choice would not send it there)", dp, problems, notes)
 
     def _finish(self, g: Generation, domain, choice: dict, route: Route | None, steer_info, request_id, started, given=(),
                 decided: Callable[[GuardResult], None] | None = None, run: Mapping[str, str | None] | None = None) -> GuardResult:

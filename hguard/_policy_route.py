@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from hguard._policy_thresholds import ABSTAINS_ON_NEARLY_ALL, Thresholds, accepts_uncertified
 from hguard._numerics import finite_number
 from hguard._numerics import is_real
-from hguard._policy_values import _finite_unit, _fmt
+from hguard._policy_values import _finite_unit, _fmt, _fmt_apart
 from hguard.errors import shown as _short
 
 if TYPE_CHECKING:
@@ -45,7 +45,8 @@ class Decision:
 def _abstains(risk: float, thresholds: Thresholds, label: str) -> str:
     """The abstain reason; when the threshold abstains on nearly every calibration answer it says so, since
     then the risk does not single this answer out: the model is wrong on nearly every answer of the domain."""
-    why = f"risk {_fmt(risk)} >= abstain_above {_fmt(thresholds.abstain_above)} for {label}: abstain"
+    shown, above = _fmt_apart(risk, thresholds.abstain_above)
+    why = f"risk {shown} >= abstain_above {above} for {label}: abstain"
     share, lcb = thresholds.abstained_share, thresholds.abstained_precision_lcb
     if share is not None and share >= ABSTAINS_ON_NEARLY_ALL:
         why += (f" (this threshold abstains on {share:.0%} of the calibration answers"
@@ -187,13 +188,15 @@ def decide(
             reasons.append(_abstains(usable_risk, thresholds, label))
             closed_routes.append(ABSTAIN)
         else:
-            reasons.append(f"risk {_fmt(usable_risk)} < abstain_above {_fmt(thresholds.abstain_above)} for {label}: "
-                           "review for the reason above (never accepted)")
+            shown, above = _fmt_apart(usable_risk, thresholds.abstain_above)
+            reasons.append(f"risk {shown} < abstain_above {above} for {label}: review for the reason above (never "
+                           "accepted)")
     elif closed_routes and ABSTAIN not in closed_routes and usable_risk is not None and thresholds is not None \
             and usable_risk >= thresholds.abstain_above:
         # the risk would abstain, but the reason above means no certificate holds for it: said, not hidden
-        reasons.append(f"risk {_fmt(usable_risk)} >= abstain_above {_fmt(thresholds.abstain_above)} for {label}, but the "
-                       "thresholds are not certified for this answer (reason above): review, not abstain")
+        shown, above = _fmt_apart(usable_risk, thresholds.abstain_above)
+        reasons.append(f"risk {shown} >= abstain_above {above} for {label}, but the thresholds are not certified for "
+                       "this answer (reason above): review, not abstain")
     if closed_routes:
         route: Route = ABSTAIN if ABSTAIN in closed_routes else REVIEW
         if route == ABSTAIN and REVIEW in closed_routes:  # the reasons name both: say which one holds
@@ -208,6 +211,7 @@ def decide(
         reasons.append(_abstains(r, thresholds, label))
         return Decision(ABSTAIN, r, tuple(reasons), thresholds_dict)
 
+    shown, below, above = _fmt_apart(r, accept_below, abstain_above)
     if r < accept_below:
         blockers: list[str] = []
         if grounding is None and domain_policy.require_grounding:
@@ -217,10 +221,8 @@ def decide(
             and domain_policy.min_grounding is not None
             and grounding < domain_policy.min_grounding
         ):
-            blockers.append(
-                f"grounding support {_fmt(grounding)} < min_grounding {_fmt(domain_policy.min_grounding)} "
-                f"for {label}"
-            )
+            support, least = _fmt_apart(grounding, domain_policy.min_grounding)
+            blockers.append(f"grounding support {support} < min_grounding {least} for {label}")
         if not blockers:
             if accepts_uncertified(domain_policy, thresholds):
                 basis = "a manual accept_below from the policy file: no calibration guarantee holds for it"
@@ -235,17 +237,14 @@ def decide(
                               f"calibration certified target {_fmt(was['target'])} at confidence "
                               f"{_fmt(was['confidence'])})" + (": a threshold of 1 accepts every answer"
                                                                if accept_below >= 1.0 else ""))
-            reasons.append(f"risk {_fmt(r)} < accept_below {_fmt(accept_below)} for {label} ({basis}): accept")
+            reasons.append(f"risk {shown} < accept_below {below} for {label} ({basis}): accept")
             return Decision(ACCEPT, r, tuple(reasons), thresholds_dict)
-        reasons.append(f"risk {_fmt(r)} < accept_below {_fmt(accept_below)} for {label}, but:")
+        reasons.append(f"risk {shown} < accept_below {below} for {label}, but:")
         reasons.extend(blockers)
         reasons.append("accept blocked: review")
         return Decision(REVIEW, r, tuple(reasons), thresholds_dict)
 
-    reasons.append(
-        f"risk {_fmt(r)} is between accept_below {_fmt(accept_below)} and abstain_above "
-        f"{_fmt(abstain_above)} for {label}: review"
-    )
+    reasons.append(f"risk {shown} is between accept_below {below} and abstain_above {above} for {label}: review")
     # a fitted 0 reads like a number that could be met (a monitor's tightening to 0 says so in its own reason)
     if accept_below <= 0.0 and domain_policy.accept_below is None and "tightened by the monitor" not in thresholds.method:
         reasons.append(
@@ -295,10 +294,8 @@ def pick_domain(similarities: Mapping[str, float], domains: Collection[str],
     best = max(scored.values())
     top = sorted(name for name, s in scored.items() if s == best)
     if best < min_similarity:
-        return None, (
-            f"best domain {top[0]!r} has similarity {_fmt(best)} < domain_min_similarity "
-            f"{_fmt(min_similarity)}"
-        )
+        similarity, least = _fmt_apart(best, min_similarity)
+        return None, f"best domain {top[0]!r} has similarity {similarity} < domain_min_similarity {least}"
     if len(top) > 1:
         return None, f"domains {', '.join(map(repr, top))} tie at similarity {_fmt(best)}"
     runner_up = max(((s, name) for name, s in scored.items() if name != top[0]), default=None)

@@ -17,6 +17,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ._policy_values import _fmt_apart
+
 OOD_QUANTILE = 0.99
 OOD_FEATURE = "rms of the probe's selected neurons, standardised by the probe's centre and scale"
 
@@ -82,8 +84,9 @@ def ood_problem(distance: float | None, ood: Mapping[str, Any] | None) -> str | 
         return None
     if distance is None or not math.isfinite(distance):
         return "out-of-distribution check failed: the probe-feature distance is not a number"
-    return (f"question out of the calibration distribution: probe-feature distance {distance:.2f} > "
-            f"{ood['threshold']:.2f} (the {ood['quantile']:.0%} quantile of "
+    shown, threshold = _fmt_apart(distance, float(ood["threshold"]))
+    return (f"question out of the calibration distribution: probe-feature distance {shown} > {threshold} (the "
+            f"{ood['quantile']:.0%} quantile of "
             + ("the probe's own training answers" if ood.get("own_quantile") == ood["threshold"]
                else "held-out calibration families") + ")")
 

@@ -4,6 +4,7 @@ answer, fail-closed routing, audit records, review queue, threads, bad input."""
 from __future__ import annotations
 
 import json
+import re
 
 import asyncio
 import contextlib
@@ -1436,6 +1437,15 @@ def test_a_question_far_from_a_named_domain_goes_to_review_with_its_similarity(c
     r = warned.invoke("How do I bake sourdough bread at home?", domain="alpha")
     assert r.route == "accept" and any("(out_of_distribution = 'warn')" in x and "far from domain" in x for x in r.reasons)
     assert AuditLog(tmp_path / "audit.jsonl").find(far.audit_id)["signals"]["domain_similarity"] == far.signals["domain_similarity"]
+    # the similarity is printed apart from the minimum it fell short of (a legal team's trial: "similarity 0.35 ... <
+    # domain_min_similarity 0.35" for 0.3486), however close
+    sim = far.signals["domain_similarity"]
+    close = _policy(root, tmp_path, accept_below=1.0, abstain_above=1.0).model_copy(
+        update={"domain_min_similarity": sim + 1e-6})
+    (said,) = [r for r in Guard.from_policy(close, lm=lm).invoke("How do I bake sourdough bread at home?", domain="alpha")
+               .reasons if "far from domain" in r]
+    shown, least = re.search(r"similarity (\S+) to its calibration questions < domain_min_similarity (\S+) ", said).groups()
+    assert float(shown) < float(least) and abs(float(shown) - sim) < 1e-6, said
 
 
 def test_an_embedder_of_ones_own_whose_vectors_are_not_unit_length_routes_as_its_unit_vectors(calibrated, tmp_path):

@@ -1140,6 +1140,46 @@ def test_choose_domain():
     assert choose_domain({}, policy)[0] is None
 
 
+def test_a_printed_comparison_never_reads_false():
+    """A legal team's trial: a hold reason printed "similarity 0.35 ... < domain_min_similarity 0.35" for 0.3486. A
+    value and the thresholds it is compared with get the digits that tell them apart (4 significant at least), so the
+    printed comparison holds as printed; equal numbers print alike."""
+    import re
+
+    from hguard._policy_values import _fmt_apart
+    from hguard.ood import ood_problem
+
+    assert _fmt_apart(0.3486, 0.35, digits=2) == ("0.349", "0.35")
+    assert _fmt_apart(0.34996, 0.35) == ("0.34996", "0.35")
+    assert _fmt_apart(0.9, 0.9) == ("0.9", "0.9") and _fmt_apart(0.1234, 0.5) == ("0.1234", "0.5")
+    assert _fmt_apart(0.29999999, 0.3, 0.8) == ("0.29999999", "0.3", "0.8")
+    assert _fmt_apart(0.1 + 0.2, 0.3) == (repr(0.1 + 0.2), "0.3")  # apart only at the last digit
+    policy = make_policy(domain_min_similarity=0.35)
+    assert choose_domain({"geo": 0.34996}, policy)[1] == "best domain 'geo' has similarity 0.34996 < domain_min_similarity 0.35"
+
+    def holds(text: str) -> None:  # every comparison the text prints is true of the numbers printed
+        between = re.fullmatch(r"risk (\S+) is between accept_below (\S+) and abstain_above (\S+) for .*", text)
+        if between:
+            r, low, high = map(float, between.groups())
+            assert low <= r < high, text
+            return
+        pairs = re.findall(r"(-?\d[\d.e+-]*) (<|>=|>) (?:[a-z_]+ )?(-?\d[\d.e+-]*)", text)
+        assert pairs, text
+        for x, op, y in pairs:
+            assert {"<": float(x) < float(y), ">=": float(x) >= float(y), ">": float(x) > float(y)}[op], text
+
+    th = manual(accept=0.3, abstain=0.8)
+    for risk in (0.29999, 0.30001, 0.79999, 0.8, 0.80001):
+        for reason in route(risk, thresholds=th).reasons:
+            if "risk " in reason:
+                holds(reason)
+    assert route(0.79999, thresholds=th).reasons[-1].startswith(
+        "risk 0.79999 is between accept_below 0.3 and abstain_above 0.8 for")
+    (blocked,) = [r for r in route(0.29, domain="rag", thresholds=th, grounding=0.39996).reasons if "grounding " in r]
+    assert blocked == "grounding support 0.39996 < min_grounding 0.4 for domain 'rag'"
+    holds(ood_problem(2.00001, {"threshold": 2.0, "quantile": 0.99}))
+
+
 def test_routing_path_imports_neither_torch_nor_numpy():
     code = (
         "import sys, hguard\n"
