@@ -1,4 +1,5 @@
-"""The README's install steps and snippets: what a snippet imports is installed by a step it names."""
+"""The README's install steps and snippets: what a snippet imports is installed by a step it names, and the pip
+section's torch line gets the build it says it gets."""
 
 from __future__ import annotations
 
@@ -30,3 +31,17 @@ def test_a_readme_snippet_names_the_install_of_a_package_hguard_does_not_bring()
     assert "pandas" not in provided  # else the snippet need not say it: drop the note, or this test's premise
     assert blocks and unlisted == []
 
+
+def test_the_pip_sections_cpu_torch_comes_from_pytorchs_cpu_index():
+    """A legal team's trial: the README's `pip install torch==2.13.0  # the CPU build` got the CPU build only because
+    that machine held a local CPU wheel; on PyPI for Linux x86_64 the same command takes the CUDA build (GBs). A line
+    that says it installs the CPU build names PyTorch's CPU index (pytorch.org's own pip command for Compute Platform
+    CPU), at the version make setup installs."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("### Installing with pip"):]
+    (block,) = re.findall(r"```sh\n(.*?)```", section[:section.index("\n### ", 5)], flags=re.S)
+    torch_lines = [line for line in block.splitlines() if re.match(r"pip install .*\btorch==", line)]
+    cpu = [line for line in torch_lines if "CPU build" in line]
+    assert cpu and all("--index-url https://download.pytorch.org/whl/cpu" in line for line in cpu), torch_lines
+    (pinned,) = re.findall(r'install -q "torch==([\d.]+)"', (REPO / "scripts" / "setup.sh").read_text(encoding="utf-8"))
+    assert all(f"torch=={pinned} " in line for line in torch_lines), (pinned, torch_lines)
