@@ -1538,7 +1538,13 @@ def test_a_verdict_logged_but_never_committed_is_not_silently_outvoted(queue, au
     assert queue.get("a").status == "pending"
     summary = export_reviewed(queue, audit.path.parent / "rows.jsonl")  # not silently left out of the export
     assert summary.skipped == [("a", f"the audit log holds a verdict on it ({orphan['id']}) that the queue never committed: "
-                                     "`hguard review decide a --supersede` records it again, then export")]
+                                     "`hguard review decide a --verdict V --reviewer NAME --policy FILE --supersede` "
+                                     "records it again, then export")]
+    # `hguard review export` names the decide command with the queue and log it was given (a legal team's trial)
+    assert cli_main(["export", "--queue", str(queue.path), "--audit", str(audit.path), "--out",
+                     str(audit.path.parent / "rows.jsonl")]) == 0
+    assert (f"`hguard review decide a --verdict V --reviewer NAME --queue {queue.path} --audit {audit.path} --supersede`"
+            in capsys.readouterr().out)
     with pytest.raises(ReviewQueueError, match=r"already holds a verdict on the decision item 'a' judges "
                                                r"\(hallucinated by sre at .*--supersede"):
         queue.decide("a", verdict="correct", reviewer="sre2")

@@ -439,7 +439,8 @@ def main(argv: list[str]) -> int:
         from ..review.export import export_reviewed
 
         _known_domain(args.domain, queue.counts(), queue.archived().values())
-        summary = export_reviewed(queue, args.out, domain=args.domain, archived=not args.skip_archived)
+        summary = export_reviewed(queue, args.out, domain=args.domain, archived=not args.skip_archived,
+                                  decide_options=_again(args, "review decide"))
         print(summary.summary())
         return 0
     except InputError as e:

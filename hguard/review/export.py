@@ -494,14 +494,16 @@ def _earlier_export(path: Path) -> bool:
 
 
 def export_reviewed(
-    queue: ReviewQueue, out_path: str | os.PathLike[str], domain: str | None = None, *, archived: bool = True
+    queue: ReviewQueue, out_path: str | os.PathLike[str], domain: str | None = None, *, archived: bool = True,
+    decide_options: str = " --policy FILE",
 ) -> ExportSummary:
     """Write every decided item (of ``domain`` when given) as calibration JSONL to ``out_path``, replacing it.
     With the queue's audit log, an item whose verdict is not in the log's chain, or that was edited since, is
     skipped with the reason (see :attr:`ExportSummary.skipped`). ``archived``: also the items archived from the queue
     (:meth:`ReviewQueue.archive`), read back from their archive files and checked as the queue's are (an archive file
     missing or changed is refused, ReviewQueueError); ``False`` leaves them out (with the audit log their verdicts
-    still count in the figures, by their records)."""
+    still count in the figures, by their records). ``decide_options``: the options naming the queue and its log in
+    the ``hguard review decide`` command a skip reason names (``hguard review export`` passes those it was given)."""
     if not isinstance(queue, ReviewQueue):
         raise InputError(f"queue must be a ReviewQueue, got {type(queue).__name__}; pass ReviewQueue('review.sqlite3')")
     if not isinstance(out_path, (str, os.PathLike)) or str(out_path) == "":
@@ -602,7 +604,8 @@ def export_reviewed(
             if pending is not None and pending.verdict is None and (
                     in_domain(pending) or any(recorded[rid].get("domain") == domain for rid in rids)):
                 skipped.append((item_id, f"the audit log holds a verdict on it ({', '.join(rids)}) that the queue never "
-                                         f"committed: `hguard review decide {item_id} --supersede` records it again, then "
+                                         f"committed: `hguard review decide {item_id} --verdict V --reviewer NAME"
+                                         f"{decide_options} --supersede` records it again, then "
                                          "export"))
     for rec in not_in_queue:
         # every verdict the chain holds on the decision, not the one it counts alone (a decision reviewed twice)
