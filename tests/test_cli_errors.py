@@ -732,3 +732,32 @@ def test_ask_says_unscored_and_no_domain_in_words_not_python_none():
     assert status_line(unscored) == "[route=review risk=unscored domain=none audit=a1]"
     scored = SimpleNamespace(route="accept", risk=0.08674, domain="chemistry", audit_id="a2")
     assert status_line(scored) == "[route=accept risk=0.087 domain=chemistry audit=a2]"
+
+
+def test_evaluate_warns_of_a_merger_losing_to_the_probe_as_calibrate_does(tmp_path, monkeypatch, capsys):
+    """A clinical team's trial: the merged risk scored 0.771 against 0.889 for the probe alone on its evaluation rows;
+    calibrate warned of the same loss on held-out facts, evaluate (text and --json) said nothing."""
+    import json
+
+    from hguard.calibrate import pipeline
+    from hguard.cli import MERGER_LOSS_WARNING, main
+
+    m = {"n": 38, "n_scored": 38, "correct": 11, "hallucinated": 27, "refusals": 0,
+         "auroc": {"probe": 0.889, "merged": 0.771, "random_neurons": 0.882}, "auroc_ci95": {}}
+    res = {"domains": {"pharmacology": m}, "skipped": {}}
+    (tmp_path / "probes").mkdir()
+    monkeypatch.setattr(pipeline, "evaluate", lambda *a, **k: res)
+    args = ["evaluate", "--probes", str(tmp_path / "probes"), "--data", str(tmp_path / "d.jsonl")]
+    for extra in ([], ["--json"]):
+        assert main(args + extra) == 0
+        out, err = capsys.readouterr()
+        assert err.splitlines() == [
+            "hguard evaluate: warning: domain 'pharmacology': on these rows the merged risk, which routes answers, scores "
+            "AUROC 0.771 against 0.889 for the probe alone: the confidence signals it adds do not carry over there (or "
+            "the merger overfits); add labelled answers and kinds of question (n=38: 11 right, 27 hallucinated, 0 "
+            "refusals)"]
+        if extra:
+            assert json.loads(out) == res  # stdout stays the JSON alone
+    # within the allowance (the same constant calibrate warns by): no warning
+    m["auroc"]["merged"] = m["auroc"]["probe"] - MERGER_LOSS_WARNING + 0.01
+    assert main(args) == 0 and capsys.readouterr().err == ""

@@ -12,7 +12,7 @@ import os
 import re
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -164,7 +164,19 @@ def cmd_calibrate(args) -> int:
     return 0
 
 
-MERGER_LOSS_WARNING = 0.05  # AUROC the merged risk may lose to the probe alone before calibrate warns
+MERGER_LOSS_WARNING = 0.05  # AUROC the merged risk may lose to the probe alone before calibrate and evaluate warn
+
+
+def merger_loss_warning(domain: str, scope: str, auroc: Mapping, counts: str) -> str | None:
+    """The warning line of a domain whose merged risk, which routes answers, scores an AUROC more than
+    ``MERGER_LOSS_WARNING`` below the probe alone on ``scope`` (calibrate's held-out facts or families, evaluate's
+    rows); ``counts`` says where n and the class counts are. None where it does not, or a figure is missing."""
+    p, mg = auroc.get("probe"), auroc.get("merged")
+    if p is None or mg is None or not mg < p - MERGER_LOSS_WARNING:
+        return None
+    return (f"domain {domain!r}: on {scope} the merged risk, which routes answers, scores AUROC {mg:.3f} against "
+            f"{p:.3f} for the probe alone: the confidence signals it adds do not carry over there (or the "
+            f"merger overfits); add labelled answers and kinds of question ({counts})")
 
 
 def _calibration_summary(m: dict) -> list[str]:
@@ -259,11 +271,9 @@ def calibration_warnings(report: dict, caught) -> list[str]:
                 families_over=() if lofo.get("within_target") is False else over_target_counts(m))
         summary = (m.get("families") or {}).get("summary") or {}
         for scope, au in (("held-out facts", m.get("auroc") or {}), ("held-out families (mean)", summary.get("mean_auroc") or {})):
-            p, mg, rnd = au.get("probe"), au.get("merged"), au.get("random_neurons")
-            if p is not None and mg is not None and mg < p - MERGER_LOSS_WARNING:
-                lines.append(f"domain {d!r}: on {scope} the merged risk, which routes answers, scores AUROC {mg:.3f} against "
-                             f"{p:.3f} for the probe alone: the confidence signals it adds do not carry over there (or the "
-                             "merger overfits); add labelled answers and kinds of question (report.md has n and class counts)")
+            p, rnd = au.get("probe"), au.get("random_neurons")
+            if (loss := merger_loss_warning(d, scope, au, "report.md has n and class counts")) is not None:
+                lines.append(loss)
             if scope == "held-out facts":  # the probe's interval against the control's: one line, named figures
                 if (why := probe_not_above_random(m)) is not None:
                     lines.append(f"domain {d!r}: {why} (report.md: the AUROC intervals)")
@@ -549,8 +559,15 @@ def cmd_evaluate(args) -> int:
     if not args.data:
         raise InputError("pass --data FILE.jsonl (repeatable), or --rag for the RAG probes' held-out passages")
     res = evaluate(args.probes, args.data, model=args.model, batch_size=args.batch_size, limit=args.limit)
+    # as calibrate warns: the merged risk, which routes, losing to the probe alone on these rows (text and --json)
+    warned = [line for d, m in res["domains"].items()
+              if (line := merger_loss_warning(d, "these rows", m.get("auroc") or {}, f"n={m['n']}: {m['correct']} right, "
+                                             f"{m['hallucinated']} hallucinated, {m['refusals']} refusals")) is not None]
     if args.json:
         print(_dump(res))
+    for line in warned:
+        print(f"hguard evaluate: warning: {line}", file=sys.stderr)
+    if args.json:
         return 0
     for d, m in res["domains"].items():
         print(f"  {d:10s} {_closed_book_line(m)}")
