@@ -822,3 +822,71 @@ def test_the_accuracy_table_gives_each_accuracy_its_interval_beside_always_sayin
         acc = m["accuracy"]["probe"]
         lo, hi = clopper_pearson_interval(round(acc * n), n)
         assert f"{acc:.3f} [{lo:.2f}, {hi:.2f}]" in row
+
+
+def test_the_report_gives_abstained_answers_with_n_and_interval_and_checks_the_abstain_promise_held_out(setup, monkeypatch):
+    """A clinical team read "abstained 0.63" in report.md with no n and no interval, and the abstain threshold's promise
+    (at least abstain_precision of the answers it abstains on hallucinated, certified on the training split) was never
+    checked on the held-out answers: 47 of 75 abstained there, 41 of them hallucinated (0.87, 95% CI 0.74-0.95)."""
+    from types import SimpleNamespace
+
+    from hguard._stats import clopper_pearson_interval
+    from hguard.calibrate import _pipeline_fit
+    from hguard.calibrate.collect import Collected
+    from hguard.calibrate.report import _f, abstain_promise_said
+    from hguard.cli import calibration_warnings
+
+    # the figures, on held-out answers of known risks: 4 abstained on (risk >= 0.9), 3 of them hallucinated
+    risk = np.array([0.1, 0.2, 0.5, 0.9, 0.92, 0.95, 0.99])
+    labels = ("correct", "correct", "hallucinated", "correct", "hallucinated", "hallucinated", "hallucinated")
+    monkeypatch.setattr(_pipeline_fit, "score_rows", lambda fitted, col: {"probe": risk, "merged": risk})
+    probe = SimpleNamespace(feature_indices_=np.array([0]), center_=np.array([0.0]), scale_=np.array([1.0]),
+                            h_neurons_=[], n_features_in_=2, C_=1.0)
+    fitted = {"probe": probe, "ood": None, "probe_threshold": 0.5, "merged_threshold": 0.5, "baseline_thresholds": {}}
+    test = Collected([{"label": lab, "length": 3} for lab in labels], np.zeros((len(labels), 2)))
+    thresholds = SimpleNamespace(accept_below=0.15, abstain_above=0.9, abstain_precision=0.9)
+    t = _pipeline_fit.domain_metrics(fitted, test, target=0.2, confidence=0.9, thresholds=thresholds)["at_target"]
+    assert (t["n_abstained"], t["abstained_hallucinated"], t["abstain_precision"]) == (4, 3, 0.9)
+    assert t["abstain_share_ci95"] == clopper_pearson_interval(4, 7) and t["abstained_hallucination_rate"] == 0.75
+    assert t["abstained_hallucination_ci95"] == clopper_pearson_interval(3, 4)
+    assert t["coverage_ci95"] == clopper_pearson_interval(1, 7)
+    # 3 of 4 is below 0.9, but its interval reaches it: not shown broken, and said so
+    assert (t["abstained_within_promise"], t["abstained_below_promise_shown"]) == (False, False)
+    assert str(abstain_promise_said(t)).endswith(
+        "3 of 4 abstained answers were hallucinated (0.75, 95% CI 0.19-0.99): below it by the point estimate; the "
+        "interval reaches it, so these answers do not show it broken")
+    # 5 of 20: the interval lies below the promise: the report and calibrate's warnings say it is broken
+    broken = {**t, **_pipeline_fit.abstain_promise_checked(5, 20, 0.9), "n_abstained": 20, "abstained_hallucinated": 5,
+              "abstained_hallucination_ci95": clopper_pearson_interval(5, 20)}
+    assert "**below it**: the interval lies wholly below it" in str(abstain_promise_said(broken))
+    report = {"domains": {"pharma": {"at_target": broken, "auroc": {}, "n_scored": 30}}}
+    assert any(line.startswith("domain 'pharma': the abstain threshold 0.900 promises at least 0.9") and
+               "5 of 20 abstained answers were hallucinated" in line for line in calibration_warnings(report, []))
+    # within the promise: met; no abstained answer or no promise: nothing to check
+    assert _pipeline_fit.abstain_promise_checked(9, 10, 0.9) == {"abstained_within_promise": True,
+                                                                  "abstained_below_promise_shown": False}
+    assert set(_pipeline_fit.abstain_promise_checked(0, 0, 0.9).values()) == {None}
+    assert set(_pipeline_fit.abstain_promise_checked(3, 4, None).values()) == {None}
+    # a real calibration: report.json carries the counts and intervals, and report.md shows each share with them
+    lm, exs, data, out, report = setup
+    md = (out / "report.md").read_text()
+    for d, m in report["domains"].items():
+        t, n = m["at_target"], m["n_scored"]
+        assert t["abstain_share_ci95"] == clopper_pearson_interval(t["n_abstained"], n)
+        lo, hi = t["abstain_share_ci95"]
+        assert f"| {_f(t['abstain_share'], 2)} ({t['n_abstained']} of {n}; {lo:.2f}-{hi:.2f}) |" in md
+        lo, hi = t["coverage_ci95"]
+        assert f"| {_f(t['coverage'], 2)} ({t['n_accepted']} of {n}; {lo:.2f}-{hi:.2f}) |" in md
+        for a in m["at_targets"]:
+            lo, hi = a["coverage_ci95"]
+            assert a["n_scored"] == n and f"{_f(a['coverage'], 2)} ({a['n_accepted']} of {n}; {lo:.2f}-{hi:.2f}) / " in md
+        if t["n_abstained"]:
+            assert abstain_promise_said(t) is not None and f"- {d}: {abstain_promise_said(t)}." in md
+    # the per-family certificate's coverage of the calibration answers: k of n with its interval too
+    from hguard.calibrate.report import _certified
+
+    pf = {"accept_below": 0.3, "coverage": 0.25, "n_calibration": 40, "method": "per family"}
+    lo, hi = clopper_pearson_interval(10, 40)
+    said = _certified("pharma", {"at_target": {**t, "accept_below": 0.0}, "thresholds_method": "pooled",
+                                 "thresholds_per_family": pf})
+    assert f"accept below 0.300 (0.25 (10 of 40; {lo:.2f}-{hi:.2f}) of the calibration answers)" in said

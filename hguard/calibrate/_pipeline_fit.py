@@ -438,6 +438,7 @@ def domain_metrics(fitted: dict, test: Collected, *, target: float, confidence: 
     accepted, far_below = accepted_by_guard(merged, thresholds.accept_below, distance, ood_at)
     abstained = merged >= thresholds.abstain_above if len(merged) else np.zeros(0, bool)
     n_accepted, k_accepted = int(accepted.sum()), int(y[accepted].sum())
+    n_abstained, k_abstained = int(abstained.sum()), int(y[abstained].sum()) if len(abstained) else 0
     return {
         "n": n_all,
         "n_scored": int(len(y)),
@@ -463,11 +464,21 @@ def domain_metrics(fitted: dict, test: Collected, *, target: float, confidence: 
             "accept_below": thresholds.accept_below,
             "abstain_above": thresholds.abstain_above,
             "coverage": float(accepted.mean()) if len(accepted) else None,
+            "coverage_ci95": clopper_pearson_interval(n_accepted, int(len(y))),
             "n_accepted": n_accepted,
             "accepted_hallucinated": k_accepted,
             "accepted_hallucination_rate": k_accepted / n_accepted if n_accepted else None,
             "accepted_hallucination_ci95": clopper_pearson_interval(k_accepted, n_accepted),
             "abstain_share": float(abstained.mean()) if len(abstained) else None,
+            "n_abstained": n_abstained,  # of the n_scored held-out answers
+            "abstain_share_ci95": clopper_pearson_interval(n_abstained, int(len(y))),
+            # the abstain threshold's promise (at least abstain_precision of abstained answers hallucinated, certified
+            # on the training split's scores) checked on the held-out answers it abstains on
+            "abstain_precision": getattr(thresholds, "abstain_precision", None),
+            "abstained_hallucinated": k_abstained,
+            "abstained_hallucination_rate": k_abstained / n_abstained if n_abstained else None,
+            "abstained_hallucination_ci95": clopper_pearson_interval(k_abstained, n_abstained),
+            **abstain_promise_checked(k_abstained, n_abstained, getattr(thresholds, "abstain_precision", None)),
             "review_out_of_distribution": far_below,  # under accept_below, but sent to review by the distance
         },
         # the held-out answers' merged risks, labels and whether the out-of-distribution check sends them to review
@@ -475,6 +486,17 @@ def domain_metrics(fitted: dict, test: Collected, *, target: float, confidence: 
         "held_out_scores": {"risk": [float(r) for r in merged], "hallucinated": [int(v) for v in y],
                             "out_of_distribution": [int(v) for v in beyond(distance, ood_at)]},
     }
+
+
+def abstain_promise_checked(k: int, n: int, promise: float | None) -> dict:
+    """The abstain threshold's promise (at least ``promise`` of the answers it abstains on hallucinated) against ``n``
+    abstained held-out answers, ``k`` of them hallucinated: whether the rate meets it (``abstained_within_promise``, a
+    point estimate) and whether its exact 95% interval lies wholly below it (``abstained_below_promise_shown``); None
+    where nothing was abstained on or the thresholds hold no promise."""
+    ci = clopper_pearson_interval(k, n)
+    if promise is None or ci is None:
+        return {"abstained_within_promise": None, "abstained_below_promise_shown": None}
+    return {"abstained_within_promise": k / n >= promise, "abstained_below_promise_shown": ci[1] < promise}
 
 
 def held_out_distance(fitted: dict, te: Collected) -> tuple[np.ndarray, float | None]:

@@ -38,6 +38,8 @@ def coverage_at_targets(fitted: dict, test: Collected, *, confidence: float) -> 
                 "target": t,
                 "accept_below": th.accept_below,
                 "coverage": float(acc.mean()),
+                "n_scored": int(len(y)),
+                "coverage_ci95": clopper_pearson_interval(int(acc.sum()), int(len(y))),
                 "accepted_hallucination_rate": float(y[acc].mean()) if acc.any() else None,
                 "n_accepted": int(acc.sum()),
                 "accepted_hallucinated": k,

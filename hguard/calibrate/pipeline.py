@@ -288,7 +288,7 @@ def calibrate(
             f["fit_thresholds"](f["oof_merged"], f["oof_y"], target=target, confidence=confidence, families=f["oof_family"]),
             f["oof_merged"], f["oof_y"], f["oof_family"], per_family=True, left_out=left_out)
         m["thresholds_per_family"] = {"accept_below": per_family.accept_below, "coverage": per_family.coverage,
-                                      "method": per_family.method}
+                                      "n_calibration": per_family.n_calibration, "method": per_family.method}
         m["families"] = families
         m["train"] = {
             "n": f["n_train"] + f["n_train_refusals"],  # the questions, as the held-out split's n counts them

@@ -19,13 +19,46 @@ def _f(x, digits: int = 3) -> str:
     return "n/a" if x is None else f"{x:.{digits}f}"
 
 
+def _counted(rate: float | None, k: int | None, n: int | None, ci) -> str:
+    """A rate with its count and 95% interval ("0.63 (47 of 75; 0.51-0.73)"), the rate alone where the report holds
+    no count (a report of an earlier version)."""
+    if k is None or n is None:
+        return _f(rate, 2)
+    return f"{_f(rate, 2)} ({k} of {n}" + (f"; {ci[0]:.2f}-{ci[1]:.2f}" if ci else "") + ")"
+
+
 def _among_accepted(t: dict) -> str:
     """The hallucination rate among accepted answers with its count and 95% interval, where the report holds them."""
-    rate = _f(t.get("accepted_hallucination_rate"), 2)
-    if t.get("n_accepted") is None or t.get("accepted_hallucinated") is None:
-        return rate
-    ci = t.get("accepted_hallucination_ci95")
-    return f"{rate} ({t['accepted_hallucinated']} of {t['n_accepted']}" + (f"; {ci[0]:.2f}-{ci[1]:.2f}" if ci else "") + ")"
+    return _counted(t.get("accepted_hallucination_rate"), t.get("accepted_hallucinated"), t.get("n_accepted"),
+                    t.get("accepted_hallucination_ci95"))
+
+
+def _coverage(t: dict, n_scored: int | None) -> str:
+    """The share of scored held-out answers accepted, with its count and 95% interval."""
+    return _counted(t.get("coverage"), t.get("n_accepted"), n_scored if "coverage_ci95" in t else None,
+                    t.get("coverage_ci95"))
+
+
+def _abstained(t: dict, n_scored: int | None) -> str:
+    """The share of scored held-out answers abstained on, with its count and 95% interval."""
+    return _counted(t.get("abstain_share"), t.get("n_abstained"), n_scored, t.get("abstain_share_ci95"))
+
+
+def abstain_promise_said(t: dict) -> str | None:
+    """What the held-out answers say of the abstain threshold's promise (at least abstain_precision of the answers it
+    abstains on hallucinated, certified on the training split's scores), in one line; None where the report holds no
+    such check (nothing abstained on, no promise, a report of an earlier version)."""
+    if t.get("abstained_within_promise") is None:
+        return None
+    promise, k, n = t["abstain_precision"], t["abstained_hallucinated"], t["n_abstained"]
+    lo, hi = t["abstained_hallucination_ci95"]
+    verdict = ("within it" if t["abstained_within_promise"] else
+               "**below it**: the interval lies wholly below it" if t["abstained_below_promise_shown"] else
+               "below it by the point estimate; the interval reaches it, so these answers do not show it broken")
+    return (f"the abstain threshold {t['abstain_above']:.3f} promises at least {promise:g} hallucinated among the "
+            f"answers it abstains on (certified on the training split's scores with confidence {t['confidence']}); on "
+            f"the held-out split {k} of {n} abstained answers were hallucinated ({k / n:.2f}, 95% CI {lo:.2f}-{hi:.2f}): "
+            f"{verdict}")
 
 
 def _per_mille(x: float) -> str:
@@ -215,8 +248,11 @@ def _certified(domain: str, m: dict) -> str:
                      f"{t['target']}.")
     pf = m.get("thresholds_per_family")
     if pf:
-        got = (f"accept below {_f(pf['accept_below'])} ({pf['coverage']:.1%} of the calibration answers)"
-               if pf["accept_below"] else "nothing accepted")
+        n = pf.get("n_calibration")  # a report of an earlier version: the share alone
+        k = None if n is None or pf["coverage"] is None else round(pf["coverage"] * n)
+        share = (f"{pf['coverage']:.1%} of the calibration answers" if k is None else
+                 f"{_counted(pf['coverage'], k, n, clopper_pearson_interval(k, n))} of the calibration answers")
+        got = f"accept below {_f(pf['accept_below'])} ({share})" if pf["accept_below"] else "nothing accepted"
         line += f" With `certify = \"per_family\"` in the policy: {got}: {pf['method']}."
     return line
 
@@ -276,15 +312,20 @@ def markdown(report: dict) -> str:
               for d, m in report["domains"].items() if m.get("thresholds_fitted_on")]
     lines += [_certified(d, m) for d, m in report["domains"].items() if m.get("thresholds_method")] + [""]
     lines += [
-        "| domain | target | confidence | accept below | abstain at or above | coverage (held-out) | halluc. among accepted | abstained |",
-        "|---|---|---|---|---|---|---|---|",
+        "| domain | target | confidence | accept below | abstain at or above | coverage (held-out) | halluc. among accepted | abstained | halluc. among abstained |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for d, m in report["domains"].items():
         t = m["at_target"]
         lines.append(
             f"| {d} | {t['target']} | {t['confidence']} | {_f(t['accept_below'])}{' (withdrawn)' if t.get('withdrawn') else ''} | {_f(t['abstain_above'])} | "
-            f"{_f(t['coverage'], 2)} | {_among_accepted(t)} | {_f(t['abstain_share'], 2)} |"
+            f"{_coverage(t, m.get('n_scored'))} | {_among_accepted(t)} | {_abstained(t, m.get('n_scored'))} | "
+            f"{_counted(t.get('abstained_hallucination_rate'), t.get('abstained_hallucinated'), t.get('n_abstained'), t.get('abstained_hallucination_ci95'))} |"
         )
+    lines += ["", "Each share is of the scored held-out answers (refusals abstain by rule and are not counted), with its count "
+              "and exact (Clopper-Pearson) 95% interval."]
+    promised = [f"- {d}: {said}." for d, m in report["domains"].items() if (said := abstain_promise_said(m["at_target"]))]
+    lines += ["", *promised] if promised else []
     lines += ["", "Accepted answers are those a guard accepts (with the policy's default `out_of_distribution = "
               "\"review\"`): merged risk below accept below and within the domain's out-of-distribution threshold; an "
               "answer below accept below but beyond that threshold goes to review and is not counted as accepted, here, "
@@ -295,7 +336,7 @@ def markdown(report: dict) -> str:
     lines += ["| domain | " + " | ".join(f"target {t['target']:.2f}: coverage / halluc. among accepted" for t in next(iter(report["domains"].values())).get("at_targets", [])) + " |"]
     lines += ["|---|" + "---|" * len(next(iter(report["domains"].values())).get("at_targets", []))]
     for d, m in report["domains"].items():
-        lines.append(f"| {d} | " + " | ".join(f"{_f(t['coverage'], 2)} / {_among_accepted(t)}" for t in m.get("at_targets", [])) + " |")
+        lines.append(f"| {d} | " + " | ".join(f"{_coverage(t, t.get('n_scored'))} / {_among_accepted(t)}" for t in m.get("at_targets", [])) + " |")
     lines += families_markdown(report)
     lines += ood_markdown(report)
     lines += router_markdown(report)

@@ -269,6 +269,10 @@ def calibration_warnings(report: dict, caught) -> list[str]:
                 fitted=(ts["hallucinated"], ts["n"]) if (ts := m.get("threshold_scores")) else None,
                 # pooled over the target, the summary line under the threshold names them
                 families_over=() if lofo.get("within_target") is False else over_target_counts(m))
+        if t.get("abstained_below_promise_shown"):  # report.md says it beside the abstained answers' counts
+            from ..calibrate.report import abstain_promise_said
+
+            lines.append(f"domain {d!r}: {str(abstain_promise_said(t)).replace('**', '')} (report.md: routing at the target)")
         summary = (m.get("families") or {}).get("summary") or {}
         for scope, au in (("held-out facts", m.get("auroc") or {}), ("held-out families (mean)", summary.get("mean_auroc") or {})):
             p, rnd = au.get("probe"), au.get("random_neurons")
