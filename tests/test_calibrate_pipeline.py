@@ -890,3 +890,47 @@ def test_the_report_gives_abstained_answers_with_n_and_interval_and_checks_the_a
     said = _certified("pharma", {"at_target": {**t, "accept_below": 0.0}, "thresholds_method": "pooled",
                                  "thresholds_per_family": pf})
     assert f"accept below 0.300 (0.25 (10 of 40; {lo:.2f}-{hi:.2f}) of the calibration answers)" in said
+
+
+def test_calibrate_says_its_progress_on_stderr_while_collecting_and_as_each_phase_starts(tmp_path, setup, capsys):
+    """A clinical team's calibration ran 8 minutes, 7 of them with nothing new in its log: the collection's bar redraws
+    one line (a log file shows no new line for minutes), and the fits after it said nothing. The command now prints a
+    line at each tenth of the answers and as each phase starts, on stderr only; --quiet prints none."""
+    import re
+
+    from hguard.calibrate.collect import Progress
+    from hguard.cli import _progress_lines
+
+    lm, exs, data, out, report = setup
+    n = len(exs)
+    with _progress_lines("calibrate", quiet=False):
+        calibrate([data], tmp_path / "p", lm=lm, system_prompt="answer", max_new_tokens=4, progress=True, plots=False,
+                  batch_size=4, work_dir=tmp_path / "work")
+    said, err = capsys.readouterr()
+    assert said == ""  # stdout stays for scripts
+    answers = re.findall(r"hguard calibrate: answers (\d+)/(\d+) \((\d+)%\), \d+\.\d min(?:, about \d+\.\d min left)?\n", err)
+    done = [int(d) for d, *_ in answers]
+    assert {int(t) for _, t, _ in answers} == {n} and done == sorted(done) and done[-1] == n
+    assert 9 <= len(done) <= 11 and all(int(p) == round(100 * int(d) / n) for d, _, p in answers)
+    phases = ["domain 'alpha': fitting the probe on", "domain 'alpha': leave-one-family-out fits",
+              "domain 'alpha': thresholds and held-out figures on", "domain 'beta': fitting the probe on",
+              "cross-domain transfer, out-of-distribution and domain-choice figures",
+              f"writing 2 probe file(s) and the report to {tmp_path / 'p'}"]
+    at = [err.index(f"hguard calibrate: {p}") for p in phases]
+    assert at == sorted(at) and at[0] > err.index(f"answers {n}/{n} (100%)")
+    assert re.search(r"hguard calibrate: domain 'alpha': fitting the probe on \d+ training answers \(\d+\.\d min\)\n", err)
+    # a resumed run counts the rows earlier runs answered, and says so; --quiet (or progress off) says nothing
+    with _progress_lines("calibrate", quiet=False):
+        bar = Progress(40, 24, desc="collecting", enabled=True)
+        bar.update(8)
+        bar.update(8)
+        bar.close()
+    err = capsys.readouterr().err
+    assert re.findall(r"answers (\d+)/40 \(\d+%\), \d+\.\d min(?:, about \d+\.\d min left)? \(24 answered by earlier "
+                      r"runs\)", err) == ["32", "40"]
+    for quiet, enabled in ((True, True), (False, False)):
+        with _progress_lines("calibrate", quiet=quiet):
+            bar = Progress(40, 0, desc="collecting", enabled=enabled)
+            bar.update(40)
+            bar.close()
+        assert "answers" not in capsys.readouterr().err

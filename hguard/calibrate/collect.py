@@ -12,8 +12,12 @@ the local engine; :mod:`hguard.calibrate.ray_engine` writes the same folder from
 
 from __future__ import annotations
 
+import logging
+import math
 import os
+import time
 import warnings
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
@@ -218,6 +222,50 @@ def raise_failed(store: ShardStore, ids: Sequence[str]) -> None:
         )
 
 
+# the calibration's progress and phases, as lines (INFO): `hguard calibrate` prints them on stderr unless --quiet
+_log = logging.getLogger("hguard.calibrate")
+
+
+class Progress:
+    """A collection's progress: tqdm's bar (it redraws one line, which a log file or a pipe shows as nothing new for
+    minutes) and a line on the ``hguard.calibrate`` logger at each tenth of the rows and at the last, with the minutes
+    this run has taken and about how many are left. The lines pass through the bar's ``write`` while it is open, so a
+    terminal shows both; nothing is said when ``enabled`` is False."""
+
+    def __init__(self, total: int, initial: int, *, desc: str, enabled: bool) -> None:
+        from tqdm.auto import tqdm
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
+        self.total, self.initial, self.done, self.enabled = total, initial, initial, enabled
+        self.step = max(1, math.ceil(total / 10))
+        self.next_at = (initial // self.step + 1) * self.step
+        self.t0 = time.perf_counter()
+        self._stack = ExitStack()
+        self.bar = tqdm(total=total, initial=initial, desc=desc, unit="q", disable=not enabled)
+        if enabled:
+            self._stack.enter_context(logging_redirect_tqdm(loggers=[_log]))
+
+    def update(self, n: int) -> None:
+        self.bar.update(n)
+        self.done += n
+        if self.enabled and (self.done >= self.next_at or self.done >= self.total):
+            self.next_at = (self.done // self.step + 1) * self.step
+            _log.info(self.line())
+
+    def line(self) -> str:
+        """"answers 120/280 (43%), 2.1 min, about 2.8 min left" (with the rows earlier runs answered, if any)."""
+        minutes = (time.perf_counter() - self.t0) / 60
+        answered, left = self.done - self.initial, self.total - self.done
+        eta = f", about {minutes / answered * left:.1f} min left" if answered and left else ""
+        reused = f" ({self.initial} answered by earlier runs)" if self.initial else ""
+        return (f"answers {self.done}/{self.total} ({self.done / max(self.total, 1):.0%}), {minutes:.1f} min{eta}"
+                + reused)
+
+    def close(self) -> None:
+        self.bar.close()
+        self._stack.close()
+
+
 def collect(
     generator,
     examples: Sequence[Example],
@@ -230,8 +278,6 @@ def collect(
     """Answer ``examples`` with all neurons recorded, resuming from ``work_dir`` where possible.
 
     ``lazy``: the features stay in the shards (see :func:`load_collected`)."""
-    from tqdm.auto import tqdm
-
     ids = check_ids(examples)
     from ..generation import refuse_model_decoding  # torch only where a model answers
 
@@ -243,7 +289,7 @@ def collect(
     # before hours of answering the others
     refuse_unanswerable_rows(generator, [e for p in plans for e in p.examples], answered=len(examples) - todo,
                              kept_in=store.work)
-    bar = tqdm(total=len(examples), initial=len(examples) - todo, desc="collecting", unit="q", disable=not progress)
+    bar = Progress(len(examples), len(examples) - todo, desc="collecting", enabled=progress)
     try:
         for plan in plans:
             rows, feats, failed = answer_batch(generator, plan.examples)
@@ -289,5 +335,5 @@ def load_collected(work_dir: str | os.PathLike, ids: Sequence[str] | None = None
     return Collected(rows, features)
 
 
-__all__ = ["Collected", "answer_batch", "collect", "label_row", "load_collected", "refuse_unanswerable_rows", "relabel",
+__all__ = ["Collected", "Progress", "answer_batch", "collect", "label_row", "load_collected", "refuse_unanswerable_rows", "relabel",
            "this_run"]

@@ -63,7 +63,12 @@ from ._pipeline_report import (  # noqa: F401 (importable from here)
 from .collect import Collected, collect, label_row  # noqa: F401 (importable from here)
 from .data import Example, data_hash, load_examples, row_order_hash, rows_for_mode  # noqa: F401 (importable from here)
 
-_log = logging.getLogger("hguard.calibrate")
+_log = logging.getLogger("hguard.calibrate")  # progress and phases: `hguard calibrate` prints them on stderr
+
+
+def _phase(t_start: float, what: str) -> None:
+    """A calibration phase as it starts, with the minutes since the calibration began (``hguard.calibrate``, INFO)."""
+    _log.info("%s (%.1f min)", what, (time.perf_counter() - t_start) / 60)
 
 # ------------------------------------------------------------------------------------ pipeline
 
@@ -252,18 +257,21 @@ def calibrate(
     for domain, dmask in sorted(by_domain.items()):
         train = col.subset(dmask & ~test_mask)
         test = col.subset(dmask & test_mask)
+        _phase(t_start, f"domain {domain!r}: fitting the probe on {len(train.rows)} training answers")
         try:
             with warnings_of_domain(domain):
                 f = fit_domain(domain, train, seed=seed, n_layers=n_layers, d_ff=d_ff, fit=probe_fit)
         except DataError as exc:
             report["skipped"][domain] = str(exc) + kept_earlier(out / f"{domain}.json")
             continue
+        _phase(t_start, f"domain {domain!r}: leave-one-family-out fits (probe, merger and thresholds without each family)")
         with warnings_of_domain(domain):
             families = cross_family_calibration(f, train, col.subset(dmask), seed=seed, n_layers=n_layers, d_ff=d_ff,
                                                 target=target, confidence=confidence, fit=probe_fit)
         f["family_scores"] = families.pop(LEFT_OUT_SCORES, None)
         left_out = None if f["family_scores"] is None else tuple(f["family_scores"][k] for k in (
             "risk", "hallucinated", "family", "out_of_distribution"))
+        _phase(t_start, f"domain {domain!r}: thresholds and held-out figures on {len(test.rows)} held-out answers")
         thresholds = f["fit_thresholds"](f["oof_merged"], f["oof_y"], target=target, confidence=confidence)
         f["thresholds"] = thresholds
         fitted[domain] = f
@@ -314,6 +322,7 @@ def calibrate(
         report["domains"][domain] = m
     if not fitted:
         raise DataError("no domain could be calibrated: " + "; ".join(str(why) for why in report["skipped"].values()))
+    _phase(t_start, "cross-domain transfer, out-of-distribution and domain-choice figures")
     report["transfer"] = transfer_matrix(fitted, col, by_domain, test_mask)
     report["ood"] = ood_rates(fitted, col, by_domain, test_mask, report["domains"])
     report["router"] = router_coverage(
@@ -332,6 +341,7 @@ def calibrate(
                 k: risk_coverage_curve(_rank01(sc[k]).tolist(), _y(te.rows).tolist()) for k in ("merged", "probe", "mean_logprob")
             }
     # Write probes.
+    _phase(t_start, f"writing {len(fitted)} probe file(s) and the report to {out}")
     from ..domain import CalibratedDomain
 
     for domain, f in fitted.items():

@@ -30,7 +30,7 @@ from typing import Any, Callable, Sequence
 from ..devices import env_threads
 from ..errors import DataError, InputError, install_extra
 from .collect import (
-    Collected, answer_batch, check_ids, load_collected, raise_failed, refuse_unanswerable_rows, relabel, this_run, warn_held_rows,
+    Collected, Progress, answer_batch, check_ids, load_collected, raise_failed, refuse_unanswerable_rows, relabel, this_run, warn_held_rows,
 )
 from .shards import ShardStore, collection_settings, write_shard
 
@@ -270,8 +270,6 @@ def collect_ray(
     fingerprint, prompt mode) that every actor's model must reproduce. ``work_dir`` must be visible
     at the same path from every node (shared storage).
     """
-    from tqdm.auto import tqdm
-
     options = options or RayOptions()
     if options.actors < 1:
         raise InputError(f"--actors {options.actors}: pass at least 1")
@@ -293,8 +291,8 @@ def collect_ray(
             if started:
                 ray.shutdown()
             raise
-        bar = tqdm(total=len(examples), initial=len(examples) - sum(len(p.examples) for p in plans),
-                   desc="collecting (ray)", unit="q", disable=not progress)
+        bar = Progress(len(examples), len(examples) - sum(len(p.examples) for p in plans), desc="collecting (ray)",
+                       enabled=progress)
         if not progress:
             ray.data.DataContext.get_current().enable_progress_bars = False
         try:

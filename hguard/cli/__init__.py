@@ -12,7 +12,8 @@ import os
 import re
 import sys
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -95,6 +96,31 @@ def _keep_previous(out: Path) -> Path:
     return kept
 
 
+@contextmanager
+def _progress_lines(command: str, quiet: bool) -> Iterator[None]:
+    """A calibration's progress and phases (the ``hguard.calibrate`` logger's INFO lines: answers collected every
+    tenth, each fit as it starts) printed on stderr as ``hguard COMMAND: ...`` while it runs, unless ``--quiet``:
+    stdout stays the summary (or the JSON) alone."""
+    if quiet:
+        yield
+        return
+    import logging
+
+    log = logging.getLogger("hguard.calibrate")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"hguard {command}: %(message)s"))
+    level, propagate = log.level, log.propagate
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False  # once, not again through a root handler a caller configured
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+        log.propagate = propagate
+
+
 def cmd_calibrate(args) -> int:
     from .._resources import expand_home
     from ..calibrate.pipeline import calibrate
@@ -114,8 +140,8 @@ def cmd_calibrate(args) -> int:
         previous = load_report(args.previous)
         kept = _keep_previous(Path(out)) if Path(args.previous).resolve() in (
             Path(out).resolve(), (Path(out) / "report.json").resolve()) else None
-    with warnings.catch_warnings(record=True) as caught:  # one line per kind, said after the summary
-        warnings.simplefilter("always", UserWarning)
+    with warnings.catch_warnings(record=True) as caught, _progress_lines("calibrate", args.quiet):
+        warnings.simplefilter("always", UserWarning)  # one line per kind, said after the summary
         report = calibrate(
             data,
             out,
@@ -482,13 +508,14 @@ def cmd_calibrate_rag(args) -> int:
         from ..calibrate.data import load_examples
 
         examples = load_examples(args.data)
-    report = calibrate_rag(
-        examples, out, model=args.model, system_prompt=args.system_prompt, max_new_tokens=args.max_new_tokens,
-        test_fraction=args.test_fraction, seed=args.seed,
-        work_dir=args.work, report_dir=args.report, batch_size=args.batch_size,
-        target=args.target, confidence=args.confidence, progress=not args.quiet, collected_only=args.collected_only,
-        **_fit_options(args),
-    )
+    with _progress_lines("calibrate-rag", args.quiet):
+        report = calibrate_rag(
+            examples, out, model=args.model, system_prompt=args.system_prompt, max_new_tokens=args.max_new_tokens,
+            test_fraction=args.test_fraction, seed=args.seed,
+            work_dir=args.work, report_dir=args.report, batch_size=args.batch_size,
+            target=args.target, confidence=args.confidence, progress=not args.quiet, collected_only=args.collected_only,
+            **_fit_options(args),
+        )
     if args.json:
         print(_dump(report))
     else:
