@@ -614,6 +614,14 @@ class Generator:
                 what = f"lower max_new_tokens to at most {limit - len(ids)}"
             elif history:
                 what = f"shorten the chat history ({len(history)} turns), the question or the context"
+            elif context is None:  # the question alone is long: its own length, and the most that fits
+                n_q = len(tok(question.strip(), add_special_tokens=False)["input_ids"])
+                room = limit - n_new - (len(ids) - n_q)
+                raise InputError(
+                    f"the question is {len(question):,} characters ({n_q} tokens): the prompt has {len(ids)} tokens "
+                    f"and up to {n_new} more are generated, over the model's context of {limit} tokens; shorten the "
+                    + (f"question to at most {room} tokens" if room > 0 else "question or the system prompt")
+                    + " (or split it into several questions)")
             else:
                 what = "shorten the question or the context"
             raise InputError(

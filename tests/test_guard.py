@@ -1104,6 +1104,39 @@ def test_a_refused_oversized_request_is_named_in_its_error_record_not_copied(gua
     assert rec["kind"] == "error" and rec["domain_chars"] == 100_000 and len(rec["domain"]) < ERROR_TEXT_CHARS + 200
 
 
+def test_a_question_over_the_models_window_is_refused_naming_its_length_on_record_before_generating(guard, tmp_path,
+                                                                                                  monkeypatch):
+    """A clinical team's 28,545-character question: a question is checked against the model's window as a context is
+    (one check, Generator.prompt_ids), and one that leaves no room for the answer is refused in one line naming the
+    question's length, the window and the most that fits, on record as the context's refusal is, before generating."""
+    def no_generation(*a, **k):
+        raise AssertionError("generated before the question was checked")
+
+    monkeypatch.setattr(guard.generator, "generate", no_generation)
+    question = "What drug class does atorvastatin belong to? " + "Please be precise. " * 100
+    gen = guard.generator
+    n, n_q = len(gen.prompt_ids(question, within_limit=False)), len(gen.lm.tokenizer(question)["input_ids"])
+    n_new, limit = gen.max_new_tokens, gen.context_limit
+    with pytest.raises(InputError) as err:
+        guard.invoke(question, domain="alpha")
+    said = str(err.value)
+    assert said == (f"the question is {len(question):,} characters ({n_q} tokens): the prompt has {n} tokens and up "
+                    f"to {n_new} more are generated, over the model's context of {limit} tokens; shorten the question "
+                    f"to at most {limit - n_new - (n - n_q)} tokens (or split it into several questions)")
+    assert "\n" not in said
+    rec = AuditLog(tmp_path / "audit.jsonl").find(err.value.audit_id)
+    assert rec["kind"] == "error" and rec["error_type"] == "InputError" and said in rec["error"]
+    assert rec["question"] == question and rec["context"] is None
+    # the trial's own question of 28,545 characters: the same line, on record
+    long = "What drug class does atorvastatin belong to? " + "Please be precise. " * 1500
+    with pytest.raises(InputError, match=r"^the question is 28,545 characters \(\d+ tokens\): ") as err:
+        guard.invoke(long, domain="alpha")
+    assert AuditLog(tmp_path / "audit.jsonl").find(err.value.audit_id)["question"] == long
+    # the most it names fits: a question of that many tokens is answered
+    fits = " ".join(["precise"] * (limit - n_new - (n - n_q)))
+    assert len(gen.prompt_ids(fits)) + n_new <= limit
+
+
 @pytest.mark.parametrize("call, words", [
     ({"request_id": object()}, "request_id must be a string or None, got object"),
     ({"request_id": float("nan")}, "request_id must be a string or None, got float"),
