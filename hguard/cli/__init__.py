@@ -591,8 +591,8 @@ def cmd_evaluate(args) -> int:
         raise InputError("pass --data FILE.jsonl (repeatable), or --rag for the RAG probes' held-out passages")
     res = evaluate(args.probes, args.data, model=args.model, batch_size=args.batch_size, limit=args.limit)
     # as calibrate warns: the merged risk, which routes, losing to the probe alone on these rows (text and --json)
-    warned = [line for d, m in res["domains"].items()
-              if (line := merger_loss_warning(d, "these rows", m.get("auroc") or {}, f"n={m['n']}: {m['correct']} right, "
+    warned = [loss for d, m in res["domains"].items()
+              if (loss := merger_loss_warning(d, "these rows", m.get("auroc") or {}, f"n={m['n']}: {m['correct']} right, "
                                              f"{m['hallucinated']} hallucinated, {m['refusals']} refusals")) is not None]
     if args.json:
         print(_dump(res))
