@@ -273,15 +273,16 @@ _INSTRUCTION = regex.compile(
     regex.IGNORECASE | regex.MULTILINE)
 # a role marker opening a line (any blanks or invisible characters before it), as chat formats write their turns: in
 # capitals ("SYSTEM:"; an app listing's "Developer: Acme Inc.", a form's "System: Windows 10" or "Assistant: Jane Doe"
-# are a document's), in any case on the line after a question ("Is smoking allowed?\nAssistant: Yes, ...": the
-# question answered in the role's name; a second review found it missed) or after a question within its line, an
+# are a document's), "Assistant:" in any case on the line after a question ("Is smoking allowed?\nAssistant: Yes, ...":
+# the question answered in the role's name; a second review found it missed; an FAQ's "Who made the app?\nDeveloper:
+# Acme Inc." or "What does it run on? System: Windows 10" is a document's) or after a question within its line, an
 # Alpaca-style "### Instruction:" / "### Response:" (a markdown "## Response:" heading is a document's), Llama's [INST]
 # and <<SYS>>, and chat tokens written as text
 _ROLE = regex.compile(r"^[ \t\p{Cf}]*+(?:(?:SYSTEM|ASSISTANT|DEVELOPER)[ \t\p{Cf}]*+:"
-                      r"|(?<=\?[ \t\p{Cf}]*\n[ \t\p{Cf}\n]*)(?i:system|assistant|developer)[ \t\p{Cf}]*+:"
+                      r"|(?<=\?[ \t\p{Cf}]*\n[ \t\p{Cf}\n]*)(?i:assistant)[ \t\p{Cf}]*+:"
                       r"|#{3,}[ \t\p{Cf}]*+(?i:instruction|response)[ \t\p{Cf}]*+:"
                       r"|\[/?INST\]|<</?SYS>>|<\|(?i:system|assistant|user)\|>)"
-                      r"|(?<=\?[ \t\p{Cf}]+)(?:System|Assistant|Developer|SYSTEM|ASSISTANT|DEVELOPER)[ \t\p{Cf}]*+:",
+                      r"|(?<=\?[ \t\p{Cf}]+)(?:Assistant|ASSISTANT)[ \t\p{Cf}]*+:",
                       regex.MULTILINE)
 # an HTML or XML comment, not shown where the page is, holding a sentence (at least COMMENT_WORDS words): a page's
 # "<!-- page 3 -->", "<!-- TOC -->" or a tutorial's "<!-- your comment -->" hide no claim

@@ -1133,6 +1133,7 @@ def test_a_passage_hiding_its_instruction_from_the_check_is_held_end_to_end(tiny
     "Staff directory\nDirector: Ann Lee\nAssistant: Jane Doe, Office of the Dean",
     "Do not read the documents before the meeting starts.", "The new instructions for expenses take effect in May.",
     "Tenants may not ignore the rules of the building.", "If you ignore the previous notice, a fee applies.",
+    "Who made the app?\nDeveloper: Acme Inc.", "What does it run on? System: Windows 10 or later",
 ])
 def test_a_policy_or_web_page_passage_is_not_read_as_addressed_to_the_model(passage):
     """A review found the first form of the check holding ordinary text: an HTML-derived page's "<!-- page 3 -->", an
