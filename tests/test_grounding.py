@@ -751,6 +751,57 @@ def test_negations_are_counted_per_claim(answer, passage, reversed_):
     assert bool(reversed_claims(answer, passage)) is reversed_
 
 
+_TWO_NOTS = ("Vendor shall not use Customer Personal Data to train or improve machine-learning models, and shall not "
+             "sell Customer Personal Data to any third party.")
+_ONE_NOT = "Vendor shall not use Customer Personal Data to train or improve machine-learning models."
+_BREACH = ("Vendor shall notify Customer of a personal data breach without undue delay and in any event within "
+           "forty-eight (48) hours of becoming aware of it.")
+
+
+@pytest.mark.parametrize(("answer", "passage", "reversed_"), [
+    # a legal team's trial: two prohibitions joined by "and shall not" read as none (held, and the reversal passed)
+    ("The vendor shall not use customer personal data to train machine-learning models.", _TWO_NOTS, False),
+    ("The vendor cannot use customer personal data to train its machine-learning models.", _TWO_NOTS, False),
+    ("The vendor may use customer personal data to train machine-learning models.", _TWO_NOTS, True),
+    ("The vendor may sell customer personal data to third parties.", _TWO_NOTS, True),
+    ("The vendor shall not sell customer personal data to any third party.", _TWO_NOTS, False),
+    # a claim the other sentence restates in other words ("giving" for "give") is counted with the rest
+    ("Members can resign at any time and do not need to give notice.",
+     "Members may resign at any time without giving notice.", False),
+    # ... a one-prohibition clause, as before
+    ("The vendor shall not use customer personal data to train machine-learning models.", _ONE_NOT, False),
+    ("The vendor may use customer personal data to train machine-learning models.", _ONE_NOT, True),
+])
+def test_claims_joined_by_a_conjunction_before_an_auxiliary_are_counted_apart(answer, passage, reversed_):
+    """"X shall not use ..., and shall not sell ..." is two claims: its two negations were counted together (none),
+    so a faithful "shall not use" was held and "may use" passed. A conjunction before an auxiliary parts claims, and
+    of a sentence's claims the other restates, the one sharing the most words with it and any sharing most of their
+    own are counted, whether or not the whole sentences' counts differ."""
+    from hguard.signals.grounding import reversed_claims
+
+    assert bool(reversed_claims(answer, passage)) is reversed_
+
+
+@pytest.mark.parametrize(("answer", "passage", "reversed_"), [
+    # the trial's right answer and the repro's: "without undue delay" read as a negation (held)
+    ("Within 48 hours.", _BREACH, False),
+    ("The vendor must notify the customer within 48 hours.", _BREACH, False),
+    ("The vendor need not notify the customer of a breach.", _BREACH, True),  # passed: "without" evened it
+    ("The vendor may delay notifying the customer of a breach.", _BREACH, True),  # a delay worded otherwise
+    # "without consent", "without notice" state a condition: still negations
+    ("The company may share your data with your consent.", "The company may share your data without your consent.",
+     True),
+    ("The landlord may terminate the lease with 30 days' notice.",
+     "The landlord may terminate the lease without prior notice.", True),
+])
+def test_without_delay_is_no_negation_unless_the_other_sentence_words_a_delay(answer, passage, reversed_):
+    """"without undue delay" says when ("promptly"), not whether: it counted as a negation, so "Within 48 hours." was
+    held against "shall notify ... without undue delay and in any event within forty-eight (48) hours"."""
+    from hguard.signals.grounding import reversed_claims
+
+    assert bool(reversed_claims(answer, passage)) is reversed_
+
+
 def test_a_claim_s_verb_and_object_are_read_after_its_auxiliary():
     from hguard.signals._grounding_lexical import _verb_and_object, _verb_object
 

@@ -400,6 +400,12 @@ _NO_NEGATION = re.compile(r"\b(?:no|not)\s+(?:later|more|less|fewer|sooner|earli
                           r"|,\s*(?:and\s+)?(?:not|no)\s+(?:later|earlier|sooner|before|after|more|less|exceptions?)\W*$",
                           re.IGNORECASE)
 _NOT = re.compile(r"n[\u2019']t\b", re.IGNORECASE)
+#: "without (undue) delay" qualifies when a claim is done ("promptly"; "shall notify ... without undue delay and in any
+#: event within 48 hours"), not whether: no negation (`_negated`), unless the other sentence words a delay otherwise
+#: ("may delay notifying ..." reverses it); "without notice", "without consent" state a condition and stay negations
+#: ("may share data with consent" reverses "may share data without consent")
+_WITHOUT_DELAY = re.compile(r"\bwithout\s+(?:(?:any|undue|unreasonable|unnecessary|further)\s+)?delay\b", re.IGNORECASE)
+_DELAY = re.compile(r"\bdelay", re.IGNORECASE)
 # a yes or no opening the answer answers the question; the claim after it is what is compared. A leading "No" that is
 # the determiner of its subject is not ("No refunds are given." is its claim whole, negated by it: `opening_no_is_determiner`;
 # a review: read as the reply, that reversal passed)
@@ -537,12 +543,15 @@ def _negated(sentence: str, other: str | None = None) -> bool:
     (a review: one-sided, these passed). "nor" or "neither" after a negation continues it, a covenant's name ("the
     non-compete") or a prohibition ("is prohibited from", "shall refrain from", "is banned") is one where ``other``
     words it otherwise (`_COVENANT`, `_PROHIBITION`), and "exceed" is one where ``other`` words a cap ("capped at",
-    "maximum", "within": `_CAP`) and it bounds the claim's predicate, not a noun's quantity (`_bounds_the_cap`)."""
+    "maximum", "within": `_CAP`) and it bounds the claim's predicate, not a noun's quantity (`_bounds_the_cap`).
+    "without undue delay" is none where ``other`` words no delay of its own (`_WITHOUT_DELAY`)."""
     text = _NO_NEGATION.sub(" ", _NOT.sub(" not", _QUOTED.sub(" ", sentence)))
     if written_in(words_of(text)) not in ("english", None):
         return not OTHER_NEGATIONS.isdisjoint(_english_words(text))
     if other is not None:
         plain = _NO_NEGATION.sub(" ", _NOT.sub(" not", _QUOTED.sub(" ", other)))
+        if not _DELAY.search(_WITHOUT_DELAY.sub(" ", plain)):
+            text = _WITHOUT_DELAY.sub(" ", text)
         if (_count(_english_words(_QUALIFIER.sub(" ", text))) and not _QUALIFIER.search(plain)
                 and not _CONDITION.search(plain)):
             against = _stems(plain)
@@ -672,33 +681,52 @@ def _verb_object(sentence: str, verb: set[str]) -> set[str]:
     return _stems(" ".join(said))
 
 
-#: where a sentence of several claims is cut into them (`_claims_compared`): a semicolon, and before a condition's or
-#: a reason's conjunction ("..., if rent is not received by the 5th"); not at a comma, which parts a claim's own words
-#: as often ("the Employee shall not, directly or indirectly, solicit ..."), nor before "unless" or "except", read with
+#: where a sentence of several claims is cut into them (`_claims_compared`): a semicolon, before a condition's or
+#: a reason's conjunction ("..., if rent is not received by the 5th"), and at "and", "but" or "or" before an
+#: auxiliary, a second predicate of the subject ("Vendor shall not use ..., and shall not sell ...": two prohibitions
+#: counted together read as none, a legal team's trial); not at a comma alone, which parts a claim's own words as
+#: often ("the Employee shall not, directly or indirectly, solicit ..."), nor before "unless" or "except", read with
 #: their claim (`_QUALIFIER`)
-_CLAIM_BREAK = re.compile(r";|\s(?=(?:if|when|whenever|because|although|though|whereas|while)\b)", re.IGNORECASE)
+_CLAIM_BREAK = re.compile(r";|\s(?=(?:if|when|whenever|because|although|though|whereas|while)\b)"
+                          rf"|,?\s+(?:and|but|or)\s+(?=(?:{'|'.join(sorted(_AUXILIARIES))})\b)", re.IGNORECASE)
 
 
 def _clause_stems(clause: str) -> set[str]:
     """The content stems by which `_claims_compared` reads a claim as compared: no figure ("$75", "5th": a claim
-    restating a figure of another is not about it), no negation."""
-    return {stem for stem in _pair_stems(clause) if not any(c.isdigit() for c in stem) and stem not in NEGATIONS}
+    restating a figure of another is not about it), no negation, no auxiliary ("shall" of two prohibitions), a final
+    "e" left aside ("give" and "giving", which `_stem` leaves apart, are one)."""
+    return {stem.removesuffix("e") for stem in _pair_stems(clause)
+            if not any(c.isdigit() for c in stem) and stem not in NEGATIONS and stem not in _AUXILIARIES}
 
 
 def _claims_compared(sentence: str, other: str) -> str:
-    """``sentence`` less its claims (`_CLAIM_BREAK`) that ``other`` does not restate: each sharing fewer than two of
-    its content words with it (`_clause_stems`; fewer than all, where it has one), so that a negation of a claim the
+    """``sentence`` less its claims (`_CLAIM_BREAK`) that ``other`` does not restate, so that a negation of a claim the
     other sentence does not make is not counted against it (`reversed_claims`): "Your refund goes back ... within 5-7
     business days of receipt; return shipping is $6.95 unless defective." restates "Refunds are issued ... within 5 to
-    7 business days after we receive your return." (the "unless" is the second claim's), and "Late fee: $75 after
+    7 business days after we receive your return." (the "unless" is the second claim's), "Late fee: $75 after
     23:59 on the 5th, ..., up to a maximum of $200." "A late fee of $75 is charged if rent is not received by 11:59
-    p.m. on the 5th, ..." (the condition's "not"). Whole where it is one claim, or where it would be left empty."""
+    p.m. on the 5th, ..." (the condition's "not"), and "The vendor shall not use customer personal data to train
+    ..." "Vendor shall not use Customer Personal Data to train ..., and shall not sell Customer Personal Data to any
+    third party." (the second "not", which made the two an even count: a legal team's trial). A claim is restated
+    where it shares two of its content words with ``other`` (`_clause_stems`; all, where it has one) and either the
+    most of the sentence's claims or more than half of its own (the "sell" claim shares "customer personal data",
+    three of its six). Whole where it is one claim, or where it would be left empty; kept claims next to each other
+    are joined as they were ("even if", a clause's ";" stay), others by a semicolon."""
     parts = _CLAIM_BREAK.split(sentence)
     if len(parts) == 1:
         return sentence
+    marks = [m.group(0) for m in _CLAIM_BREAK.finditer(sentence)]
     against = _clause_stems(other)
-    kept = [part for part in parts if (own := _clause_stems(part)) and len(own & against) >= min(2, len(own))]
-    return " ".join(kept) if kept else sentence
+    shares = {i: (len(own & against), len(own)) for i, part in enumerate(parts) if (own := _clause_stems(part))
+              and len(own & against) >= min(2, len(own))}
+    most = max((n for n, _ in shares.values()), default=0)
+    kept = [i for i, (n, size) in shares.items() if n == most or 2 * n > size]
+    if not kept:
+        return sentence
+    out = parts[kept[0]]
+    for before, i in zip(kept, kept[1:]):
+        out += (marks[before] if i == before + 1 else "; ") + parts[i]
+    return out
 
 
 def _claim_reversed(sentence: str, other: str) -> bool:
@@ -718,11 +746,13 @@ def _claim_reversed(sentence: str, other: str) -> bool:
 def _opposite(claim: str, sentence: str) -> bool:
     """Whether ``claim`` says the opposite of ``sentence``, the passage sentence it is compared with: one is negated
     and the other not (`_negated`), counted over the claims of each the other restates (`_claims_compared`), or a
-    claim of one reverses the other's claim sharing the most of its words (`_claim_reversed`)."""
-    if _negated(claim, sentence) != _negated(sentence, claim):
-        said, stated = _claims_compared(claim, sentence), _claims_compared(sentence, claim)
-        if _negated(said, stated) != _negated(stated, said):
-            return True
+    claim of one reverses the other's claim sharing the most of its words (`_claim_reversed`). Counted so whether or
+    not the whole sentences' counts differ: "The vendor may use ..." (none) reverses "Vendor shall not use ..., and
+    shall not sell ..." (two: even), whose "use" claim it restates (it was compared only where the whole counts
+    differed, and passed)."""
+    said, stated = _claims_compared(claim, sentence), _claims_compared(sentence, claim)
+    if _negated(said, stated) != _negated(stated, said):
+        return True
     return _claim_reversed(claim, sentence)
 
 
@@ -737,7 +767,7 @@ def reversed_claims(answer: str, context: Any) -> list[tuple[str, str]]:
     claim's), then of its subject and predicate, and of those the most content words (at least `MIN_SHARED`), of which
     exactly one is negated
     (an odd number of "not", "never", "cannot", "without", "no", "unless", ...; "no later than" and "not only" are no
-    negation). Grounding reads the words two texts share, and the words that reverse a claim are the ones it leaves
+    negation, nor "without undue delay" where the other sentence words no delay: `_WITHOUT_DELAY`). Grounding reads the words two texts share, and the words that reverse a claim are the ones it leaves
     out: "The company shares your personal information with third-party advertisers." from "We do not share your
     personal information with third-party advertisers." grounded 1.0 (a policy team's trial). English negations by
     their number, other languages' by their presence (`_negated`); a claim reversed without a negation ("optional" for "required", the parties swapped) is not found, unless the passage states the claim of its subject and predicate negated ("The company may cancel ..." of "The user may cancel ... The company may not cancel ..."). A yes or no opening the
@@ -745,7 +775,8 @@ def reversed_claims(answer: str, context: Any) -> list[tuple[str, str]]:
     given." the "No" is the claim's: `opening_no_is_determiner`), and a negation with a time bound on the other side of the
     other sentence's is none ("No refunds are given after 30 days." of "Refunds are given within 30 days.": `_BOUND`).
     Negations are counted over the claims of the two sentences that the other restates (`_claims_compared`: a
-    semicolon or a condition's "if" parts a sentence's claims), and claim by claim where both have several
+    semicolon, a condition's "if" or a conjunction before an auxiliary, "..., and shall not sell ...", parts a
+    sentence's claims), and claim by claim where both have several
     (`_claim_reversed`). Paired by the
     content words alone, "No, CT is not always necessary in children with a normal physical examination." was held
     against a passage's sentence on the physical examination (five shared words, none negated) and not compared with
