@@ -2706,8 +2706,8 @@ _AUSTRALIA = "What currency does Australia use?"
 @pytest.mark.parametrize("answer, aliases, question, label", [
     # a review: a currency's name matched after any qualifier but the few declared adjectives ("the Canadian dollar"),
     # so "The Egyptian pound." was right for ["GBP", "pound sterling"]; where the row's aliases qualify the name, a
-    # qualifier in capitals right before it must be theirs, the question's, or a nationality or country the question
-    # names (the bundled nationalities: "British", "UK" to the United Kingdom)
+    # qualifier in capitals right before it that names another country than theirs or the question's is another
+    # currency (the judge's nationalities: "British", "UK" to the United Kingdom are its own)
     ("The Egyptian pound.", ["GBP", "pound sterling"], _UK, "hallucinated"),
     ("Egyptian pound.", ["GBP", "pound sterling", "pound"], _UK, "hallucinated"),
     ("The Egyptian pound.", ["pound sterling", "British pound", "pound"], None, "hallucinated"),
@@ -2723,6 +2723,36 @@ _AUSTRALIA = "What currency does Australia use?"
     ("Australia uses the dollar.", ["AUD", "Australian dollar", "dollar"], _AUSTRALIA, "correct"),
 ])
 def test_a_currency_name_the_row_qualifies_is_no_other_qualified_currency(answer, aliases, question, label):
+    assert judge(answer, aliases, question=question).label == label
+
+
+_NZ = "What's the currency of New Zealand?"
+_NZD = ["NZD", "New Zealand dollar", "dollar"]
+_HKD = ["HKD", "Hong Kong dollar", "dollar"]
+
+
+@pytest.mark.parametrize("answer, aliases, question, label", [
+    # a review: the rule above took any qualifier in capitals but the row's, the question's and the nationality
+    # table's for another currency, so right replies with a short or informal qualifier were hallucinated; only a
+    # qualifier naming another country known (the nationality table, a currency's declared adjective) is evidence
+    ("NZ dollar", _NZD, _NZ, "correct"),
+    ("The NZ dollar.", _NZD, _NZ, "correct"),
+    ("The Kiwi dollar.", _NZD, _NZ, "correct"),
+    ("HK dollar", _HKD, "What currency does Hong Kong use?", "correct"),
+    ("The HK dollar.", _HKD, "What currency does Hong Kong use?", "correct"),
+    ("The Aussie dollar.", ["AUD", "Australian dollar", "dollar"], "What is the currency of Australia?", "correct"),
+    ("The Singaporean dollar.", ["SGD", "Singapore dollar", "dollar"], "What is the currency of Singapore?", "correct"),
+    ("GB pound", ["GBP", "pound sterling", "pound"], _UK, "correct"),
+    ("The Egyptian pound.", ["EGP", "Egyptian pound", "pound"], "What currency is used in Egypt?", "correct"),
+    # another country named, by a nationality, a country or a currency's adjective: another currency
+    ("The Lebanese pound.", ["GBP", "pound sterling", "pound"], _UK, "hallucinated"),
+    ("The Sudanese pound.", ["EGP", "Egyptian pound", "pound"], "What currency is used in Egypt?", "hallucinated"),
+    ("The Brunei dollar.", ["SGD", "Singapore dollar", "dollar"], "What is the currency of Singapore?", "hallucinated"),
+    ("The Hong Kong dollar.", ["AUD", "Australian dollar", "dollar"], _AUSTRALIA, "hallucinated"),
+    ("The Australian dollar.", _NZD, _NZ, "hallucinated"),
+    ("The CFA franc.", ["CHF", "Swiss franc", "franc"], "What currency does Switzerland use?", "hallucinated"),
+])
+def test_only_a_qualifier_naming_another_country_makes_another_currency(answer, aliases, question, label):
     assert judge(answer, aliases, question=question).label == label
 
 

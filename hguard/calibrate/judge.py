@@ -33,9 +33,10 @@ containing "t" as right) poisons everything downstream. The rules, all deliberat
   written out in capitals with the code's initials ("The New York Stock Exchange." for "NYSE").
 - Currencies named alone: a row's generic "dollar" is no "USD", "US$" or "US dollar" where the row or the question
   names another country's dollar; a currency's name that the row's aliases qualify ("pound sterling", "Australian
-  dollar") is no other qualified one ("The Egyptian pound.", "the New Zealand dollar"), a qualifier in capitals
-  right before it being the aliases', the question's, or a nationality or country the question names
-  (`NATION_COUNTRIES`); a reply's "\u00a5" is the yen's or the yuan's sign, the one the reply names where it names one.
+  dollar") is no other qualified one ("The Egyptian pound.", "the New Zealand dollar"): a qualifier in capitals
+  right before it that names another country than the aliases' and the question's (`_COUNTRY_NAMES`:
+  `NATION_COUNTRIES`, the currencies' declared adjectives); one naming no country known ("NZ dollar") is no
+  evidence; a reply's "\u00a5" is the yen's or the yuan's sign, the one the reply names where it names one.
 - Percent and currency signs stay with their number as words ("20%" reads "20 percent", "$5,000" and "5,000
   USD" read "5000 dollar"): alias "20%" does not match "20 days", "$5,000" does not match "5,000 EUR"; an
   alias without a unit ("5000") matches the number with any.
@@ -1210,8 +1211,10 @@ _YEN_OR_YUAN_WORDS = {c: frozenset({c, *(normalize(w) for w, code in _CJK_CURREN
 _CURRENCY_ADJECTIVES = frozenset().union(*(adjectives for _, adjectives in _CODE_NAMES.values())) | frozenset(
     "french belgian luxembourgish comorian congolese guinean malagasy rwandan burundian djiboutian cuban dominican "
     "uruguayan faroese korean".split())
-# Nationalities and the names of their countries (the bundled literature rows' answers, built from this table by
-# calibration/build_datasets.py): a reply's "British pound" is the pound of a row asking of the United Kingdom
+# Nationalities and the names of their countries: the bundled literature rows' (their answers are built from this table
+# by calibration/build_datasets.py, which looks up its authors' nationalities only), and those of the countries whose
+# currency shares its name with another country's (pound, dollar, peso, franc, rupee, krona, lira, rouble, leu): a
+# reply's "British pound" is the pound of a row asking of the United Kingdom, its "Egyptian pound" another pound
 NATION_COUNTRIES: dict[str, list[str]] = {
     "English": ["England", "United Kingdom", "Britain", "UK"], "British": ["United Kingdom", "Britain", "UK", "England"],
     "Scottish": ["Scotland"], "Welsh": ["Wales"], "Irish": ["Ireland"], "American": ["United States", "USA", "America"],
@@ -1220,6 +1223,23 @@ NATION_COUNTRIES: dict[str, list[str]] = {
     "Italian": ["Italy"], "Czech": ["Czech Republic", "Czechia", "Bohemia"], "Austrian": ["Austria"], "Bohemian": ["Bohemia"],
     "Algerian": ["Algeria"], "Colombian": ["Colombia"], "German": ["Germany"], "Nigerian": ["Nigeria"],
     "Afghan": ["Afghanistan"], "Brazilian": ["Brazil"], "Greek": ["Greece"], "Florentine": ["Florence"],
+    # the countries of a shared currency name
+    "Egyptian": ["Egypt"], "Lebanese": ["Lebanon"], "Syrian": ["Syria"], "Sudanese": ["Sudan"],
+    "South Sudanese": ["South Sudan"], "Cypriot": ["Cyprus"], "Maltese": ["Malta"], "Falkland": ["Falkland Islands"],
+    "Gibraltar": ["Gibraltar"], "Australian": ["Australia"], "New Zealand": ["New Zealand"],
+    "Hong Kong": ["Hong Kong"], "Singaporean": ["Singapore"], "Taiwanese": ["Taiwan"], "Jamaican": ["Jamaica"],
+    "Bahamian": ["Bahamas"], "Barbadian": ["Barbados"], "Belizean": ["Belize"], "Bermudian": ["Bermuda"],
+    "Bruneian": ["Brunei"], "Fijian": ["Fiji"], "Guyanese": ["Guyana"], "Liberian": ["Liberia"],
+    "Namibian": ["Namibia"], "Zimbabwean": ["Zimbabwe"], "Trinidadian": ["Trinidad and Tobago", "Trinidad"],
+    "East Caribbean": ["East Caribbean"], "Mexican": ["Mexico"], "Argentine": ["Argentina"],
+    "Argentinian": ["Argentina"], "Chilean": ["Chile"], "Cuban": ["Cuba"], "Dominican": ["Dominican Republic"],
+    "Philippine": ["Philippines"], "Filipino": ["Philippines"], "Uruguayan": ["Uruguay"], "Belgian": ["Belgium"],
+    "Luxembourgish": ["Luxembourg"], "Congolese": ["Congo"], "Guinean": ["Guinea"], "Rwandan": ["Rwanda"],
+    "Burundian": ["Burundi"], "Djiboutian": ["Djibouti"], "Comorian": ["Comoros"], "Malagasy": ["Madagascar"],
+    "Indian": ["India"], "Pakistani": ["Pakistan"], "Sri Lankan": ["Sri Lanka"], "Nepalese": ["Nepal"],
+    "Nepali": ["Nepal"], "Mauritian": ["Mauritius"], "Seychellois": ["Seychelles"], "Swedish": ["Sweden"],
+    "Danish": ["Denmark"], "Icelandic": ["Iceland"], "Faroese": ["Faroe Islands"], "Turkish": ["Turkey"],
+    "Belarusian": ["Belarus"], "Romanian": ["Romania"], "Moldovan": ["Moldova"],
 }
 # units as a reason shows them where the word read is no reader's ("300 \u00a5 (yen or yuan)", not "300 yenyuan")
 _UNIT_SHOWN = {"yenyuan": "\u00a5 (yen or yuan)"}
@@ -3651,7 +3671,7 @@ def _match(answer: str, aliases: list[str], question: str | None = None) -> tupl
                 continue  # "the Canadian dollar" is no "USD"
             if al == ["dollar"] and other_dollar and _us_dollar_at(answer, ans_tok, start):
                 continue  # "USD" is no Canadian dollar
-            if len(al) == 1 and _qualified_otherwise(answer, ans_cased, ans_tok, start, al[0], qualified, q):
+            if len(al) == 1 and _qualified_otherwise(answer, ans_cased, ans_tok, start, al[0], qualified, aliases, q):
                 continue  # "the Egyptian pound" is no "pound sterling"
             if q and _echoed(ans_tok, start, n, q, ans_cased, q_cased) and (not choices or (choices - set(al)) & set(ans_tok[:start])):
                 echoed = echoed or alias
@@ -3754,31 +3774,57 @@ def _qualified_names(aliases: list[str]) -> dict[str, frozenset[str]]:
     return {w: words for t in said if len(t) > 1 for w in t if w in _CURRENCIES}
 
 
-# a nationality's tokens with its countries' ("british": "united kingdom", "uk", "britain", "england")
-_NATION_OF = {tuple(_tokens(nation)): frozenset(tuple(_tokens(c)) for c in countries)
-              for nation, countries in NATION_COUNTRIES.items()}
+# the qualifiers known to name a country, as tokens, each with the names of its country as tokens: a nationality or a
+# country of `NATION_COUNTRIES` ("british": "united kingdom", "uk", "britain", "england"), or a currency's adjective
+# with its code (`_DECLARED_ADJECTIVES`: "hong kong" with "hkd"; `_CODE_NAMES`: "swedish" with "sek"). A code stays
+# as written (the tokens read "USD" as "dollar", which names no country)
+def _country_names() -> dict[tuple[str, ...], frozenset[tuple[str, ...]]]:
+    groups: list[list[tuple[str, ...]]] = [[tuple(_tokens(n)) for n in (nation, *countries)]
+                                           for nation, countries in NATION_COUNTRIES.items()]
+    by_code: dict[str, list[tuple[str, ...]]] = {}
+    for adjective, code in _DECLARED_ADJECTIVES.items():
+        by_code.setdefault(code, [(code,)]).append(tuple(_tokens(adjective)))
+    for code, (_, adjectives) in _CODE_NAMES.items():
+        by_code.setdefault(code, [(code,)]).extend((a,) for a in adjectives)
+    groups += by_code.values()
+    groups += ([(a,)] for a in _CURRENCY_ADJECTIVES)
+    names: dict[tuple[str, ...], frozenset[tuple[str, ...]]] = {}
+    for group in groups:
+        for name in group:
+            names[name] = names.get(name, frozenset()) | frozenset(group)
+    return names
+
+
+_COUNTRY_NAMES = _country_names()
+_LONGEST_COUNTRY_NAME = max(map(len, _COUNTRY_NAMES))
 
 
 def _qualified_otherwise(answer: str, cased: list[str] | None, ans_tok: list[str], start: int, name: str,
-                         qualified: dict[str, frozenset[str]], q: list[str]) -> bool:
+                         qualified: dict[str, frozenset[str]], aliases: list[str], q: list[str]) -> bool:
     """Whether the reply's currency name ``name`` at token ``start``, one the row's aliases qualify (`_qualified_names`),
-    is written right after a qualifier in capitals ("Egyptian pound", "New Zealand dollar") that the aliases do not hold,
-    nor the question (its tokens ``q``) as that word or as a nationality or country it names (`NATION_COUNTRIES`:
-    "British" or "UK" to a question of the United Kingdom): "The Egyptian pound." names another pound than a row's "pound sterling",
-    "the New Zealand dollar" another dollar than a row's "Australian dollar". Where the reply's words as written are
-    unknown (``cased`` None), no."""
+    is written right after a qualifier in capitals that names another country ("Egyptian pound", "New Zealand
+    dollar": `_COUNTRY_NAMES`) than the row's: one whose country the aliases and the question (its tokens ``q``) do
+    not name, by that word or another of its country ("British" or "UK" to a question of the United Kingdom, "Hong
+    Kong" to a row's "HKD"). "The Egyptian pound." names another pound than a row's "pound sterling", "the New
+    Zealand dollar" another dollar than a row's "Australian dollar". Only on that evidence: a qualifier naming no
+    country known ("NZ dollar", "the Kiwi dollar", "GB pound") may be the row's own and is no other currency; nor
+    where the reply's words as written are unknown (``cased`` None)."""
     if name not in qualified or start == 0 or cased is None:
         return False
-    before, written = ans_tok[start - 1], cased[start - 1]
-    if not written[:1].isupper() or before in _PLACEHOLDERS or before in _FUNCTION_WORDS or before in qualified[name]:
+    k = next((k for k in range(min(start, _LONGEST_COUNTRY_NAME), 0, -1)
+              if tuple(ans_tok[start - k:start]) in _COUNTRY_NAMES), 0)
+    if not k:
         return False
-    if not re.search(rf"(?<![\w-]){re.escape(written)}[ \t\u00a0-]+{re.escape(cased[start])}(?![\w-])", answer):
+    words, written = tuple(ans_tok[start - k:start]), cased[start - k:start]
+    if not all(w[:1].isupper() for w in written) or all(w in qualified[name] for w in words):
+        return False
+    joined = r"[ \t\u00a0-]+".join(map(re.escape, (*written, cased[start])))
+    if not re.search(rf"(?<![\w-]){joined}(?![\w-])", answer):
         return False  # not written as one name ("In Britain, the pound")
-    grams = {tuple(q[i:j]) for i in range(len(q)) for j in range(i + 1, min(len(q), i + 3) + 1)}
-    # the words of each nationality the question names (by itself or by a country of it) and of its countries
-    own = {w for nation, countries in _NATION_OF.items() if nation in grams or countries & grams
-           for words in (nation, *countries) for w in words}
-    return before not in q and before not in own
+    said = [*(_tokens(a) for a in aliases), q]
+    grams = {tuple(t[i:j]) for t in said for i in range(len(t)) for j in range(i + 1, min(len(t), i + _LONGEST_COUNTRY_NAME) + 1)}
+    grams |= {(a.strip().lower(),) for a in aliases}  # a code as written ("HKD")
+    return not _COUNTRY_NAMES[words] & grams
 
 
 _CODE_SUFFIXES = ("s", "'s", "\u2019s", "s'", "s\u2019")
