@@ -2834,6 +2834,33 @@ def test_the_question_s_name_said_again_beside_a_rival_name_is_no_reply(answer, 
     assert judge(answer, aliases, question=question).label == label
 
 
+@pytest.mark.parametrize("answer, aliases, question, label", [
+    # a clinical team's trial: a drug class's plural was hallucinated ("the class of statins" for "statin"; 12 right
+    # drug-class answers became 19 once the plurals were added by hand); an alias's last word in the regular plural or
+    # singular (-s, -es, -ies/-y) is the alias
+    ("Atorvastatin belongs to the class of statins.", ["statin", "HMG-CoA reductase inhibitor"],
+     "What drug class does atorvastatin belong to?", "correct"),
+    ("Morphine belongs to the class of analgesics called opioids.", ["opioid", "opioid analgesic"],
+     "What drug class does morphine belong to?", "correct"),
+    ("Lisinopril belongs to the class of angiotensin converting enzyme inhibitors.",
+     ["ACE inhibitor", "angiotensin-converting enzyme inhibitor"], "What drug class does lisinopril belong to?", "correct"),
+    ("It is a proton pump inhibitor.", ["proton pump inhibitors"], "What drug class is omeprazole?", "correct"),
+    ("Allergies.", ["allergy"], "What is cetirizine used for?", "correct"),
+    ("An allergy.", ["allergies"], "What is cetirizine used for?", "correct"),
+    ("Viruses.", ["virus"], "What causes the flu?", "correct"),
+    # a name's, a code's, a short word's, a verb's, or a form the question offers as the other choice: not read so
+    ("The Parises.", ["Paris"], "What is the capital of France?", "hallucinated"),
+    ("Cs", ["C"], "What is the chemical symbol of carbon?", "hallucinated"),
+    ("It is in the news.", ["new"], "Which word means recent?", "hallucinated"),
+    ("It leads to gold.", ["lead"], "Which element has the symbol Pb?", "hallucinated"),
+    ("Statins.", ["statin"], "Is it one statin or statins?", "hallucinated"),
+    ("Not statins.", ["statin"], "What drug class is atorvastatin?", "hallucinated"),
+    ("The class of fibrates.", ["statin"], "What drug class is atorvastatin?", "hallucinated"),
+])
+def test_an_alias_s_regular_plural_or_singular_is_the_alias(answer, aliases, question, label):
+    assert judge(answer, aliases, question=question).label == label
+
+
 @pytest.mark.parametrize("answer, context, missing", [
     # a review: "¥" was read as the yen or the yuan even where a code, name or CJK currency beside it says which, so
     # "100 CNY" passed from "¥100 (JPY)" and "100 yuan" from "¥100円"; the currency said is read, the family only where

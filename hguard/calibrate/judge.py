@@ -10,8 +10,12 @@ containing "t" as right) poisons everything downstream. The rules, all deliberat
   "A" inside a sentence is kept as a letter ("vitamin A" is not "vitamin"); a lower-case "a" is
   always taken for the article.
 - An alias matches only as whole words: "Paris" does not match "Parisian", "1" does not match
-  "1984", "H" matches "The symbol is H." but not "Helium". Inflected or derived forms do not match;
-  list them as aliases if they should count.
+  "1984", "H" matches "The symbol is H." but not "Helium". An alias's last word in the regular English plural or
+  singular (-s, -es, -ies/-y) is the alias ("statins" for "statin", "ACE inhibitors" for "ACE inhibitor",
+  "infection" for "infections"): only a last word written in lower case, of four letters or more (not a name's,
+  "Athens", nor a code's: `_number_forms`; a code's plural is below), not a verb after a pronoun ("It leads to gold."
+  names no lead), nor a form that is another choice the question offers. Other inflected or derived forms do not
+  match ("Parisian", "antihypertensive"); list them as aliases if they should count.
 - Runs of single letters are initials and are joined: "J. R. R. Tolkien" = "J.R.R. Tolkien".
 - An alias that reads as an English function word once normalised (a code such as "US", "the US", "U. S.", "IN",
   "AND") matches only where the reply writes it in capitals, dotted or not: "tell us", "Pal and Max" and "located
@@ -3653,9 +3657,13 @@ def _match(answer: str, aliases: list[str], question: str | None = None) -> tupl
     # a row asking for another country's dollar: its alias "dollar" or "$" is that dollar, not the US's
     other_dollar = _other_dollar_asked(aliases, q)
     qualified = _qualified_names(aliases)  # the currency names the row's aliases qualify ("British pound")
+    said = {tuple(_tokens(a)) for a in aliases}
     for alias in aliases:
         al = _tokens(alias)
         found = {(i, len(al)) for i in _find(ans_tok, al, yen_or_yuan)}
+        for form in _number_forms(alias, al, said, choices):  # "statins" for "statin", "ACE inhibitors"
+            found |= {(i, len(form)) for i in _find(ans_tok, form)
+                      if not (len(form) == 1 and i > 0 and ans_tok[i - 1] in _SUBJECTS)}  # "it leads" is a verb
         if ans_cased is not None and alias not in codes and _CODE_ALIAS.fullmatch(alias.strip()):
             found |= {(i, 1) for i, w in enumerate(ans_cased) if _code_form(w, alias.strip())}
             if q and alias not in literal:  # a code's name written out, to a question asking for the thing named
@@ -3825,6 +3833,40 @@ def _qualified_otherwise(answer: str, cased: list[str] | None, ans_tok: list[str
     grams = {tuple(t[i:j]) for t in said for i in range(len(t)) for j in range(i + 1, min(len(t), i + _LONGEST_COUNTRY_NAME) + 1)}
     grams |= {(a.strip().lower(),) for a in aliases}  # a code as written ("HKD")
     return not _COUNTRY_NAMES[words] & grams
+
+
+# pronouns before a word in -s that make it a verb, not a plural ("It leads to ..." names no lead)
+_SUBJECTS = frozenset({"it", "he", "she", "this", "that", "which", "who", "what"})
+# a word's endings that are no plural's -s ("glass", "virus", "analysis", "physics": no "glas", "viru", "physic")
+_NO_PLURAL_S = ("ss", "us", "is", "ics")
+_SIBILANT = re.compile(r"(?:s|x|z|ch|sh)$")
+
+
+def _number_forms(alias: str, al: list[str], said: set[tuple[str, ...]], choices: set[str]) -> list[list[str]]:
+    """The alias's tokens ``al`` with its last word in the regular English plural or singular ("statin": "statins";
+    "ACE inhibitor": "ACE inhibitors"; "SSRIs": see `_code_form`; "proton pump inhibitors": "proton pump inhibitor";
+    "-y"/"-ies", "-es" after s, x, z, ch, sh), which a reply naming a class or a kind writes as often as the alias's own
+    form. Only a last word written in lower case, of letters, four or more (a common noun: not a name, "Athens" or
+    "Paris", whose plural or singular is no such form, nor a code, "Cs" for caesium, nor a unit or a currency, which
+    `_tokens` reads; "new" has no "news"), and a singular of four letters or more that is no function word; not a form
+    that is itself another alias (it matches as that alias) or a choice the question offers ("A or B?": the other
+    choice is a wrong answer the question knows)."""
+    written = re.findall(r"[^\W\d_]+", alias)
+    last = al[-1] if al else ""
+    if (not written or not written[-1].islower() or normalize(written[-1]) != last or not last.isalpha() or len(last) < 4
+            or last in _UNIT_WORDS or last in _CURRENCIES):
+        return []
+    forms: set[str] = set()
+    if last.endswith("s") and not last.endswith(_NO_PLURAL_S):  # a plural: its singular
+        forms.add(last[:-3] + "y" if last.endswith("ies") else last[:-1])
+        if last.endswith("es") and _SIBILANT.search(last[:-2]):
+            forms.add(last[:-2])  # "boxes", "classes"
+        forms = {f for f in forms if len(f) >= 4 and f not in _FUNCTION_WORDS and f not in _PLACEHOLDERS}
+    elif re.search(r"[^aeiou]y$", last):
+        forms.add(last[:-1] + "ies")
+    else:
+        forms.add(last + "es" if _SIBILANT.search(last) else last + "s")
+    return [[*al[:-1], f] for f in sorted(forms) if tuple([*al[:-1], f]) not in said and f not in choices]
 
 
 _CODE_SUFFIXES = ("s", "'s", "\u2019s", "s'", "s\u2019")
