@@ -2861,6 +2861,26 @@ def test_an_alias_s_regular_plural_or_singular_is_the_alias(answer, aliases, que
     assert judge(answer, aliases, question=question).label == label
 
 
+@pytest.mark.parametrize("answer, aliases, label", [
+    # a clinical team's trial: a wrong main answer with the right one as an aside was right ("primarily WRONG, but also
+    # RIGHT"); an alias only after a secondary mark that follows a primary one not introducing an alias is hallucinated
+    ("Oseltamivir is primarily used to treat COVID-19, but also influenza.", ["influenza", "flu"], "hallucinated"),
+    ("Chloroquine is primarily used to treat HIV/AIDS, but it can also be used to treat other viral infections, "
+     "including malaria and Zika virus.", ["malaria"], "hallucinated"),
+    ("Atorvastatin is mainly used for type 2 diabetes, as well as high cholesterol.", ["high cholesterol"], "hallucinated"),
+    ("First and foremost it treats gout, and also malaria.", ["malaria"], "hallucinated"),
+    # the primary mark introducing the right answer, the aside repeating it, or another name: right as before
+    ("It is primarily used for influenza, but also colds.", ["influenza"], "correct"),
+    ("Tamoxifen is primarily used to treat breast cancer, but it's also used to treat other types of cancer, including "
+     "breast cancer itself.", ["breast cancer"], "correct"),
+    ("It treats malaria. It is also used for lupus.", ["malaria"], "correct"),
+    ("It is also used for malaria.", ["malaria"], "correct"),
+    ("It is mainly called Peking, also known as Beijing.", ["Beijing"], "correct"),
+])
+def test_a_right_answer_only_as_an_aside_to_a_wrong_main_one_is_hallucinated(answer, aliases, label):
+    assert judge(answer, aliases, question="What is it used to treat?").label == label
+
+
 @pytest.mark.parametrize("answer, context, missing", [
     # a review: "¥" was read as the yen or the yuan even where a code, name or CJK currency beside it says which, so
     # "100 CNY" passed from "¥100 (JPY)" and "100 yuan" from "¥100円"; the currency said is read, the family only where

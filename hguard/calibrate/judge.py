@@ -66,6 +66,11 @@ containing "t" as right) poisons everything downstream. The rules, all deliberat
   not count: a hedge that names several candidates is not a right answer, and the reply is labelled
   hallucinated unless the alias also appears elsewhere unhedged (or the reply also abstains, "I'm
   not sure, either Paris or Lyon", which makes it a refusal).
+- A match only after a secondary mark ("also", "but also", "and also", "as well as") that follows a primary one
+  ("primarily", "mainly", "mostly", "chiefly", "principally", "main", "first and foremost") introducing no alias
+  does not count: "Oseltamivir is primarily used to treat COVID-19, but also influenza." gives a wrong main answer
+  (`_secondary_only`); "It is primarily used for influenza, but also colds." is right, and "also known as" gives
+  another name, no aside.
 - A reply that declines ("I don't know", "I'm not sure", "the context does not say", "the author is unknown", or nothing at
   all: :func:`declines`) is a "refusal" whatever the row's kind and whatever else it names. The guard
   abstains on such a reply by rule (it asserts nothing to check), so the risk model is neither fitted
@@ -87,7 +92,9 @@ containing "t" as right) poisons everything downstream. The rules, all deliberat
 
 The refusal wording list was tuned on what SmolLM2-135M-Instruct says (see calibration/data/README.md).
 The judge has known blind spots: a reply naming the right answer next to a wrong one without "or"
-("Sydney; Canberra is the largest city") counts as correct.
+("Sydney; Canberra is the largest city") counts as correct, and so does a wrong main answer with the right one
+after it without a secondary mark ("used to treat blood disorders caused by heparin, an anticoagulant used to
+prevent blood clots").
 """
 
 from __future__ import annotations
@@ -3630,9 +3637,10 @@ def _restates(ans_tok: list[str], clause: list[int], start: int, n: int, q: list
     return _names_rival(ans_tok, ans_cased, owners, other, words[0], q)
 
 
-def _match(answer: str, aliases: list[str], question: str | None = None) -> tuple[str | None, str | None, str | None]:
-    """(alias with a clean match, alias seen only hedged or negated, alias seen only echoing the question)
-    over all aliases; with ``question``, an alias seen only inside a longer run of the question's own words
+def _match(answer: str, aliases: list[str], question: str | None = None
+           ) -> tuple[str | None, str | None, str | None, str | None]:
+    """(alias with a clean match, alias seen only hedged or negated, alias seen only echoing the question, alias seen
+    only as a secondary answer after another main one: `_secondary_only`) over all aliases; with ``question``, an alias seen only inside a longer run of the question's own words
     does not match, unless the question offers choices ("caused by a virus, a bacterium or a fungus?") and
     the answer names no other choice before it: "Rabies is caused by a virus." picks the virus by
     repeating the question's words, "Ross Lynch is older Glenn Hughes." picks Ross Lynch. The choices are
@@ -3658,6 +3666,7 @@ def _match(answer: str, aliases: list[str], question: str | None = None) -> tupl
     other_dollar = _other_dollar_asked(aliases, q)
     qualified = _qualified_names(aliases)  # the currency names the row's aliases qualify ("British pound")
     said = {tuple(_tokens(a)) for a in aliases}
+    hits: list[tuple[str, list[str], set[tuple[int, int]]]] = []
     for alias in aliases:
         al = _tokens(alias)
         found = {(i, len(al)) for i in _find(ans_tok, al, yen_or_yuan)}
@@ -3668,6 +3677,10 @@ def _match(answer: str, aliases: list[str], question: str | None = None) -> tupl
             found |= {(i, 1) for i, w in enumerate(ans_cased) if _code_form(w, alias.strip())}
             if q and alias not in literal:  # a code's name written out, to a question asking for the thing named
                 found |= set(_spelt_out(ans_tok, ans_cased, alias.strip()))
+        hits.append((alias, al, found))
+    named_at = {start for _, _, found in hits for start, _ in found}  # where the reply names any of the aliases
+    secondary: str | None = None
+    for alias, al, found in hits:
         for start, n in sorted(found):
             if alias in codes and not _in_capitals(answer, ans_cased, start, alias):  # "tell us", "and": words
                 continue
@@ -3692,8 +3705,42 @@ def _match(answer: str, aliases: list[str], question: str | None = None) -> tupl
             if before in _HEDGE_BEFORE or after in _HEDGE_AFTER or _negated(ans_tok, clause, start, start + n, q):
                 spoiled = spoiled or alias
                 continue
-            return alias, None, None
-    return None, spoiled, echoed
+            if _secondary_only(ans_tok, start, named_at):  # "primarily used for COVID-19, but also influenza"
+                secondary = secondary or alias
+                continue
+            return alias, None, None, None
+    return None, spoiled, echoed, secondary
+
+
+# a reply's main answer ("primarily", "mainly", "first and foremost") and one it adds second ("but also", "as well as")
+_PRIMARY_MARKS = (("primarily",), ("mainly",), ("mostly",), ("chiefly",), ("principally",), ("main",),
+                  ("first", "and", "foremost"))
+_SECONDARY_MARKS = (("also",), ("as", "well", "as"))
+# an "also" that gives another name, not a second answer ("also known as", "also called")
+_ANOTHER_NAME = frozenset({"known", "called", "named", "spelled", "spelt", "referred", "termed", "titled"})
+
+
+def _secondary_only(ans_tok: list[str], start: int, named_at: set[int]) -> bool:
+    """Whether the alias at token ``start`` comes only after a secondary mark ("also", "but also", "and also", "as
+    well as"), and that mark after a primary one ("primarily", "mainly", "mostly", "chiefly", "principally", "main",
+    "first and foremost") that does not itself introduce an alias (none of ``named_at``, where the reply names any,
+    lies between the two): "Oseltamivir is primarily used to treat COVID-19, but also influenza." gives a wrong main
+    answer and the right one as an aside. "It is primarily used for influenza, but also colds." introduces it, and an
+    "also known as" is another name, no aside."""
+
+    def ends(marks: tuple[tuple[str, ...], ...], upto: int) -> list[tuple[int, int]]:
+        return [(i, i + len(m)) for m in marks for i in range(upto - len(m) + 1) if tuple(ans_tok[i:i + len(m)]) == m]
+
+    seconds = [(i, j) for i, j in ends(_SECONDARY_MARKS, start)
+               if not (ans_tok[i] == "also" and j < len(ans_tok) and ans_tok[j] in _ANOTHER_NAME)]
+    if not seconds:
+        return False
+    second = max(i for i, _ in seconds)  # the last secondary mark before the alias
+    firsts = [j for _, j in ends(_PRIMARY_MARKS, second)]
+    if not firsts:
+        return False
+    first = max(firsts)  # the last primary mark before it
+    return not any(first <= k < second for k in named_at)
 
 
 # English words a code can spell ("US", "IN", "AND", "the US", "U. S."): such an alias names its entity only where the
@@ -3965,7 +4012,7 @@ def judge(answer: str, aliases: list[str], kind: str = "qa", question: str | Non
 
     if _NEW_QUESTION.match(answer):
         return Judgement("hallucinated", None, "writes a new question instead of answering")
-    alias, spoiled, echoed = _match(answer, usable, question)
+    alias, spoiled, echoed, secondary = _match(answer, usable, question)
     if alias is not None:
         note = f" despite denial wording {found[1]!r}" if found else ""
         return Judgement("correct", alias, f"answer contains accepted alias {alias!r}{note}")
@@ -3981,6 +4028,9 @@ def judge(answer: str, aliases: list[str], kind: str = "qa", question: str | Non
     if echoed is not None:
         return Judgement("hallucinated", None, f"alias {echoed!r} appears only inside words the answer repeats from the "
                                                "question, not as an answer")
+    if secondary is not None:
+        return Judgement("hallucinated", None, f"alias {secondary!r} appears only as a secondary answer after another "
+                                               "main one ('primarily X, but also Y')")
     return Judgement("hallucinated", None, "no accepted alias in the answer and no refusal wording")
 
 
