@@ -681,6 +681,7 @@ _SURGERY = "Patients may not take aspirin after surgery. Ibuprofen may be taken 
 _BONUS = "The annual bonus is paid to all full-time staff in March. Part-time staff are not eligible."
 _SMOKING = "Smoking is prohibited on the hospital premises. Pets are allowed in the hospital garden."
 _CANTEEN = "Staff never pay for parking at the head office. Staff pay for meals in the canteen."
+_PREMIUM = "The company does not pay the health insurance premium for part-time employees. Alcohol is never reimbursed."
 _DINNERS = ("The company does not pay the health insurance premium for part-time employees. The company pays for alcohol "
             "at client dinners.")
 
@@ -709,6 +710,14 @@ _DINNERS = ("The company does not pay the health insurance premium for part-time
      "The company pays for alcohol at client dinners."),
     ("Staff never pay for meals.", _CANTEEN, "Staff pay for meals in the canteen."),
     ("Staff never pay for parking.", _CANTEEN, None),
+    # ... but an adverb that is no negation ("always") let the sentence on the object, too far to compare, hide a
+    # reversal the bare verb's claim is held for (a review: "always pays" passed, "pays" held)
+    ("The company always pays for alcohol for part-time employees.", _PREMIUM, _PREMIUM.split(". ")[0] + "."),
+    ("The company usually pays for alcohol for part-time employees.", _PREMIUM, _PREMIUM.split(". ")[0] + "."),
+    ("The company pays for alcohol for part-time employees.", _PREMIUM, _PREMIUM.split(". ")[0] + "."),
+    ("The company never pays for alcohol for part-time employees.", _PREMIUM, None),
+    ("The company always pays for alcohol for part-time employees.", _DINNERS, None),
+    ("Staff always pay for parking.", "Staff pay for meals in the canteen. Parking is not available at weekends.", None),
 ])
 @pytest.mark.parametrize("flipped", [False, True])
 def test_a_sentence_giving_the_claim_s_verb_another_object_is_not_its_restatement(answer, passage, paired, flipped):

@@ -816,7 +816,12 @@ def reversed_claims(answer: str, context: Any) -> list[tuple[str, str]]:
         best = min(shared, key=lambda i: (other and obj.isdisjoint(stems_of[i])
                                           and bool(_verb_object(passage[i], verb)),
                                           -len(whole & stems_of[i]), -len(core & stems_of[i]), -shared[i], i))
-        if (shared[best] >= min(MIN_SHARED, max(2, len(claim_stems)))
+        enough = min(MIN_SHARED, max(2, len(claim_stems)))
+        if other and shared[best] < enough and _opposite(claim, passage[best]):
+            # the sentence on the object, too far from the claim to compare, reverses it: the claim is compared as
+            # it is without its object read ("always pays for alcohol" hid from every sentence what "pays" did not)
+            best = min(shared, key=lambda i: (-len(whole & stems_of[i]), -len(core & stems_of[i]), -shared[i], i))
+        if (shared[best] >= enough
                 and _opposite(claim, passage[best])
                 and not (len(sides := _bounds(claim)) == 1 and _bounds(passage[best]) == {"below", "beyond"} - sides)):
             out.append((said, passage[best]))
