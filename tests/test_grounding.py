@@ -791,6 +791,35 @@ def test_claims_joined_by_a_conjunction_before_an_auxiliary_are_counted_apart(an
     assert bool(reversed_claims(answer, passage)) is reversed_
 
 
+_DOWNLOADS = "Refunds are not given for digital downloads; physical items can be returned within 30 days."
+_OVERTIME = "Overtime is paid at 1.5 times the base rate, but it is not paid to managers."
+_SUBLET = "The tenant must not sublet the unit without written consent."
+
+
+@pytest.mark.parametrize(("answer", "passage", "reversed_"), [
+    # a review's: faithful answers of several claims, cut to those the passage sentence restates, were counted against
+    # its every negation where the whole counts agree (held)
+    ("Digital downloads are not refundable; physical items can be returned within 30 days.", _DOWNLOADS, False),
+    ("Managers do not receive overtime pay; others get 1.5 times the base rate.", _OVERTIME, False),
+    ("The tenant can sublet the unit if the landlord gives written consent.", _SUBLET, False),
+    # ... their reversals are still found: claim by claim, or by the whole counts
+    ("Digital downloads are refundable; physical items can be returned within 30 days.", _DOWNLOADS, True),
+    ("Managers receive overtime pay; others get 1.5 times the base rate.", _OVERTIME, True),
+    ("The tenant can sublet the unit if the landlord does not give written consent.", _SUBLET, True),
+    ("The tenant can sublet the unit without written consent.", _SUBLET, True),
+    # ... and a claim of one is counted over the passage's claims it restates whatever the whole counts
+    ("The vendor may use customer personal data to train machine-learning models.", _TWO_NOTS, True),
+])
+def test_an_answer_of_several_claims_is_counted_in_part_only_where_the_whole_counts_differ(answer, passage, reversed_):
+    """"Managers do not receive overtime pay; others get 1.5 times the base rate." was cut to its rate claim, which
+    shares most words with "Overtime is paid at 1.5 times the base rate, but it is not paid to managers.", and counted
+    against that sentence's "not" (a review: three faithful answers held). Where the whole counts agree, an answer
+    sentence of several claims is compared claim by claim only."""
+    from hguard.signals.grounding import reversed_claims
+
+    assert bool(reversed_claims(answer, passage)) is reversed_
+
+
 @pytest.mark.parametrize(("answer", "passage", "reversed_"), [
     # the trial's right answer and the repro's: "without undue delay" read as a negation (held)
     ("Within 48 hours.", _BREACH, False),

@@ -749,9 +749,15 @@ def _opposite(claim: str, sentence: str) -> bool:
     claim of one reverses the other's claim sharing the most of its words (`_claim_reversed`). Counted so whether or
     not the whole sentences' counts differ: "The vendor may use ..." (none) reverses "Vendor shall not use ..., and
     shall not sell ..." (two: even), whose "use" claim it restates (it was compared only where the whole counts
-    differed, and passed)."""
+    differed, and passed). Where the whole counts agree, only a claim of one claim is so counted: an answer sentence
+    of several, cut to those the passage sentence restates, was counted against that sentence's every negation
+    ("Managers do not receive overtime pay; others get 1.5 times the base rate." against "Overtime is paid at 1.5
+    times the base rate, but it is not paid to managers.", "The tenant can sublet the unit if the landlord gives
+    written consent." against "... must not sublet the unit without written consent.": faithful answers held, a
+    review); its claims are compared one by one (`_claim_reversed`)."""
     said, stated = _claims_compared(claim, sentence), _claims_compared(sentence, claim)
-    if _negated(said, stated) != _negated(stated, said):
+    if _negated(said, stated) != _negated(stated, said) and (
+            len(_CLAIM_BREAK.split(claim)) == 1 or _negated(claim, sentence) != _negated(sentence, claim)):
         return True
     return _claim_reversed(claim, sentence)
 
