@@ -791,6 +791,31 @@ def test_claims_joined_by_a_conjunction_before_an_auxiliary_are_counted_apart(an
     assert bool(reversed_claims(answer, passage)) is reversed_
 
 
+_RARELY = "The company rarely approves remote work requests."
+_ALWAYS = "The company always approves remote work requests."
+
+
+@pytest.mark.parametrize(("answer", "passage", "reversed_"), [
+    ("The company always approves remote work requests.", _RARELY, True),  # a review's: passed
+    ("Remote work requests are always approved.", _RARELY, True),
+    ("The company rarely approves remote work requests.", _ALWAYS, True),
+    ("The company hardly ever approves remote work requests.", _ALWAYS, True),
+    # "rarely" is no negation against a plain claim, another adverb or "not always"
+    ("The company seldom approves remote work requests.", _RARELY, False),
+    ("The company does not always approve remote work requests.", _RARELY, False),
+    ("The company usually approves remote work requests.", _RARELY, False),
+    ("The company approves remote work requests.", _RARELY, False),
+    ("The company rarely approves remote work requests.", "The company approves remote work requests.", False),
+])
+def test_rarely_is_a_negation_against_always_only(answer, passage, reversed_):
+    """"The company always approves remote work requests." passed against "The company rarely approves remote work
+    requests." (a review): no negation on either side. "rarely", "seldom" or "hardly ever" is one where the other
+    sentence says "always" and it does not."""
+    from hguard.signals.grounding import reversed_claims
+
+    assert bool(reversed_claims(answer, passage)) is reversed_
+
+
 _DOWNLOADS = "Refunds are not given for digital downloads; physical items can be returned within 30 days."
 _OVERTIME = "Overtime is paid at 1.5 times the base rate, but it is not paid to managers."
 _SUBLET = "The tenant must not sublet the unit without written consent."

@@ -406,6 +406,10 @@ _NOT = re.compile(r"n[\u2019']t\b", re.IGNORECASE)
 #: ("may share data with consent" reverses "may share data without consent")
 _WITHOUT_DELAY = re.compile(r"\bwithout\s+(?:(?:any|undue|unreasonable|unnecessary|further)\s+)?delay\b", re.IGNORECASE)
 _DELAY = re.compile(r"\bdelay", re.IGNORECASE)
+#: "rarely", "seldom", "hardly ever": a negation against "always" in the other sentence only ("The company always
+#: approves ..." reverses "The company rarely approves ...", a review), not against a plain claim or another adverb
+_RARELY = re.compile(r"\b(?:rarely|seldom|hardly\s+ever|scarcely\s+ever)\b", re.IGNORECASE)
+_ALWAYS = re.compile(r"\balways\b", re.IGNORECASE)
 # a yes or no opening the answer answers the question; the claim after it is what is compared. A leading "No" that is
 # the determiner of its subject is not ("No refunds are given." is its claim whole, negated by it: `opening_no_is_determiner`;
 # a review: read as the reply, that reversal passed)
@@ -544,7 +548,8 @@ def _negated(sentence: str, other: str | None = None) -> bool:
     non-compete") or a prohibition ("is prohibited from", "shall refrain from", "is banned") is one where ``other``
     words it otherwise (`_COVENANT`, `_PROHIBITION`), and "exceed" is one where ``other`` words a cap ("capped at",
     "maximum", "within": `_CAP`) and it bounds the claim's predicate, not a noun's quantity (`_bounds_the_cap`).
-    "without undue delay" is none where ``other`` words no delay of its own (`_WITHOUT_DELAY`)."""
+    "without undue delay" is none where ``other`` words no delay of its own (`_WITHOUT_DELAY`), and "rarely" or
+    "seldom" is one where ``other`` says "always" and it does not (`_RARELY`)."""
     text = _NO_NEGATION.sub(" ", _NOT.sub(" not", _QUOTED.sub(" ", sentence)))
     if written_in(words_of(text)) not in ("english", None):
         return not OTHER_NEGATIONS.isdisjoint(_english_words(text))
@@ -552,6 +557,8 @@ def _negated(sentence: str, other: str | None = None) -> bool:
         plain = _NO_NEGATION.sub(" ", _NOT.sub(" not", _QUOTED.sub(" ", other)))
         if not _DELAY.search(_WITHOUT_DELAY.sub(" ", plain)):
             text = _WITHOUT_DELAY.sub(" ", text)
+        if _ALWAYS.search(plain) and not _ALWAYS.search(text):
+            text = _RARELY.sub(" not ", text)
         if (_count(_english_words(_QUALIFIER.sub(" ", text))) and not _QUALIFIER.search(plain)
                 and not _CONDITION.search(plain)):
             against = _stems(plain)
