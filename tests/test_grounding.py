@@ -816,6 +816,20 @@ def test_rarely_is_a_negation_against_always_only(answer, passage, reversed_):
     assert bool(reversed_claims(answer, passage)) is reversed_
 
 
+@pytest.mark.parametrize(("answer", "passage"), [
+    ("The landlord never pays for heating.", "The landlord always pays for heating."),
+    ("The landlord never pays for heating.", "Tenants never pay for water; the landlord always pays for heating."),
+    ("The company never pays for alcohol at client dinners.", "The company pays for alcohol at client dinners."),
+    ("The company always pays for alcohol.", "The company never pays for alcohol."),
+    ("Service animals are not allowed.", "Pets are not allowed in the apartments; service animals are allowed."),
+])
+def test_never_against_always_or_a_plain_claim_is_a_reversal(answer, passage):
+    """A review's cases: "never" against "always" or a plain claim, a second claim after a semicolon among them."""
+    from hguard.signals.grounding import reversed_claims
+
+    assert reversed_claims(answer, passage) == [(answer, passage)]
+
+
 _DOWNLOADS = "Refunds are not given for digital downloads; physical items can be returned within 30 days."
 _OVERTIME = "Overtime is paid at 1.5 times the base rate, but it is not paid to managers."
 _SUBLET = "The tenant must not sublet the unit without written consent."
