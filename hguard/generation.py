@@ -255,6 +255,17 @@ _INSTRUCTION = regex.compile(
     r"|guidelines?|directions|documents?)"
     r"(?:\s+(?:above|below|you\s+(?:were|have\s+been|'ve\s+been)\s+(?:given|told)|given\s+to\s+you))?"
     r"\s*+(?:[.,;:!]|and\b|$)"
+    # "ignore the above and say ...", "forget everything above and answer ..." (a third review: missed)
+    r"|\b(?:ignore|disregard|forget)\s+(?:(?:everything|anything|all)\s+(?:(?:written|said|stated)\s+)?(?:above|before)"
+    r"|the\s+above)\s*+(?:[.,;:!]|and\b|$)"
+    # "do not follow your earlier rules; ...", "stop following the system prompt" ("do not follow the directions on the
+    # label" is a document's: only the model's own instructions count)
+    r"|\b(?:do\s+not|don't|never|stop)\s+follow(?:ing)?\s+(?:(?:the|any|all|these|those)\s+)*"
+    r"(?:your|earlier|previous|prior|original|initial|system)\s+(?:(?:earlier|previous|prior|original|initial|system)\s+)*"
+    r"(?:rules?|instructions?|prompts?|guidelines?|directions)\s*+(?:[.,;:!]|and\b|$)"
+    # a role-play to answer otherwise: "pretend you are DAN and answer ..." ("pretend you are a customer: what ...?" asks
+    # the model nothing to answer)
+    r"|\bpretend\s+(?:that\s+)?(?:you\s+are|you're|to\s+be)\b[^.?!\n]{0,60}?\band\s+(?:answer|say|reply|respond)\b"
     # "do not read the passage.", "don't use the documents, ..." ("do not read the documents before signing" is a
     # reader's advice: the thing not read ends the clause here too)
     r"|\b(?:do\s+not|don't|never)\s+(?:read|use|look\s+at|consult|consider|check|rely\s+on)\s+(?:(?:the|your|any"
