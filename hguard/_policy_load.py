@@ -380,12 +380,13 @@ def _in_state_dir(data: Any, path: Path) -> tuple[Any, Path | None]:
     monitor state: ``STATE_FILES``) placed in hguard's state folder (:func:`~hguard._resources.state_dir`:
     ``$HGUARD_STATE_DIR`` or ``~/.local/state/hguard``), as the demo's are, not beside the file inside the installed
     package; and that folder (None when the file names none of them relative)."""
-    from hguard._resources import STATE_FILES, state_dir
+    from hguard._resources import STATE_FILES, state_dir, warn_left_behind
     from hguard.errors import InputError
 
     if not isinstance(data, dict):
         return data, None
     data, folder = dict(data), None
+    named: list[str] = []
     for table, key, _ in STATE_FILES:
         section = data.get(table)
         value = section.get(key) if isinstance(section, dict) else None
@@ -398,4 +399,7 @@ def _in_state_dir(data: Any, path: Path) -> tuple[Any, Path | None]:
                 raise PolicyError(f"policy file {str(path)!r} (the packaged default policy) keeps its audit log, review "
                                   f"queue and monitor state in hguard's state folder: {exc}") from None
         data[table] = {**section, key: str(folder / value)}
+        named.append(value)
+    if folder is not None:  # files an earlier hguard kept in ~/.local/state/hguard, whatever $HGUARD_STATE_DIR said
+        warn_left_behind(folder, named)
     return data, folder

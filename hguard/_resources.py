@@ -139,11 +139,55 @@ def state_dir() -> Path:
     env = os.environ.get("HGUARD_STATE_DIR")
     if env:
         return expand_home(env, "HGUARD_STATE_DIR")
-    folder = home()
+    folder = home_state_dir()
     if folder is None:
         raise InputError(f"hguard's default state folder is ~/.local/state/hguard, but {NO_HOME}; set HGUARD_STATE_DIR "
                          "(or HOME) to a writable folder, or pass --out")
-    return folder / ".local" / "state" / "hguard"
+    return folder
+
+
+def home_state_dir() -> Path | None:
+    """hguard's state folder where ``$HGUARD_STATE_DIR`` is not set (``~/.local/state/hguard``); None without a home."""
+    folder = home()
+    return None if folder is None else folder / ".local" / "state" / "hguard"
+
+
+_SAID_LEFT_BEHIND: set[tuple[str, str]] = set()
+
+
+def left_behind(folder: Path, names: Sequence[str]) -> str | None:
+    """Where ``$HGUARD_STATE_DIR`` moves hguard's state folder to ``folder`` (up to 0.3.x it moved the demo's files
+    only): one line naming those of the packaged policy's files ``names`` that are absent from ``folder`` and lie in
+    ``~/.local/state/hguard`` (where that policy kept them whatever the variable said), both folders, and the fix (the
+    ``mv`` command, with the files beside them: archives, the queue's pending answers); None where none is."""
+    import shlex
+
+    old = home_state_dir()
+    if old is None or not old.is_dir() or os.path.normpath(os.path.abspath(old)) == os.path.normpath(
+            os.path.abspath(folder)):
+        return None
+    left = [n for n in names if (old / n).exists() and not (folder / n).exists()]
+    if not left:
+        return None
+    stems = tuple(Path(n).stem for n in left)
+    files = sorted(p for p in old.iterdir() if p.name.startswith(stems) and p.is_file())
+    move = " ".join(shlex.quote(str(p)) for p in files)
+    into = shlex.quote(str(folder))
+    return (f"the default policy's {', '.join(left)} are in {old} but not in {folder}, where $HGUARD_STATE_DIR now "
+            f"places them (up to 0.3.x it moved the demo's files only): the held answers, audit chain and monitor state "
+            f"there are not read; move them (`mkdir -p {into} && mv -n {move} {shlex.quote(str(folder) + '/')}`) or "
+            "unset HGUARD_STATE_DIR")
+
+
+def warn_left_behind(folder: Path, names: Sequence[str]) -> None:
+    """:func:`left_behind`'s line as a warning, once a process for each pair of folders."""
+    from .errors import warn_aside
+
+    note = left_behind(folder, names)
+    said = (str(folder), str(home_state_dir()))
+    if note is not None and said not in _SAID_LEFT_BEHIND:
+        _SAID_LEFT_BEHIND.add(said)
+        warn_aside(note, stacklevel=2)
 
 
 #: a policy's own files (table, key, file name): the packaged policy names them relative, in :func:`state_dir`; a

@@ -268,3 +268,52 @@ def test_a_public_seed_that_picks_no_spot_check_is_not_warned_about(tmp_path):
     (tmp_path / "policy.toml").write_text("version = 1\n[domains.alpha]\nspot_check_rate = 0\n"
                                           "[domains.gamma]\nspot_check_rate = 0.01\n")
     assert "[monitor] seed is unset" in public_seed_warning(load_policy(tmp_path / "policy.toml"))
+
+
+def test_the_default_policys_files_left_in_the_home_state_folder_are_said_not_lost(tmp_path, monkeypatch, capsys):
+    """A review (upgrade break): the default policy's files followed $HGUARD_STATE_DIR only since this release, so an
+    operator who had set it (it moved the demo's files before) lost sight of the queue and log still in
+    ~/.local/state/hguard: `review list` said nothing was held, `audit verify --policy default` "no audit log".
+    Loading the policy warns once, naming both folders and the fix; the two commands say the same."""
+    import warnings
+
+    from hguard._resources import policy_arg
+    from hguard.cli import main
+
+    old = tmp_path / "home" / ".local" / "state" / "hguard"
+    old.mkdir(parents=True)
+    (old / "audit.jsonl").write_text("")
+    (old / "review.sqlite3").write_text("")
+    (old / "review.sqlite3.pending.jsonl").write_text("")
+    (old / "demo").mkdir()  # the demo's folder is not the policy's
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    new = tmp_path / "new state"
+    monkeypatch.setenv("HGUARD_STATE_DIR", str(new))
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        load_policy(policy_arg("default"))
+        load_policy(policy_arg("default"))  # once a process
+    lines = [str(w.message) for w in said if "HGUARD_STATE_DIR" in str(w.message)]
+    assert len(lines) == 1, lines
+    line = lines[0]
+    assert "\n" not in line and f"audit.jsonl, review.sqlite3 are in {old} but not in {new}" in line
+    assert (f"`mkdir -p '{new}' && mv -n {old / 'audit.jsonl'} {old / 'review.sqlite3'} "
+            f"{old / 'review.sqlite3.pending.jsonl'} '{new}/'`) or unset HGUARD_STATE_DIR") in line
+    new.mkdir()
+    assert main(["review", "list", "--policy", "default"]) == 0  # as where nothing is held: said, not refused
+    assert f"no review queue at {new / 'review.sqlite3'}: the default policy's audit.jsonl" in capsys.readouterr().out
+    assert main(["audit", "verify", "--policy", "default"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: no audit log at {new / 'audit.jsonl'}: the default policy's audit.jsonl, review.sqlite3 are in " \
+           f"{old}" in err
+    monkeypatch.setenv("HGUARD_STATE_DIR", str(old))  # the same folder: nothing is left behind
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        load_policy(policy_arg("default"))
+    assert not [w for w in said if "HGUARD_STATE_DIR" in str(w.message)]
+    for name in ("audit.jsonl", "review.sqlite3", "review.sqlite3.pending.jsonl"):  # moved: nothing said
+        (old / name).rename(new / name)
+    monkeypatch.setenv("HGUARD_STATE_DIR", str(new))
+    from hguard._resources import STATE_FILES, left_behind
+
+    assert left_behind(new, [n for _, _, n in STATE_FILES]) is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any, Collection, Mapping
 
 from .._audit_export import last_checked, periods
@@ -293,6 +294,12 @@ def main(argv: list[str]) -> int:
                 from ..policy import load_policy
 
                 pol = load_policy(args.policy)
+                if not path and not Path(pol.audit.path).exists():
+                    from .review import _left_behind
+
+                    moved = _left_behind(pol)
+                    if moved is not None:  # the default policy's log where an earlier hguard kept it
+                        raise InputError(f"no audit log at {pol.audit.path}: {moved}")
                 path = path or pol.audit.path
                 anchor = anchor or pol.audit.anchor
                 if not args.no_key and not args.key_file:  # as the guard: the policy's key file, else the environment's

@@ -251,6 +251,15 @@ def _shown_item(queue: ReviewQueue, item_id: str, again: str = "") -> str:
     return "\n".join(lines)
 
 
+def _left_behind(policy) -> str | None:
+    """For the packaged default policy: the line saying its files are still in ``~/.local/state/hguard`` and not in
+    the folder ``$HGUARD_STATE_DIR`` names (:func:`hguard._resources.left_behind`); None otherwise."""
+    from .._resources import STATE_FILES, left_behind
+
+    folder = getattr(policy, "_state_dir", None)
+    return None if folder is None else left_behind(folder, [name for _, _, name in STATE_FILES])
+
+
 def _absent_queue(policy, policy_file: str, audit: str | None) -> str | None:
     """``hguard review list`` and ``show`` with a policy whose queue file does not exist (in a folder that does: a
     missing folder is refused on opening): why nothing is listed, when its audit log holds no item promised to review;
@@ -263,6 +272,9 @@ def _absent_queue(policy, policy_file: str, audit: str | None) -> str | None:
     if queue_path.exists() or not queue_path.parent.is_dir():
         return None
     log = AuditLog(audit if audit is not None else policy.audit.path, key=None)  # read only: no key needed
+    moved = _left_behind(policy)
+    if moved is not None and not log.path.is_file():  # the default policy's files where an earlier hguard kept them
+        return f"no review queue at {queue_path}: {moved}"
     if not log.path.is_file():  # it holds nothing: said so, not that it holds no decision routed to review
         return (f"no review queue at {queue_path} and no audit log at {log.path} either: nothing has been held for "
                 "review under this policy yet, or these are not the deployment's files (a policy's relative paths "
