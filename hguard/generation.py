@@ -652,21 +652,36 @@ class Generator:
                 what = f"lower max_new_tokens to at most {limit - len(ids)}"
             elif history:
                 what = f"shorten the chat history ({len(history)} turns), the question or the context"
-            elif context is None:  # the question alone is long: its own length, and the most that fits
-                n_q = len(tok(question.strip(), add_special_tokens=False)["input_ids"])
-                room = limit - n_new - (len(ids) - n_q)
-                raise InputError(
-                    f"the question is {len(question):,} characters ({n_q} tokens): the prompt has {len(ids)} tokens "
-                    f"and up to {n_new} more are generated, over the model's context of {limit} tokens; shorten the "
-                    + (f"question to at most {room} tokens" if room > 0 else "question or the system prompt")
-                    + " (or split it into several questions)")
-            else:
-                what = "shorten the question or the context"
+            else:  # the question (and context) are long: their own lengths, and the most that fits
+                raise InputError(self._over_window(question, context, len(ids), limit, n_new))
             raise InputError(
                 f"the prompt has {len(ids)} tokens and up to {n_new} more are generated, "
                 f"over the model's context of {limit} tokens; {what}"
             )
         return list(ids)
+
+    def _over_window(self, question: str, context: str | None, n_prompt: int, limit: int, n_new: int) -> str:
+        """The one line refusing a prompt of ``n_prompt`` tokens over the model's window: the question's length (and
+        the context's) in characters and tokens, the prompt's, the window, and the most the two may take together."""
+        tok = self.lm.tokenizer
+
+        def length(what: str, text: str) -> tuple[str, int]:
+            n = len(tok(text.strip(), add_special_tokens=False)["input_ids"])
+            return f"the {what} is {len(text):,} characters ({n} tokens)", n
+
+        said, n_q = length("question", question)
+        if context is not None:
+            context_said, n_c = length("context", context)
+            said, n_q = f"{said} and {context_said}", n_q + n_c
+        room = limit - n_new - (n_prompt - n_q)  # what the question (and context) may take; the frame takes the rest
+        if context is None:
+            fix = f"question to at most {room} tokens" if room > 0 else "question or the system prompt"
+            fix += " (or split it into several questions)"
+        else:
+            fix = (f"question and the context to at most {room} tokens together" if room > 0
+                   else "question, the context or the system prompt") + " (or pass fewer passages)"
+        return (f"{said}: the prompt has {n_prompt} tokens and up to {n_new} more are generated, over the model's "
+                f"context of {limit} tokens; shorten the {fix}")
 
     def turns_token_count(self, turns: Sequence[Mapping]) -> int:
         """Tokens of chat turns (``{"role", "content"}``) that need not make a prompt (a history without its question,

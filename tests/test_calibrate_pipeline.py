@@ -779,9 +779,12 @@ def test_a_row_over_the_models_window_is_refused_before_any_row_is_answered(tmp_
     with pytest.raises(DataError) as err:
         collect_mod.collect(gen, exs, tmp_path, batch_size=4, progress=False)
     said = str(err.value)
-    assert said == (f"row 'r5' cannot be answered: the prompt has {n} tokens and up to 4 more are generated, over the "
-                    "model's context of 256 tokens; shorten the question or the context, or leave the row out (2 rows "
-                    "in all, checked before any was answered); nothing was answered")
+    assert said.startswith(f"row 'r5' cannot be answered: the question is 20 characters (4 tokens) and "
+                           f"the context is {len(long):,} characters (600 tokens)")  # 256 - 4 new - the frame's 37
+    assert said.endswith(f" tokens): the prompt has {n} tokens and up to 4 more are generated, over the model's "
+                         "context of 256 tokens; shorten the question and the context to at most 215 tokens together "
+                         "(or pass fewer passages), or leave the row out (2 rows in all, checked before any was "
+                         "answered); nothing was answered")
     assert calls == [] and not list((tmp_path / "shards").glob("shard-*.json"))
     # the Ray engine checks the same rows before it connects to a cluster (none listens at this address)
     from hguard.calibrate.ray_engine import RayOptions, collect_ray

@@ -1137,6 +1137,28 @@ def test_a_question_over_the_models_window_is_refused_naming_its_length_on_recor
     assert len(gen.prompt_ids(fits)) + n_new <= limit
 
 
+def test_a_question_too_long_with_a_context_is_refused_naming_both_lengths_and_the_limit(guard):
+    """A review: the question alone over the window was refused naming its length and the most that fits, the same
+    question with a one-line context only "the prompt has N tokens ...; shorten the question or the context". One
+    message builder says both: the question's and the context's characters and tokens, the window, the most that fits."""
+    gen, tok = guard.generator, guard.generator.lm.tokenizer
+    question = "What drug class does atorvastatin belong to? " + "Please be precise. " * 100
+    context = "Atorvastatin is a statin."
+    n = len(gen.prompt_ids(question, context, within_limit=False))
+    n_q = len(tok(question.strip(), add_special_tokens=False)["input_ids"])
+    n_c = len(tok(context, add_special_tokens=False)["input_ids"])
+    n_new, limit = gen.max_new_tokens, gen.context_limit
+    with pytest.raises(InputError) as err:
+        guard.invoke(question, context=context, domain="alpha")
+    room = limit - n_new - (n - n_q - n_c)
+    assert str(err.value) == (
+        f"the question is {len(question):,} characters ({n_q} tokens) and the context is {len(context):,} characters "
+        f"({n_c} tokens): the prompt has {n} tokens and up to {n_new} more are generated, over the model's context of "
+        f"{limit} tokens; shorten the question and the context to at most {room} tokens together (or pass fewer "
+        "passages)")
+    assert 0 < room < n_q and len(gen.prompt_ids(" ".join(["precise"] * (room - n_c)), context)) + n_new <= limit
+
+
 @pytest.mark.parametrize("call, words", [
     ({"request_id": object()}, "request_id must be a string or None, got object"),
     ({"request_id": float("nan")}, "request_id must be a string or None, got float"),
