@@ -8,6 +8,7 @@ from typing import Any, Optional, Sequence
 
 from langchain_core.callbacks import AsyncCallbackManagerForChainRun, CallbackManagerForChainRun
 from langchain_core.messages import AIMessage, BaseMessage, ChatMessage
+from langchain_core.messages.ai import UsageMetadata
 from langchain_core.runnables import RunnableConfig, RunnableSerializable
 from langchain_core.runnables.config import get_config_list
 from pydantic import ConfigDict, Field, ValidationError, model_validator
@@ -32,20 +33,24 @@ _SETTING_FIXES = {"guard": "pass the hguard Guard that scores the answers (Guard
                   "domain": "name a domain of the policy, or leave it out (None) to choose one by similarity",
                   "served": "pass True where the answers are shown to users, False for an evaluation"}
 
-#: (question, answer, passages, domain, problems, sources) of one input
-Parsed = tuple[str, str, Optional[list[str]], Optional[str], list[str], list[str]]
+#: (question, answer, passages, domain, problems, sources, usage) of one input; usage: the answer message's own
+#: ``usage_metadata`` (the counts of the server that wrote it), None for an answer given as text or without one
+Parsed = tuple[str, str, Optional[list[str]], Optional[str], list[str], list[str], Optional[UsageMetadata]]
 
 
 def checked_message(guard: Guard, result: GuardResult, passages: Optional[Sequence[str]] = None,
-                    sources: Sequence[str] = ()) -> AIMessage:
+                    sources: Sequence[str] = (), usage: Optional[UsageMetadata] = None) -> AIMessage:
     """What a chain gets for a checked answer, as it gets a :class:`~langchain_hguard.ChatHGuard` answer: the text
     a user should see (the answer when accepted, else the abstain or review text), the decision in
     ``response_metadata`` (``route``, ``risk``, ``reasons``, ``audit_id``, ``answer_source``, ...) with ``sources``
     (where the passages came from, as :class:`~langchain_hguard.GuardedRAG`'s answer names them), and the token
-    counts in ``usage_metadata`` (the guard's prompt from ``passages``, and the answer it scored)."""
+    counts in ``usage_metadata``: ``usage``, the answer message's own (what the server that wrote it counted: the
+    chain's real usage), where it carried one; else the guard's (its prompt from ``passages``, and the answer it
+    scored)."""
     return AIMessage(content=result.display_text,
                      response_metadata={**response_metadata(guard, result), "sources": list(sources)},
-                     usage_metadata=usage_metadata(guard, result.question, passages, result))
+                     usage_metadata=usage if usage is not None else usage_metadata(guard, result.question, passages,
+                                                                                   result))
 
 
 def _blocks_other_than_text(message: BaseMessage) -> Optional[str]:
@@ -179,7 +184,7 @@ class HGuardCheck(RunnableSerializable[dict, AIMessage]):
         question = value["question"]
         if not isinstance(question, str):
             raise InputError(f"HGuardCheck 'question' must be a string, got {type(question).__name__}: {question!r:.80}")
-        answer = value["answer"]
+        answer, usage = value["answer"], None
         if isinstance(answer, ChatMessage) and isinstance(_as_kind(answer), AIMessage):
             answer = _as_kind(answer)  # ChatMessage(role="assistant"), as a chat model's AIMessage (it was refused)
         if isinstance(answer, BaseMessage):
@@ -194,6 +199,7 @@ class HGuardCheck(RunnableSerializable[dict, AIMessage]):
             if kind is not None:  # (ChatHGuard's refusal asks for the question as text)
                 raise InputError(f"HGuardCheck 'answer' is a message holding a {kind!r} content block; the guard scores "
                                  "a text answer (its probes were calibrated on text): pass the answer's text alone")
+            usage = answer.usage_metadata or None  # the writing server's counts: kept on the decision's message
             answer = message_text(answer)
         if not isinstance(answer, str):
             raise InputError(f"HGuardCheck 'answer' must be a string or a chat model's message, got "
@@ -207,16 +213,16 @@ class HGuardCheck(RunnableSerializable[dict, AIMessage]):
         # the guard's own checks (a blank answer, one over max_new_tokens, a domain that is no name), here: refused
         # as this input, by this adapter (in a batch of the inputs kept, the guard numbered it among those alone)
         self.guard._check_input(question, _join_context(passages), None, None, domain, answer=answer)
-        return question, answer, passages, domain, problems, sources
+        return question, answer, passages, domain, problems, sources, usage
 
     # ----------------------------------------------------------------------------- invocation
 
     def _check(self, value: Any, kwargs: dict[str, Any], run_id: Any, parent: Any) -> AIMessage:
-        question, answer, context, domain, problems, sources = self._parse(value, kwargs, str(run_id))
+        question, answer, context, domain, problems, sources, usage = self._parse(value, kwargs, str(run_id))
         [result] = self.guard.check_batch([question], [answer], [context], [domain], runs=[run_ids(run_id, parent)],
                                           served=self._settings(kwargs)[1], problems=[problems])
         decided_here([result], str(run_id))  # said undelivered if the call raises before it returns it
-        return checked_message(self.guard, result, context, sources)
+        return checked_message(self.guard, result, context, sources, usage)
 
     def invoke(self, input: Any, config: Optional[RunnableConfig] = None, **kwargs: Any) -> AIMessage:
         """The decision on one answer; ``domain=`` and ``served=`` override the fields for this call. Raising after
@@ -294,7 +300,7 @@ class HGuardCheck(RunnableSerializable[dict, AIMessage]):
             def deliver(_: Any, d: Any = d, parsed: Any = parsed) -> AIMessage:
                 if isinstance(d, Exception):
                     raise d
-                return checked_message(self.guard, d, parsed[2], parsed[5])
+                return checked_message(self.guard, d, parsed[2], parsed[5], parsed[6])
 
             try:
                 with delivering(self.guard):

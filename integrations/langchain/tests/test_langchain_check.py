@@ -303,3 +303,23 @@ def test_the_message_carries_usage_metadata_and_the_sources_of_its_passages(make
     # the parser after it keeps them with the decision
     parsed = (check | GuardedOutputParser()).invoke({"question": Q, "answer": own.answer, "documents": docs})
     assert parsed.decision["sources"] == ["metals.md", "doc-7"]
+
+
+def test_an_answer_messages_own_usage_metadata_is_kept_not_replaced_by_the_guards_counts(make_guard):
+    """A review: an AIMessage answer carrying the usage_metadata of the server that wrote it (the user's real usage)
+    came back with the guard's counts in its place. It is kept as it came, in invoke and batch; an answer given as
+    text, or as a message without counts, still gets the guard's."""
+    guard = make_guard("accept")
+    own = guard.invoke(Q, domain="alpha")
+    check = HGuardCheck(guard=guard, domain="alpha", served=False)
+    theirs = {"input_tokens": 999, "output_tokens": 5, "total_tokens": 1004}
+    given = AIMessage(content=own.answer, usage_metadata=theirs)
+    bare = AIMessage(content=own.answer)
+    msgs = [check.invoke({"question": Q, "answer": given}),
+            *check.batch([{"question": Q, "answer": given}, {"question": Q, "answer": bare},
+                          {"question": Q, "answer": own.answer}])]
+    n_in = len(guard.generator.prompt_ids(Q))
+    n_out = len(guard.lm.tokenizer.encode(own.answer, add_special_tokens=False))
+    assert [m.usage_metadata for m in msgs] == [theirs, theirs] + [
+        {"input_tokens": n_in, "output_tokens": n_out, "total_tokens": n_in + n_out}] * 2
+    assert {m.response_metadata["route"] for m in msgs} == {"accept"}  # scored alike: only the counts differ
