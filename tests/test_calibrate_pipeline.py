@@ -937,3 +937,29 @@ def test_calibrate_says_its_progress_on_stderr_while_collecting_and_as_each_phas
             bar.update(40)
             bar.close()
         assert "answers" not in capsys.readouterr().err
+
+
+def test_calibrates_progress_lines_come_after_each_batch_that_reaches_a_tenth_as_the_readme_says(capsys):
+    """A review: the README said a progress line comes "at each tenth of the answers"; a 68-answer run printed at 16,
+    32, 48, 64 and 68: once a batch (of 16) that reaches a further tenth. The README says what it does."""
+    import re
+    from pathlib import Path
+
+    from hguard.calibrate.collect import Progress
+    from hguard.cli import _progress_lines
+
+    def said(total: int, batches: list[int]) -> list[int]:
+        with _progress_lines("calibrate", quiet=False):
+            bar = Progress(total, 0, desc="collecting", enabled=True)
+            for n in batches:
+                bar.update(n)
+            bar.close()
+        return [int(d) for d in re.findall(rf"answers (\d+)/{total} ", capsys.readouterr().err)]
+
+    assert said(68, [16, 16, 16, 16, 4]) == [16, 32, 48, 64, 68]  # the review's run: one line a batch
+    assert said(100, [1] * 100) == list(range(10, 101, 10))  # batches smaller than a tenth: at each tenth
+    assert said(100, [3] * 33 + [1]) == [12, 21, 30, 42, 51, 60, 72, 81, 90, 100]  # the batch that reaches one
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("| `hguard calibrate --data"))
+    assert "after each batch of answers (`--batch-size`, 16 by default) that reaches a further tenth of them" in row
+    assert "at each tenth of the answers" not in row

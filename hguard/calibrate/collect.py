@@ -228,7 +228,8 @@ _log = logging.getLogger("hguard.calibrate")
 
 class Progress:
     """A collection's progress: tqdm's bar (it redraws one line, which a log file or a pipe shows as nothing new for
-    minutes) and a line on the ``hguard.calibrate`` logger at each tenth of the rows and at the last, with the minutes
+    minutes) and a line on the ``hguard.calibrate`` logger after each batch (:meth:`update`) that reaches a further
+    tenth of the rows, and at the last (a batch spanning several tenths says one line), with the minutes
     this run has taken and about how many are left. The lines pass through the bar's ``write`` while it is open, so a
     terminal shows both; nothing is said when ``enabled`` is False."""
 
