@@ -432,7 +432,15 @@ def test_calibrate_summary_names_the_split_the_families_and_the_certificate_and_
     halluc = round(geo["hallucination_rate"] * geo["n_scored"])
     assert lines[0].startswith(f"held-out facts: n={geo['n']} ({geo['n_scored'] - halluc} right, {halluc} hallucinated")
     s = geo["families"]["summary"]
-    assert lines[1].startswith(f"held-out families (mean over {s['n_families_in_mean']} of {s['n_families']}): "
+    # a review: the families' line had no n or classes; it now counts the answers of the families in the mean, as the
+    # held-out facts' line counts its own (one helper)
+    fams = [e for e in geo["families"]["families"].values() if e.get("auroc", {}).get("probe") is not None
+            and min(e["correct"], e["hallucinated"]) >= s["min_class_for_mean"]]
+    assert len(fams) == s["n_families_in_mean"] > 0
+    n, right, wrong, refused = (sum(e[k] for e in fams) for k in ("n", "correct", "hallucinated", "refusals"))
+    assert n == right + wrong + refused and min(right, wrong) > 0
+    assert lines[1].startswith(f"held-out families (mean over {s['n_families_in_mean']} of {s['n_families']}, on their "
+                               f"n={n} ({right} right, {wrong} hallucinated, {refused} refusals)): "
                                f"probe={s['mean_auroc']['probe']:.3f}")
     assert lines[2].startswith("no accept threshold certified at target 0.2 with confidence 0.9")
     assert calibration_warnings(report, []) == []  # the shipped calibration: nothing to warn of

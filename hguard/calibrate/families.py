@@ -500,12 +500,18 @@ def _inverted(entry: dict) -> bool:
     return ci is not None and ci[1] is not None and ci[1] < 0.5
 
 
+def in_mean(per_family: dict) -> dict:
+    """The families whose AUROCs enter the domain's means: both classes, each with at least
+    :data:`MIN_CLASS_FOR_MEAN` answers (an AUROC resting on one or two answers of a class, e.g. the rare abstention on
+    invented entities, is reported for its family, with its interval, but does not enter the means)."""
+    return {f: e for f, e in per_family.items() if e.get("auroc") and e["auroc"].get("probe") is not None
+            and min(e["correct"], e["hallucinated"]) >= MIN_CLASS_FOR_MEAN}
+
+
 def summarize(per_family: dict, baselines: Sequence[str], target: float) -> dict:
     """Means over the families with both classes, the worst family, and routing pooled over families."""
     two = {f: e for f, e in per_family.items() if e.get("auroc") and e["auroc"].get("probe") is not None}
-    # An AUROC resting on one or two answers of a class (e.g. the rare abstention on invented entities)
-    # is reported for its family, with its interval, but does not enter the domain's means.
-    scored = {f: e for f, e in two.items() if min(e["correct"], e["hallucinated"]) >= MIN_CLASS_FOR_MEAN}
+    scored = in_mean(per_family)
     out: dict[str, Any] = {
         "n_families": len(per_family),
         # of those, the fallback groups of rows without meta.family (their fact groups): held-out facts, not kinds

@@ -225,9 +225,14 @@ def _calibration_summary(m: dict) -> list[str]:
     mean = (fam.get("summary") or {}).get("mean_auroc")
     if mean:
         s = fam["summary"]
+        from ..calibrate.families import in_mean
         from ..calibrate.report import family_count
 
-        lines.append(f"held-out families (mean over {s['n_families_in_mean']} of {family_count(fam)}): probe={f(mean['probe'])} "
+        # the answers the means rest on: those of the families in them, counted as the held-out facts' line counts
+        pooled = {k: sum(e[k] for e in in_mean(fam.get("families") or {}).values())
+                  for k in ("n", "correct", "hallucinated", "refusals")}
+        lines.append(f"held-out families (mean over {s['n_families_in_mean']} of {family_count(fam)}, on their "
+                     f"{_classes(pooled)}): probe={f(mean['probe'])} "
                      f"merged={f(mean['merged'])} random neurons={f(mean['random_neurons'])}: what a new kind of question gets")
     else:
         why = fam.get("no_figure") or "; ".join(
