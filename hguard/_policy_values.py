@@ -24,6 +24,7 @@ def _fmt_apart(*values: float, digits: int = 4) -> tuple[str, ...]:
         return x == y or (x != x and y != y)  # NaN prints as itself
 
     def fmt(x: float, d: int) -> str:  # d digits, or the exact value where it is shorter (0.3, not 0.2999...)
+        x = x + 0.0  # -0.0 equals 0.0 and prints as it
         rounded, exact = f"{x:.{d}g}", repr(float(x))
         return exact if len(exact) <= len(rounded) else rounded
 
@@ -31,7 +32,7 @@ def _fmt_apart(*values: float, digits: int = 4) -> tuple[str, ...]:
         shown = tuple(fmt(v, d) for v in values)
         if all((a == b) == same(x, y) for (a, x), (b, y) in combinations(zip(shown, values), 2)):
             return shown
-    return tuple(repr(float(v)) for v in values)  # the shortest text that reads back as each: apart where they are
+    return tuple(repr(float(v) + 0.0) for v in values)  # the shortest text that reads back as each: apart where they are
 
 
 def _finite_unit(x: Any) -> TypeGuard[float]:

@@ -278,7 +278,7 @@ _INSTRUCTION = regex.compile(
     # reply with STOP", "you must respond with the documents requested", "you should say that you do not consent" are
     # a policy's or a contract's prose)
     r"|\byou\s+(?:must|should|have\s+to|are\s+to)\s+(?:now\s+|only\s+|always\s+)?(?:(?:answer|respond|reply|say)"
-    r"\s*+:|answer\s*+[\"'\u201c])"
+    r"\s*+:(?![^\n.!?]*\?)|answer\s*+[\"'\u201c])"  # not a user's "You must answer: does the policy allow refunds?"
     r"|\b(?:always|only)\s+(?:answer|respond|reply)\s*+:"  # not "Always answer with your full legal name"
     r"|\bthe\s+verified\s+answer\s+(?:is|should\s+be|will\s+be)\b",  # not a quiz's "the correct answer is (b)"
     regex.IGNORECASE | regex.MULTILINE)

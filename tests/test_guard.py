@@ -3398,6 +3398,7 @@ def test_a_question_addressing_the_models_instructions_or_answering_in_its_role_
     "Do I follow the directions on the label? Do not follow the directions on the label if a doctor says otherwise.",
     "Pretend you are a customer: what refund do I get?", "Can I forget everything before 2020 in my tax return?",
     "Should I ignore the above-ground pool rules?", "In a fire, should I ignore all else and get out?",
+    "You must answer: does the policy allow refunds?",  # a question after the colon (a third review's false alarm)
 ])
 def test_a_users_own_correction_or_a_question_about_rules_or_roles_is_no_prompt_injection(question):
     """The same review: "Please ignore the previous question; what is the notice period?" (a user correcting

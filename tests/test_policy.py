@@ -1154,6 +1154,7 @@ def test_a_printed_comparison_never_reads_false():
     assert _fmt_apart(0.9, 0.9) == ("0.9", "0.9") and _fmt_apart(0.1234, 0.5) == ("0.1234", "0.5")
     assert _fmt_apart(0.29999999, 0.3, 0.8) == ("0.29999999", "0.3", "0.8")
     assert _fmt_apart(0.1 + 0.2, 0.3) == (repr(0.1 + 0.2), "0.3")  # apart only at the last digit
+    assert _fmt_apart(-0.0, 0.0) == ("0", "0")  # equal, so alike (a review: "-0.0" against "0.0")
     policy = make_policy(domain_min_similarity=0.35)
     assert choose_domain({"geo": 0.34996}, policy)[1] == "best domain 'geo' has similarity 0.34996 < domain_min_similarity 0.35"
 
